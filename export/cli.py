@@ -1,0 +1,297 @@
+"""The `segexport` command: parse flags, run the export chain step by step, print progress and a summary."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from segexport import ASSETS, DEFAULT_MODEL
+from segrt.errors import SegError
+
+
+def parse_size(text: str) -> tuple[int, ...]:
+    """ "520x520" -> (520, 520), a fixed H x W; "520" -> (520,), the shorter side."""
+    try:
+        values = tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected HxW (e.g. 520x520) or one number (shorter side)"
+        ) from None
+    if len(values) not in (1, 2) or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HxW (e.g. 520x520) or one number (shorter side)")
+    return values
+
+
+def percent(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{text}: a percentage within 0..100")
+    return value / 100.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="segexport",
+        description="Export a PyTorch segmentation model to a checked, fused ONNX graph (and a TensorRT engine).",
+        epilog="Examples: segexport  |  segexport fcn_resnet50 --fp16  |  segexport mypkg.nets:build "
+        "--checkpoint w.pt  |  segexport build/unet/model.fp16.onnx --engine",
+    )
+    parser.add_argument(
+        "model",
+        nargs="?",
+        default=DEFAULT_MODEL,
+        help=f"zoo name (fcn_resnet18, fcn_resnet50, fcn_resnet101, unet, {DEFAULT_MODEL}), "
+        f"package.module:factory, or an .onnx file made by segexport (skips the PyTorch step); "
+        f"default: {DEFAULT_MODEL}, the bundled reference model",
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--weights",
+        help="torchvision weights: DEFAULT (downloads as torchvision does), a weights name, or none for random weights",
+    )
+    model.add_argument("--checkpoint", type=Path, help="state dict saved with torch.save(model.state_dict())")
+    model.add_argument("--num-classes", type=int, help="number of classes (default: the model's own)")
+    model.add_argument("--classes", help="class names, comma-separated, or a text file with one per line")
+    model.add_argument(
+        "--input-size",
+        type=parse_size,
+        help="network input: HxW resizes every image to that size (default 520x520 for FCN, "
+        "static shapes make the fastest engines); one number S resizes the shorter side to S "
+        "keeping the aspect ratio, as torchvision's transforms do",
+    )
+    model.add_argument("--seed", type=int, default=0, help="seed for random weights, so exports repeat (default 0)")
+    model.add_argument("--unet-depth", type=int, default=4, help="unet: down-sampling steps (default 4)")
+    model.add_argument("--unet-base", type=int, default=32, help="unet: channels at full resolution (default 32)")
+    model.add_argument("--unet-transposed", action="store_true", help="unet: transposed-conv up-sampling, not bilinear")
+    onnx_group = parser.add_argument_group("ONNX")
+    onnx_group.add_argument(
+        "--no-fuse",
+        action="store_true",
+        help="export the plain network (float NCHW in, logits out) without pre/post-processing",
+    )
+    onnx_group.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17, parsed by TensorRT 10)")
+    onnx_group.add_argument(
+        "--image",
+        type=Path,
+        default=ASSETS / "astronaut.jpg",
+        help="photo for the parity checks (default: the bundled 612x640 photo)",
+    )
+    onnx_group.add_argument(
+        "--min-agreement",
+        type=percent,
+        default=None,
+        metavar="PCT",
+        help="least share of pixels that must agree with the reference, in %% "
+        "(default 99.9 for FP32, 99.5 for FP16, 98 for INT8)",
+    )
+    onnx_group.add_argument("--out", type=Path, help="output folder (default ./build/<model>)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: TensorRT's own)")
+    return parser
+
+
+# --- progress and summary ----------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    """What the run did: steps with their time and figures, files with their sizes."""
+
+    console: Any
+    steps: list[tuple[str, float, str]] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+    @contextmanager
+    def step(self, title: str) -> Iterator[dict[str, str]]:
+        """Show a spinner while the block runs, then a line with its time and `detail["text"]`."""
+        detail = {"text": ""}
+        start = time.perf_counter()
+        with self.console.status(f"{title} ..."):
+            yield detail
+        seconds = time.perf_counter() - start
+        self.steps.append((title, seconds, detail["text"]))
+        self.console.print(f"[green]✓[/] {title} [dim]({seconds:.1f} s)[/] {detail['text']}", highlight=False)
+
+    def add_file(self, path: Path) -> None:
+        self.files.append(path)
+
+    def print_summary(self) -> None:
+        from rich.table import Table
+
+        steps = Table(title="segexport summary", title_justify="left")
+        steps.add_column("step")
+        steps.add_column("time", justify="right")
+        steps.add_column("result")
+        for title, seconds, text in self.steps:
+            steps.add_row(title, f"{seconds:.1f} s", text)
+        files = Table(show_header=True)
+        files.add_column("file written")
+        files.add_column("size", justify="right")
+        for path in self.files:
+            files.add_row(str(path), _size(path.stat().st_size))
+        self.console.print(steps)
+        self.console.print(files)
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            return f"{count:.1f} {unit}" if unit != "B" else f"{int(count)} B"
+        count /= 1024
+    return str(count)
+
+
+# --- the steps ---------------------------------------------------------------------------------------
+
+
+def _read_classes(text: str) -> tuple[str, ...]:
+    path = Path(text)
+    if path.is_file():
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    else:
+        names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise SegError(f"--classes {text!r}: no class names given")
+    return tuple(names)
+
+
+def build_model_step(args: argparse.Namespace) -> Any:
+    """MODEL and its flags -> a SegmentationModel."""
+    import torch
+    from segexport.models import build_model
+
+    torch.manual_seed(args.seed)
+    options: dict[str, Any] = {}
+    if args.model == "unet":
+        options = {"depth": args.unet_depth, "base": args.unet_base, "bilinear": not args.unet_transposed}
+    if ":" in args.model and args.input_size:
+        options["input_size"] = args.input_size
+    model = build_model(
+        args.model, weights=args.weights, num_classes=args.num_classes, checkpoint=args.checkpoint, **options
+    )
+    if args.input_size:
+        model.input_size = args.input_size
+        model.resize = "fixed" if len(args.input_size) == 2 else "shorter"
+        if model.resize == "fixed" and any(v % model.size_divisor for v in args.input_size):
+            raise SegError(
+                f"--input-size {'x'.join(map(str, args.input_size))}: {model.name} needs multiples of "
+                f"{model.size_divisor}"
+            )
+    if args.classes:
+        names = _read_classes(args.classes)
+        if len(names) != len(model.classes):
+            raise SegError(f"--classes names {len(names)} classes but {model.name} has {len(model.classes)}")
+        model.classes = names
+    return model
+
+
+def export_step(args: argparse.Namespace, model: Any, out: Path, image: Any, report: Report) -> tuple[Path, Any]:
+    """Export, check, simplify, parity-check and write model.onnx with its card."""
+    import tempfile
+
+    from segexport import onnx_export
+
+    fused = not args.no_fuse
+    opset = args.opset or onnx_export.DEFAULT_OPSET
+    minimum = args.min_agreement if args.min_agreement is not None else 0.999
+    with report.step(f"export {model.name} to ONNX (opset {opset}, {'fused' if fused else 'unfused'})") as detail:
+        with tempfile.TemporaryDirectory(prefix=".segexport-", dir=out) as scratch:
+            proto = onnx_export.export_onnx(model, Path(scratch) / "raw.onnx", sample=image, fused=fused, opset=opset)
+        detail["text"] = "; ".join(model.notes)
+    with report.step("check, infer shapes, simplify (onnxslim)") as detail:
+        before = len(proto.graph.node)
+        proto = onnx_export.check_and_simplify(proto)
+        detail["text"] = f"{before} -> {len(proto.graph.node)} nodes"
+    card = model.card(
+        fused=fused,
+        opset=opset,
+        input_name=proto.graph.input[0].name,
+        output_name=proto.graph.output[0].name,
+        versions=onnx_export.package_versions(),
+    )
+    with report.step("parity: ONNX Runtime vs PyTorch on the photo") as detail:
+        parity = onnx_export.check_parity(proto, model, image, card)
+        diff = f"max |logit diff| {parity.max_abs_logit_diff:.2e}, " if parity.max_abs_logit_diff is not None else ""
+        detail["text"] = f"{diff}label agreement {100 * parity.agreement:.3f} %"
+    onnx_export.check_agreement(
+        parity,
+        minimum,
+        f"{out / 'model.onnx'} was not written",
+        "the export changed the model's answers; report it with the model, or lower --min-agreement if you accept it",
+    )
+    path = out / "model.onnx"
+    with report.step("write model.onnx and its model card"):
+        onnx_export.save_onnx(proto, path, card)
+    report.add_file(path)
+    report.add_file(path.with_name(path.name + ".json"))
+    return path, card
+
+
+def prepare_out(path: Path) -> Path:
+    """Create the output folder and prove it is writable before minutes of work go into it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".segexport-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise SegError(
+            f"{path}: cannot write to the output folder ({exc.strerror}); choose another with --out"
+        ) from None
+    return path
+
+
+def run(args: argparse.Namespace, console: Any) -> int:
+    """The whole chain for one command line; returns the exit code."""
+    from segrt.image import read_image
+    from segrt.meta import read_card
+
+    report = Report(console)
+    image = read_image(args.image)
+    source = Path(args.model)
+    if source.suffix == ".onnx":
+        if not source.is_file():
+            raise SegError(f"{source}: no such ONNX file")
+        out = prepare_out(args.out or source.parent)
+        onnx_path, card = source, read_card(source)
+    else:
+        with report.step(f"build {args.model}") as detail:
+            model = build_model_step(args)
+            size = "x".join(map(str, model.input_size))
+            detail["text"] = f"{len(model.classes)} classes, input {size} ({model.resize})"
+        out = prepare_out(args.out or Path("build") / model.name)
+        onnx_path, card = export_step(args, model, out, image, report)
+    later_steps(args, onnx_path, card, image, out, report)
+    report.print_summary()
+    return 0
+
+
+def later_steps(args: argparse.Namespace, onnx_path: Path, card: Any, image: Any, out: Path, report: Report) -> None:
+    """The steps after the FP32 ONNX: precision graphs, then TensorRT engines."""
+    if onnx_path == Path(args.model):
+        raise SegError(f"{onnx_path}: nothing to do for an ONNX file without --fp16, --int8 or --engine")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from rich.console import Console
+
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        return run(args, console)
+    except SegError as exc:
+        console.print(f"[bold red]segexport: error:[/] {exc}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        console.print("[bold red]segexport: interrupted[/]; no partial file was left at the output paths")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,413 @@
+"""The model zoo: one builder per model, each returning the network with what it needs to be used.
+
+A `SegmentationModel` is a network that maps normalized float NCHW images to
+NCHW logits, plus its classes, palette, normalization and input size -- the
+torchvision idea of weights and transforms travelling together.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from segexport.unet import UNet
+from segrt.errors import SegError
+from segrt.image import voc_palette
+from segrt.meta import ModelCard
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+VOC_CLASSES = (
+    "__background__",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+)
+
+
+@dataclass
+class SegmentationModel:
+    """A network in eval mode (normalized float NCHW -> logits NCHW) and its model card fields."""
+
+    name: str
+    network: nn.Module
+    classes: tuple[str, ...]
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    input_size: tuple[int, ...] = (520, 520)
+    resize: str = "fixed"
+    size_divisor: int = 1
+    palette: tuple[tuple[int, int, int], ...] = ()
+    notes: list[str] = field(default_factory=list)  # what the builder did that the user should know
+
+    def __post_init__(self) -> None:
+        if not self.palette:
+            self.palette = voc_palette(len(self.classes))
+        self.network.eval()
+
+    def card(self, **fields: Any) -> ModelCard:
+        """The model card of an artefact made from this model; `fields` adds the export's facts."""
+        try:
+            return ModelCard(
+                model=self.name,
+                classes=self.classes,
+                palette=self.palette,
+                mean=self.mean,
+                std=self.std,
+                input_size=self.input_size,
+                resize=self.resize,
+                size_divisor=self.size_divisor,
+                **fields,
+            )
+        except ValueError as exc:
+            raise SegError(f"{self.name}: {exc}") from None
+
+
+class Logits(nn.Module):
+    """Makes a network that returns torchvision's {"out": logits, ...} dict return the logits alone."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.network(x)
+        return out["out"] if isinstance(out, Mapping) else out
+
+
+def parameter_count(module: nn.Module | None) -> int:
+    return 0 if module is None else sum(p.numel() for p in module.parameters())
+
+
+# --- checkpoints ------------------------------------------------------------------------------------
+
+
+def load_checkpoint(network: nn.Module, path: str | os.PathLike[str]) -> list[str]:
+    """Load a state dict saved with `torch.save(model.state_dict())` (weights_only, never pickle code).
+
+    Accepts a bare state dict or one under "state_dict" / "model". Raises SegError
+    naming the missing, unexpected and misshaped keys. Returns notes for the user.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SegError(f"{path}: checkpoint not found; pass the path of a state dict saved with torch.save")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise SegError(
+                f"{path}: refused to unpickle code from this checkpoint (torch.load weights_only=True); "
+                f"save the weights with torch.save(model.state_dict(), PATH)"
+            ) from None
+        raise SegError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
+            state = state[key]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise SegError(f"{path}: not a state dict of tensors; save it with torch.save(model.state_dict(), PATH)")
+    state = {k.removeprefix("module."): v for k, v in state.items()}  # DataParallel checkpoints
+    own = network.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    misshaped = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    problems = []
+    if missing:
+        problems.append(f"missing {_few(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {_few(unexpected)}")
+    if misshaped:
+        first = misshaped[0]
+        problems.append(
+            f"misshaped {_few(misshaped)} (e.g. {first}: checkpoint {tuple(state[first].shape)}, "
+            f"model {tuple(own[first].shape)})"
+        )
+    if problems:
+        raise SegError(
+            f"{path}: checkpoint does not fit the model: {'; '.join(problems)}; check the model name, "
+            f"--num-classes and the model options"
+        )
+    network.load_state_dict(state)
+    return [f"loaded {len(state)} tensors from {path.name}"]
+
+
+def _few(keys: list[str], limit: int = 4) -> str:
+    shown = ", ".join(keys[:limit])
+    return f"{len(keys)} key(s): {shown}" + (", ..." if len(keys) > limit else "")
+
+
+# --- torchvision FCN ----------------------------------------------------------------------------------
+
+
+def _torchvision_weights(enum: Any, weights: str | None) -> Any:
+    if weights is None or weights.lower() == "none":
+        return None
+    try:
+        return enum[weights] if weights != "DEFAULT" else enum.DEFAULT
+    except KeyError:
+        names = ", ".join(["DEFAULT", "none", *enum.__members__])
+        raise SegError(f"--weights {weights}: unknown for this model; use one of {names}") from None
+
+
+def _fcn(
+    name: str,
+    builder: Callable[..., nn.Module],
+    weights_enum: Any,
+    weights: str | None,
+    num_classes: int | None,
+    checkpoint: str | os.PathLike[str] | None,
+) -> SegmentationModel:
+    chosen = None if checkpoint is not None else _torchvision_weights(weights_enum, weights)  # a checkpoint wins
+    notes: list[str] = []
+    if chosen is not None:
+        if num_classes not in (None, len(chosen.meta["categories"])):
+            raise SegError(
+                f"--num-classes {num_classes} does not match {chosen}'s {len(chosen.meta['categories'])} "
+                f"classes; use --weights none with a --checkpoint of your own"
+            )
+        try:
+            network = builder(weights=chosen, progress=False)
+        except (OSError, RuntimeError) as exc:  # URLError is an OSError
+            raise SegError(
+                f"{name}: cannot download the {chosen} weights ({_short(exc)}); pass --checkpoint PATH, "
+                f"or --weights none for random weights"
+            ) from None
+        classes = tuple(chosen.meta["categories"])
+        notes.append(f"weights {chosen}")
+    else:
+        count = num_classes or len(VOC_CLASSES)
+        has_aux = checkpoint is not None and _checkpoint_has_aux(checkpoint)
+        network = builder(weights=None, weights_backbone=None, num_classes=count, aux_loss=has_aux)
+        classes = VOC_CLASSES if count == len(VOC_CLASSES) else tuple(f"class{i}" for i in range(count))
+        if checkpoint is not None:
+            notes += load_checkpoint(network, checkpoint)
+        else:
+            notes.append("random weights (--weights none)")
+    return _drop_aux(name, network, classes, notes)
+
+
+def _drop_aux(name: str, network: nn.Module, classes: tuple[str, ...], notes: list[str]) -> SegmentationModel:
+    """Drop the auxiliary head: torchvision computes it at inference and the caller discards it."""
+    aux = getattr(network, "aux_classifier", None)
+    if aux is not None:
+        saved, total = parameter_count(aux), parameter_count(network)
+        network.aux_classifier = None
+        notes.append(
+            f"dropped the aux head: {saved / 1e6:.2f} M of {total / 1e6:.2f} M parameters ({100 * saved / total:.1f} %)"
+        )
+    return SegmentationModel(name=name, network=Logits(network), classes=classes, input_size=(520, 520), notes=notes)
+
+
+def _checkpoint_has_aux(path: str | os.PathLike[str]) -> bool:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return False  # load_checkpoint reports the real problem
+    state = state.get("state_dict", state.get("model", state)) if isinstance(state, Mapping) else state
+    return isinstance(state, Mapping) and any(
+        str(k).startswith(("aux_classifier.", "module.aux_classifier.")) for k in state
+    )
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:120] if text else type(exc).__name__
+
+
+def fcn_resnet50(
+    *, weights: str | None = "DEFAULT", num_classes: int | None = None, checkpoint: str | os.PathLike[str] | None = None
+) -> SegmentationModel:
+    """torchvision's FCN-ResNet50 (COCO with VOC labels), aux head dropped."""
+    from torchvision.models.segmentation import FCN_ResNet50_Weights
+    from torchvision.models.segmentation import fcn_resnet50 as build
+
+    return _fcn("fcn_resnet50", build, FCN_ResNet50_Weights, weights, num_classes, checkpoint)
+
+
+def fcn_resnet101(
+    *, weights: str | None = "DEFAULT", num_classes: int | None = None, checkpoint: str | os.PathLike[str] | None = None
+) -> SegmentationModel:
+    """torchvision's FCN-ResNet101 (COCO with VOC labels), aux head dropped."""
+    from torchvision.models.segmentation import FCN_ResNet101_Weights
+    from torchvision.models.segmentation import fcn_resnet101 as build
+
+    return _fcn("fcn_resnet101", build, FCN_ResNet101_Weights, weights, num_classes, checkpoint)
+
+
+def _resnet18_fcn(
+    *,
+    weights: Any = None,
+    weights_backbone: Any = None,
+    num_classes: int = 21,
+    aux_loss: bool = False,
+    progress: bool = False,
+) -> nn.Module:
+    """FCN head on a dilated ResNet-18 (output stride 8), as torchvision builds the ResNet-50 one.
+
+    torchvision's BasicBlock refuses dilation, so layers 3 and 4 are converted after
+    construction: their strides become 1 and their 3x3 convolutions dilate 2 and 4.
+    """
+    from torchvision.models import resnet18
+    from torchvision.models._utils import IntermediateLayerGetter
+    from torchvision.models.segmentation.fcn import FCN, FCNHead
+
+    backbone = resnet18(weights=None)
+    for layer, dilation in ((backbone.layer3, 2), (backbone.layer4, 4)):
+        for index, block in enumerate(layer):
+            for conv in (block.conv1, block.conv2):
+                d = dilation // 2 if (index == 0 and conv is block.conv1) else dilation
+                conv.stride, conv.dilation, conv.padding = (1, 1), (d, d), (d, d)
+            if block.downsample is not None:
+                block.downsample[0].stride = (1, 1)
+    return_layers = {"layer4": "out", **({"layer3": "aux"} if aux_loss else {})}
+    body = IntermediateLayerGetter(backbone, return_layers=return_layers)
+    return FCN(body, FCNHead(512, num_classes), FCNHead(256, num_classes) if aux_loss else None)
+
+
+def fcn_resnet18(
+    *, weights: str | None = None, num_classes: int | None = None, checkpoint: str | os.PathLike[str] | None = None
+) -> SegmentationModel:
+    """FCN-ResNet18, the edge model jetson-inference ships; no published torchvision weights."""
+    if weights not in (None, "none"):
+        raise SegError("fcn_resnet18: torchvision publishes no weights for it; use --checkpoint PATH or --weights none")
+    count = num_classes or len(VOC_CLASSES)
+    network = _resnet18_fcn(num_classes=count, aux_loss=checkpoint is not None and _checkpoint_has_aux(checkpoint))
+    notes = load_checkpoint(network, checkpoint) if checkpoint is not None else ["random weights"]
+    classes = VOC_CLASSES if count == len(VOC_CLASSES) else tuple(f"class{i}" for i in range(count))
+    return _drop_aux("fcn_resnet18", network, classes, notes)
+
+
+def unet(
+    *,
+    weights: str | None = None,
+    num_classes: int | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    depth: int = 4,
+    base: int = 32,
+    bilinear: bool = True,
+    input_size: tuple[int, int] = (256, 256),
+) -> SegmentationModel:
+    """Our U-Net (export/unet.py), random or from a checkpoint."""
+    if weights not in (None, "none"):
+        raise SegError("unet: there are no published weights; use --checkpoint PATH or --weights none")
+    count = num_classes or len(VOC_CLASSES)
+    network = UNet(count, depth=depth, base=base, bilinear=bilinear)
+    notes = load_checkpoint(network, checkpoint) if checkpoint is not None else ["random weights"]
+    classes = VOC_CLASSES if count == len(VOC_CLASSES) else tuple(f"class{i}" for i in range(count))
+    return SegmentationModel(
+        name="unet",
+        network=network,
+        classes=classes,
+        input_size=input_size,
+        size_divisor=network.size_divisor,
+        notes=notes,
+    )
+
+
+BUILDERS: dict[str, Callable[..., SegmentationModel]] = {
+    "fcn_resnet18": fcn_resnet18,
+    "fcn_resnet50": fcn_resnet50,
+    "fcn_resnet101": fcn_resnet101,
+    "unet": unet,
+}
+
+
+def user_model(
+    spec: str,
+    *,
+    num_classes: int | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    input_size: tuple[int, ...] = (520, 520),
+) -> SegmentationModel:
+    """A model from `package.module:factory`: the factory returns an nn.Module giving logits (or {"out": ...}).
+
+    The factory is called with `num_classes=` when that is given. The number of
+    classes is read off one forward pass; class names come from a `classes`
+    attribute of the module if it has one.
+    """
+    module_name, _, factory_name = spec.partition(":")
+    if not module_name or not factory_name:
+        raise SegError(f"{spec}: a user model is named package.module:factory")
+    sys.path.insert(0, os.getcwd())  # a module beside the user's shell, as `python -m` finds it
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SegError(f"{spec}: cannot import {module_name} ({exc}); check the name and PYTHONPATH") from None
+    finally:
+        sys.path.remove(os.getcwd())
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise SegError(f"{spec}: {module_name} has no callable {factory_name}")
+    try:
+        network = factory(num_classes=num_classes) if num_classes is not None else factory()
+    except Exception as exc:
+        raise SegError(f"{spec}: the factory raised {type(exc).__name__}: {_short(exc)}") from None
+    if not isinstance(network, nn.Module):
+        raise SegError(f"{spec}: the factory returned {type(network).__name__}, not a torch.nn.Module")
+    notes = load_checkpoint(network, checkpoint) if checkpoint is not None else ["weights as the factory made them"]
+    wrapped = Logits(network).eval()
+    probe_size = input_size if len(input_size) == 2 else (input_size[0], input_size[0])
+    try:
+        with torch.no_grad():
+            logits = wrapped(torch.zeros(1, 3, *probe_size))
+    except Exception as exc:
+        raise SegError(
+            f"{spec}: a forward pass on 1x3x{probe_size[0]}x{probe_size[1]} failed "
+            f"({type(exc).__name__}: {_short(exc)})"
+        ) from None
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 4:
+        raise SegError(
+            f"{spec}: the module must return N x C x H x W logits (or a dict with 'out'), "
+            f"got {type(logits).__name__} {getattr(logits, 'shape', '')}"
+        )
+    count = logits.shape[1]
+    classes = tuple(getattr(network, "classes", ())) or tuple(f"class{i}" for i in range(count))
+    if len(classes) != count:
+        raise SegError(f"{spec}: the module names {len(classes)} classes but returns {count} logit channels")
+    return SegmentationModel(name=factory_name, network=wrapped, classes=classes, input_size=input_size, notes=notes)
+
+
+def build_model(
+    name: str,
+    *,
+    weights: str | None = None,
+    num_classes: int | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    **options: Any,
+) -> SegmentationModel:
+    """Build a zoo model by name, or a user model given as `package.module:factory`."""
+    if ":" in name:
+        return user_model(name, num_classes=num_classes, checkpoint=checkpoint, **options)
+    builder = BUILDERS.get(name)
+    if builder is None:
+        raise SegError(
+            f"unknown model {name!r}; known: {', '.join(BUILDERS)}, an .onnx file, or package.module:factory"
+        )
+    kwargs: dict[str, Any] = {"num_classes": num_classes, "checkpoint": checkpoint, **options}
+    if weights is not None:
+        kwargs["weights"] = weights
+    return builder(**kwargs)

@@ -1,0 +1,171 @@
+"""torch -> ONNX: export, check, simplify, prove parity against PyTorch, write with the model card."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from segexport.deploy import FusedSegmentation
+from segexport.models import SegmentationModel
+from segrt.errors import SegError
+from segrt.image import postprocess, preprocess
+from segrt.meta import ModelCard, atomic_write, embed_card, write_sidecar
+
+DEFAULT_OPSET = 17  # parsed by TensorRT 8.6 .. 11 and every ONNX Runtime since 1.12
+INPUT_NAME, OUTPUT_NAME = "image", "labels"
+UNFUSED_INPUT_NAME, UNFUSED_OUTPUT_NAME = "input", "logits"
+
+
+@dataclass(frozen=True)
+class Parity:
+    """How an exported graph compares with its source on one image."""
+
+    agreement: float  # share of label-map pixels that are equal, 0..1
+    max_abs_logit_diff: float | None  # None where the compared graph exposes no logits
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of what made an artefact, for its model card."""
+    versions = {}
+    for name in ("segexport", "torch", "torchvision", "onnx", "onnxslim", "onnxruntime", "onnxruntime-gpu"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def export_onnx(
+    model: SegmentationModel,
+    path: str | os.PathLike[str],
+    *,
+    sample: np.ndarray,
+    fused: bool = True,
+    opset: int = DEFAULT_OPSET,
+) -> Any:
+    """Export to an in-memory `onnx.ModelProto`, dynamic in N, H and W.
+
+    Uses the TorchScript exporter (`dynamo=False`): with torch 2.14 it exports the
+    fused graph with dynamic N, H, W in one pass, where the dynamo exporter refuses
+    the H and W that flow from the input shape into the two resizes. `path` is a
+    scratch location beside the final file. `sample` is one uint8 H x W x 3 image
+    to trace with.
+    """
+    import onnx
+
+    if fused:
+        module: torch.nn.Module = FusedSegmentation(model).eval()
+        example = torch.from_numpy(np.array(sample, dtype=np.uint8))[None]  # a writable copy
+        names = (INPUT_NAME, OUTPUT_NAME)
+        dynamic = {INPUT_NAME: {0: "N", 1: "H", 2: "W"}, OUTPUT_NAME: {0: "N", 1: "H", 2: "W"}}
+    else:
+        module = model.network
+        example = torch.from_numpy(preprocess(sample[None], model.card()))
+        names = (UNFUSED_INPUT_NAME, UNFUSED_OUTPUT_NAME)
+        dynamic = {UNFUSED_INPUT_NAME: {0: "N", 2: "H", 3: "W"}, UNFUSED_OUTPUT_NAME: {0: "N", 2: "h", 3: "w"}}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic are expected here
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=[names[0]],
+            output_names=[names[1]],
+            dynamic_axes=dynamic,
+            do_constant_folding=True,
+        )
+    return onnx.load(str(path))
+
+
+def check_and_simplify(model_proto: Any) -> Any:
+    """onnx.checker, shape inference and onnxslim; the result is checked again."""
+    import onnx
+    import onnxslim
+
+    onnx.checker.check_model(model_proto)
+    inferred = onnx.shape_inference.infer_shapes(model_proto)
+    slimmed = onnxslim.slim(inferred)
+    onnx.checker.check_model(slimmed)
+    return slimmed
+
+
+def save_onnx(model_proto: Any, path: str | os.PathLike[str], card: ModelCard) -> Path:
+    """Write the ONNX file with its embedded card, atomically, then its sidecar (with sha256)."""
+    import onnx
+
+    embed_card(model_proto, card)
+    data = model_proto.SerializeToString()
+    if len(data) >= 2**31:
+        raise SegError(f"{path}: the model is over 2 GB, which ONNX cannot hold in one file")
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    onnx.checker.check_model(str(path))
+    write_sidecar(path, card)
+    return Path(path)
+
+
+def _with_logits_output(model_proto: Any) -> Any:
+    """A copy of a fused graph that also outputs the logits its ArgMax reads."""
+    import onnx
+
+    argmax = [node for node in model_proto.graph.node if node.op_type == "ArgMax"]
+    if len(argmax) != 1:
+        return None
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model_proto)
+    copy.graph.output.append(onnx.helper.make_tensor_value_info(argmax[0].input[0], onnx.TensorProto.FLOAT, None))
+    return copy
+
+
+def onnx_labels(
+    model: bytes | str | os.PathLike[str], image: np.ndarray, card: ModelCard
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Labels (and logits where the graph exposes them) of an ONNX graph (bytes or path) on one image, ORT CPU."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    source = model if isinstance(model, bytes) else str(model)
+    session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    if card.fused:
+        outputs = session.run(None, {name: image[None]})
+        return outputs[0][0], (outputs[1][0] if len(outputs) > 1 else None)
+    logits = session.run(None, {name: preprocess(image[None], card)})[0]
+    return postprocess(logits, *image.shape[:2])[0], logits[0]
+
+
+def torch_labels(model: SegmentationModel, image: np.ndarray, card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and logits of the PyTorch model on one image, the way the exported graph computes them."""
+    with torch.no_grad():
+        if card.fused:
+            logits = FusedSegmentation(model).eval().logits(torch.from_numpy(image)[None])[0]
+            return logits.argmax(0).to(torch.uint8).numpy(), logits.numpy()
+        logits = model.network(torch.from_numpy(preprocess(image[None], card))).numpy()
+    return postprocess(logits, *image.shape[:2])[0], logits[0]
+
+
+def check_parity(model_proto: Any, model: SegmentationModel, image: np.ndarray, card: ModelCard) -> Parity:
+    """Compare ONNX Runtime (CPU) with PyTorch on `image`: label agreement and max |logit diff|."""
+    probe = _with_logits_output(model_proto) if card.fused else model_proto
+    probe = probe if probe is not None else model_proto
+    labels, logits = onnx_labels(probe.SerializeToString(), image, card)
+    ref_labels, ref_logits = torch_labels(model, image, card)
+    diff = float(np.abs(logits - ref_logits).max()) if logits is not None else None
+    return Parity(agreement=float((labels == ref_labels).mean()), max_abs_logit_diff=diff)
+
+
+def check_agreement(parity: Parity, minimum: float, what: str, fix: str) -> None:
+    """Raise a SegError when `parity.agreement` is below `minimum` (both 0..1)."""
+    if parity.agreement < minimum:
+        raise SegError(
+            f"{what}: only {100 * parity.agreement:.3f} % of pixels agree with the reference "
+            f"(minimum {100 * minimum:.2f} %); {fix}"
+        )

@@ -1,0 +1,123 @@
+"""segrt: the thin segmentation runtime. numpy + ONNX Runtime or TensorRT; never torch.
+
+seg = segrt.load("build/unet/model.onnx")
+labels = seg(image)            # uint8 H x W x 3 RGB -> uint8 H x W class ids
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from segrt.errors import MissingDependency, SegError
+from segrt.image import colorize, overlay, read_image
+from segrt.meta import ModelCard, artifact_name, read_card
+from segrt.segmenter import Segmenter
+
+__all__ = [
+    "MissingDependency",
+    "ModelCard",
+    "SegError",
+    "Segmenter",
+    "colorize",
+    "load",
+    "overlay",
+    "read_image",
+    "resolve_model_file",
+]
+__version__ = "0.1.0"
+
+BACKENDS = ("tensorrt", "ort", "ort-cpu", "ort-cuda", "ort-trt")
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+def load(
+    path: str | os.PathLike[str],
+    backend: str | None = None,
+    *,
+    device: int = 0,
+    precision: str | None = None,
+    threads: int | None = None,
+    cuda_graph: bool = False,
+) -> Segmenter:
+    """Open an engine or ONNX file (or a segexport output folder) as a `Segmenter`.
+
+    `backend`: None picks TensorRT for an engine and the best installed ONNX Runtime
+    provider for an ONNX file; or name one of "tensorrt", "ort", "ort-cpu",
+    "ort-cuda", "ort-trt". `precision` ("fp32", "fp16", "int8") picks the matching
+    file beside `path`; "int8" means the CPU-flavoured Q/DQ graph on ONNX Runtime's
+    CPU provider and the TensorRT one elsewhere. The model card is read and checked
+    before the model is loaded. Raises `SegError` naming the file on bad input.
+    """
+    if backend is not None and backend not in BACKENDS:
+        raise SegError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    path = resolve_model_file(path, backend=backend, precision=precision)
+    is_engine = path.suffix in ENGINE_SUFFIXES
+    if backend == "tensorrt" and not is_engine:
+        raise SegError(
+            f"{path}: the tensorrt backend runs engines; build one with `segexport {path} --engine`, "
+            f"or use backend='ort-trt'"
+        )
+    if is_engine and backend not in (None, "tensorrt"):
+        raise SegError(f"{path}: an engine runs on the tensorrt backend only, not {backend}")
+    if is_engine:
+        card = read_card(path)  # checks the sha256 before TensorRT sees the bytes
+        from segrt.backends.tensorrt import TensorRTBackend
+
+        trt_backend = TensorRTBackend(path, card=card, device=device, cuda_graph=cuda_graph)
+        return Segmenter(trt_backend, card, path)
+    if not path.is_file():
+        raise SegError(f"{path}: no such model file")
+    from segrt.backends.onnxruntime import OnnxRuntimeBackend
+
+    ort_backend = OnnxRuntimeBackend(path, backend=backend or "ort", device=device, threads=threads)
+    card = read_card(path, metadata=ort_backend.metadata)
+    _check_card_matches(card, ort_backend.input_shape, path)
+    return Segmenter(ort_backend, card, path)
+
+
+def resolve_model_file(
+    path: str | os.PathLike[str], *, backend: str | None = None, precision: str | None = None
+) -> Path:
+    """The file `load` opens: `path` itself, or the sibling/folder member of the asked precision."""
+    path = Path(path)
+    if path.is_file() and precision is None:
+        return path
+    if not path.exists():
+        raise SegError(f"{path}: no such file or folder")
+    folder, stem = (path, "model") if path.is_dir() else (path.parent, path.name.split(".")[0])
+    precision = precision or "fp32"
+    if precision not in ("fp32", "fp16", "int8"):
+        raise SegError(f"precision {precision!r} is not one of fp32, fp16, int8")
+    engine = folder / artifact_name(stem, precision, engine=True)
+    if backend == "tensorrt" or (backend is None and engine.is_file() and _has_tensorrt()):
+        candidates = [engine]
+    elif precision == "int8" and backend in (None, "ort", "ort-cpu"):
+        candidates = [folder / artifact_name(stem, "int8-cpu"), folder / artifact_name(stem, "int8")]
+    else:
+        candidates = [folder / artifact_name(stem, precision)]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    flag = {"fp32": "", "fp16": " --fp16", "int8": " --int8 --calib DIR"}[precision]
+    raise SegError(
+        f"{folder}: no {candidates[0].name} for precision {precision}; export it with `segexport MODEL{flag}`"
+    )
+
+
+def _has_tensorrt() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorrt") is not None
+
+
+def _check_card_matches(card: ModelCard, input_shape: tuple[object, ...], path: Path) -> None:
+    """Refuse a card that describes another kind of graph than the file holds."""
+    rank_ok = len(input_shape) == 4
+    layout_ok = rank_ok and (input_shape[3] == 3 if card.fused else input_shape[1] == 3)
+    if not layout_ok:
+        kind = "fused (N x H x W x 3 uint8)" if card.fused else "unfused (N x 3 x H x W float)"
+        raise SegError(
+            f"{path}: its model card says {kind} but the graph's input is {list(input_shape)}; "
+            f"re-export it, or delete a stale .json card beside it"
+        )

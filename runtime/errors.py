@@ -1,0 +1,29 @@
+"""The one error type segrt and segexport raise for bad input; the CLIs print it in one line."""
+
+from __future__ import annotations
+
+
+class SegError(Exception):
+    """Bad input or a missing piece, explained in one sentence that names the file and the fix.
+
+    `exit_code` is what the command-line tools exit with: 2 for bad input, 3 for a
+    missing dependency or device (the work that could be done was done).
+    """
+
+    exit_code = 2
+
+
+class MissingDependency(SegError):
+    """An optional package or device is absent; the message says what to install."""
+
+    exit_code = 3
+
+
+def require(module: str, install: str) -> object:
+    """Import an optional heavy module lazily, or raise one sentence saying how to get it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # also OSError-free ImportErrors from broken native libs
+        raise MissingDependency(f"{module} is not installed ({exc}); {install}") from None

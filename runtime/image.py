@@ -1,0 +1,202 @@
+"""Images in and out: decoding, validation, host pre/post-processing, colorize and overlay.
+
+The host steps here are the ones the fused graph runs on the accelerator
+(bilinear resize with half-pixel centres and no antialiasing, as
+`F.interpolate(..., align_corners=False)`; normalization; argmax), so an unfused
+model gives the same labels as a fused one. Decoding uses Pillow.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from segrt.errors import SegError
+from segrt.meta import ModelCard, atomic_write
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+# Pillow modes converted to RGB without loss of meaning; anything else is refused.
+_CONVERTIBLE_MODES = {"RGB", "L", "P", "RGBA", "LA", "PA", "RGBX", "CMYK", "YCbCr", "1", "La", "RGBa"}
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Decode an image file to a uint8 H x W x 3 RGB array.
+
+    EXIF orientation is applied. Grayscale and palette images are expanded to RGB,
+    the alpha channel of RGBA images is dropped, CMYK is converted; 16-bit and
+    floating-point images are refused, because mapping them to 8 bits needs a
+    range only the user knows.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise SegError(f"{path}: empty file, not an image")
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            mode = img.mode
+            if mode not in _CONVERTIBLE_MODES:
+                raise SegError(f"{path}: {_mode_words(mode)} image (Pillow mode {mode}); convert it to 8-bit RGB first")
+            img.load()
+            rgb = img if mode == "RGB" else img.convert("RGB")
+            array = np.asarray(rgb, dtype=np.uint8)
+    except SegError:
+        raise
+    except FileNotFoundError:
+        raise SegError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise SegError(f"{path}: is a directory, not an image") from None
+    except UnidentifiedImageError:
+        raise SegError(f"{path}: not an image Pillow can read") from None
+    except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt data
+        raise SegError(f"{path}: cannot decode the image ({exc})") from None
+    except Image.DecompressionBombError as exc:
+        raise SegError(f"{path}: refused, too many pixels ({exc})") from None
+    return check_image(array, str(path))
+
+
+def _mode_words(mode: str) -> str:
+    if mode.startswith("I;16") or mode == "I":
+        return "16/32-bit integer"
+    if mode == "F":
+        return "32-bit floating-point"
+    return "unsupported"
+
+
+def check_image(image: object, source: str = "image") -> np.ndarray:
+    """Validate one RGB image array and return it C-contiguous; raise SegError naming `source`."""
+    if not isinstance(image, np.ndarray):
+        raise SegError(f"{source}: expected a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise SegError(
+            f"{source}: expected dtype uint8, got {image.dtype}; convert with "
+            f"np.clip(x, 0, 255).astype(np.uint8) if its range is 0..255"
+        )
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise SegError(f"{source}: expected an H x W x 3 RGB array, got shape {tuple(image.shape)}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise SegError(f"{source}: empty image, shape {tuple(image.shape)}")
+    return np.ascontiguousarray(image)
+
+
+def resize_weights(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices and weights of bilinear resizing one axis from `src` to `dst` samples.
+
+    Half-pixel centres, edge clamping and no antialiasing: the arithmetic of
+    PyTorch's `F.interpolate(mode="bilinear", align_corners=False)` and ONNX Resize
+    (`half_pixel`), so host and graph agree.
+    """
+    scale = src / dst
+    pos = np.maximum((np.arange(dst, dtype=np.float64) + 0.5) * scale - 0.5, 0.0)
+    i0 = np.minimum(np.floor(pos).astype(np.int64), src - 1)
+    i1 = np.minimum(i0 + 1, src - 1)
+    w1 = (pos - i0).astype(np.float32)
+    return i0, i1, w1
+
+
+def resize_bilinear(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize the last two axes of a float array (..., H, W) to (height, width)."""
+    src_h, src_w = array.shape[-2:]
+    if (src_h, src_w) == (height, width):
+        return array
+    y0, y1, wy = resize_weights(src_h, height)
+    x0, x1, wx = resize_weights(src_w, width)
+    rows = array[..., y0, :] * (1 - wy)[:, None] + array[..., y1, :] * wy[:, None]
+    return rows[..., x0] * (1 - wx) + rows[..., x1] * wx
+
+
+def preprocess(batch: np.ndarray, card: ModelCard) -> np.ndarray:
+    """uint8 N x H x W x 3 -> normalized float32 N x 3 x h x w at the network's input size."""
+    height, width = batch.shape[1:3]
+    net_h, net_w = card.network_size(height, width)
+    chw = batch.transpose(0, 3, 1, 2).astype(np.float32)
+    resized = resize_bilinear(chw, net_h, net_w)
+    scale = (1.0 / (255.0 * np.asarray(card.std, np.float32))).reshape(1, 3, 1, 1)
+    shift = (-np.asarray(card.mean, np.float32) / np.asarray(card.std, np.float32)).reshape(1, 3, 1, 1)
+    return np.ascontiguousarray(resized * scale + shift, dtype=np.float32)
+
+
+def postprocess(logits: np.ndarray, height: int, width: int) -> np.ndarray:
+    """float N x C x h x w logits -> uint8 N x height x width labels (upsample, then argmax)."""
+    upsampled = resize_bilinear(logits.astype(np.float32, copy=False), height, width)
+    return upsampled.argmax(axis=1).astype(np.uint8)
+
+
+def voc_palette(count: int = 256) -> tuple[tuple[int, int, int], ...]:
+    """The Pascal VOC colour map (bit-interleaved class index), extended to `count` entries."""
+    colours = []
+    for index in range(count):
+        r = g = b = 0
+        c = index
+        for bit in range(8):
+            r |= ((c >> 0) & 1) << (7 - bit)
+            g |= ((c >> 1) & 1) << (7 - bit)
+            b |= ((c >> 2) & 1) << (7 - bit)
+            c >>= 3
+        colours.append((r, g, b))
+    return tuple(colours)
+
+
+def _palette_array(palette: object | None) -> np.ndarray:
+    table = np.zeros((256, 3), np.uint8)
+    colours = np.asarray(voc_palette() if palette is None else palette, dtype=np.uint8).reshape(-1, 3)
+    table[: len(colours)] = colours[:256]
+    return table
+
+
+def colorize(labels: np.ndarray, palette: object | None = None) -> np.ndarray:
+    """uint8 H x W labels -> uint8 H x W x 3 colours (VOC palette if none is given)."""
+    labels = np.asarray(labels)
+    if labels.dtype != np.uint8 or labels.ndim != 2:
+        raise SegError(f"colorize: expected a uint8 H x W label map, got {labels.dtype} {tuple(labels.shape)}")
+    return _palette_array(palette)[labels]
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, palette: object | None = None, *, alpha: float = 0.5) -> np.ndarray:
+    """Blend the colorized labels over the image: alpha 0 is the image, 1 the colours.
+
+    Pixels of class 0 (background) keep the image, so the shapes stand out.
+    """
+    image = check_image(image)
+    if labels.shape != image.shape[:2]:
+        raise SegError(f"overlay: labels {tuple(labels.shape)} do not match the image {tuple(image.shape[:2])}")
+    if not 0.0 <= alpha <= 1.0:
+        raise SegError(f"overlay: alpha must be within 0..1, got {alpha}")
+    colours = colorize(labels, palette).astype(np.float32)
+    blended = image.astype(np.float32) * (1 - alpha) + colours * alpha
+    blended = np.where((labels == 0)[..., None], image, blended)
+    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+
+
+def write_labels_png(path: str | os.PathLike[str], labels: np.ndarray, palette: object | None = None) -> Path:
+    """Write a label map as a palette PNG (pixel values are class ids, viewers show colours), atomically."""
+    from PIL import Image
+
+    img = Image.fromarray(np.ascontiguousarray(labels, dtype=np.uint8), mode="P")
+    img.putpalette(_palette_array(palette).tobytes())
+    return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+
+
+def write_image(path: str | os.PathLike[str], rgb: np.ndarray) -> Path:
+    """Write an RGB array; the format follows the file suffix. Atomic."""
+    from PIL import Image
+
+    img = Image.fromarray(check_image(rgb, str(path)))
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(Path(path).suffix.lower(), "PNG")
+    return atomic_write(path, lambda tmp: img.save(tmp, format=fmt))
+
+
+def read_labels_png(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a label PNG (palette or grayscale) as uint8 H x W class ids."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            if img.mode not in ("P", "L"):
+                raise SegError(f"{path}: a label map must be a palette or grayscale PNG, got mode {img.mode}")
+            return np.asarray(img, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise SegError(f"{path}: cannot read the label map ({exc})") from None

@@ -1,0 +1,119 @@
+"""The one object a user holds: call it on images, get label maps."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from segrt.backends import Backend
+from segrt.errors import SegError
+from segrt.image import check_image, postprocess, preprocess
+from segrt.meta import ModelCard
+from segrt.timing import stopwatch
+
+
+class Segmenter:
+    """Turns uint8 RGB images into uint8 label maps at each image's own resolution.
+
+    `seg(image)` takes one H x W x 3 array and returns H x W labels; `seg(images)`
+    takes a list of arrays or an N x H x W x 3 batch and returns a list or an
+    N x H x W array. Images of one size run as one batch (split to fit an engine's
+    profile); a list of mixed sizes runs size by size.
+
+    The model card decides the steps: a fused graph gets the raw images, an unfused
+    one gets the host pre- and post-processing of `segrt.image`. Calls are
+    serialized by a lock, so one Segmenter shared by threads gives the same labels
+    as serial use (a TensorRT execution context is not safe to share); for parallel
+    throughput, make one Segmenter per thread.
+    """
+
+    def __init__(self, backend: Backend, card: ModelCard, path: str | Path) -> None:
+        self.backend = backend
+        self.card = card
+        self.path = Path(path)
+        self.timings: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.card.classes
+
+    @property
+    def palette(self) -> tuple[tuple[int, int, int], ...]:
+        return self.card.palette
+
+    def __repr__(self) -> str:
+        return (
+            f"Segmenter({self.path.name}, model={self.card.model}, precision={self.card.precision}, "
+            f"fused={self.card.fused}, backend={self.backend.name}, device={self.backend.device})"
+        )
+
+    def __call__(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+        if isinstance(images, np.ndarray) and images.ndim == 3:
+            return self.run_batch(check_image(images)[None])[0]
+        if isinstance(images, np.ndarray) and images.ndim == 4:
+            return self.run_batch(np.stack([check_image(im, f"image {i}") for i, im in enumerate(images)]))
+        if isinstance(images, np.ndarray):
+            raise SegError(f"image: expected H x W x 3 or N x H x W x 3, got shape {tuple(images.shape)}")
+        if not isinstance(images, (list, tuple)) or not images:
+            raise SegError(f"images: expected an array or a non-empty list of arrays, got {type(images).__name__}")
+        checked = [check_image(im, f"image {i}") for i, im in enumerate(images)]
+        results: list[np.ndarray | None] = [None] * len(checked)
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for index, image in enumerate(checked):
+            by_shape.setdefault(image.shape, []).append(index)
+        for indices in by_shape.values():
+            labels = self.run_batch(np.stack([checked[i] for i in indices]))
+            for i, label in zip(indices, labels, strict=True):
+                results[i] = label
+        return [r for r in results if r is not None]
+
+    def run_batch(self, batch: np.ndarray) -> np.ndarray:
+        """uint8 N x H x W x 3 (validated) -> uint8 N x H x W; records `timings` in ms."""
+        limit = self.backend.max_batch_shape()
+        if limit is not None:
+            if self.card.fused:  # an unfused engine sees the resized tensor, whatever the image size
+                _check_profile(batch.shape, limit, self.path)
+            if batch.shape[0] > limit[0]:
+                return np.concatenate([self.run_batch(batch[i : i + limit[0]]) for i in range(0, len(batch), limit[0])])
+        height, width = batch.shape[1:3]
+        timings: dict[str, float] = {}
+        with self._lock:
+            if self.card.fused:
+                labels = self.backend.run(batch)
+                timings.update(self.backend.timings)
+            else:
+                with stopwatch(timings, "pre"):
+                    tensor = preprocess(batch, self.card)
+                logits = self.backend.run(tensor)
+                timings.update(self.backend.timings)
+                with stopwatch(timings, "post"):
+                    labels = postprocess(logits, height, width)
+            self.timings = timings
+        if labels.shape != batch.shape[:3] or labels.dtype != np.uint8:
+            raise SegError(
+                f"{self.path}: the model returned {labels.dtype} {tuple(labels.shape)} for a "
+                f"{tuple(batch.shape)} batch; its card does not describe this graph, re-export it"
+            )
+        return labels
+
+    def close(self) -> None:
+        """Free the backend's session or engine, buffers and streams."""
+        self.backend.close()
+
+    def __enter__(self) -> Segmenter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _check_profile(shape: tuple[int, ...], limit: tuple[int, ...], path: Path) -> None:
+    _, height, width, _ = shape
+    if height > limit[1] or width > limit[2]:
+        raise SegError(
+            f"image {height}x{width} is larger than {path.name}'s profile allows ({limit[1]}x{limit[2]}); "
+            f"resize it, or rebuild the engine with a larger --max-shape"
+        )
