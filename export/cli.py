@@ -92,8 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
         "(default 99.9 for FP32, 99.5 for FP16, 98 for INT8)",
     )
     onnx_group.add_argument("--out", type=Path, help="output folder (default ./build/<model>)")
+    add_precision_arguments(parser)
+    add_engine_arguments(parser)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: TensorRT's own)")
     return parser
+
+
+def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of the precision step (FP16 / INT8 ONNX graphs). Owned by the precision work."""
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of the TensorRT engine step. Owned by the engine work."""
 
 
 # --- progress and summary ----------------------------------------------------------------------------
@@ -274,8 +284,21 @@ def run(args: argparse.Namespace, console: Any) -> int:
 
 def later_steps(args: argparse.Namespace, onnx_path: Path, card: Any, image: Any, out: Path, report: Report) -> None:
     """The steps after the FP32 ONNX: precision graphs, then TensorRT engines."""
-    if onnx_path == Path(args.model):
-        raise SegError(f"{onnx_path}: nothing to do for an ONNX file without --fp16, --int8 or --engine")
+    graphs = precision_steps(args, onnx_path, card, image, out, report)
+    engine_step(args, graphs, image, out, report)
+
+
+def precision_steps(
+    args: argparse.Namespace, onnx_path: Path, card: Any, image: Any, out: Path, report: Report
+) -> dict[str, Path]:
+    """Write the FP16 / INT8 ONNX graphs asked for; returns {precision: ONNX path}, "fp32" included."""
+    return {"fp32": onnx_path}
+
+
+def engine_step(args: argparse.Namespace, graphs: dict[str, Path], image: Any, out: Path, report: Report) -> None:
+    """Build TensorRT engines from `graphs` where asked for."""
+    if graphs["fp32"] == Path(args.model) and len(graphs) == 1:
+        raise SegError(f"{args.model}: nothing to do for an ONNX file without --fp16, --int8 or --engine")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
