@@ -1,0 +1,260 @@
+"""The `segrun` command: images, folders, videos or a camera through a model, label maps and overlays out.
+
+Needs only segrt's own dependencies (numpy, Pillow, ONNX Runtime or TensorRT);
+videos and cameras need OpenCV (`pip install segexport[video]`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from segrt.errors import MissingDependency, SegError
+from segrt.image import colorize, overlay, read_image, write_image, write_labels_png
+from segrt.timing import LatencyStats
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
+SAVE_KINDS = ("labels", "overlay", "color")
+
+
+@dataclass
+class Frame:
+    """One input frame: where it came from, where its outputs go, and its pixels (or why it has none)."""
+
+    source: str
+    out_stem: Path  # output path without suffix, relative to --out
+    image: np.ndarray | None = None
+    error: str | None = None
+
+
+@dataclass
+class RunSummary:
+    latencies_ms: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    class_pixels: np.ndarray = field(default_factory=lambda: np.zeros(256, np.int64))
+    written: int = 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="segrun",
+        description="Segment images, folders, videos or a camera with a segexport model (ONNX or TensorRT engine).",
+        epilog="Example: segrun build/unet_shapes photos/ -o out/ --save labels,overlay",
+    )
+    parser.add_argument("model", help="model.onnx, model.engine, or a segexport output folder")
+    parser.add_argument("inputs", nargs="+", help="image files, folders of images, video files, or a camera index")
+    parser.add_argument("-o", "--out", type=Path, default=Path("segrun-out"), help="output folder (default segrun-out)")
+    parser.add_argument(
+        "--save",
+        default="labels,overlay",
+        help="what to write, comma-separated: labels (palette PNG of class ids), overlay, color; "
+        "or none (default labels,overlay)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("tensorrt", "ort", "ort-cpu", "ort-cuda", "ort-trt"),
+        help="default: TensorRT for engines, the best ONNX Runtime provider for ONNX",
+    )
+    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="pick that file in a model folder")
+    parser.add_argument("--device", type=int, default=0, help="CUDA device index (default 0)")
+    parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: all cores)")
+    parser.add_argument("--cuda-graph", action="store_true", help="TensorRT: capture a CUDA graph per input shape")
+    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity, 0..1 (default 0.5)")
+    parser.add_argument("--max-frames", type=int, help="stop a video or camera after this many frames")
+    parser.add_argument("--stats", action="store_true", help="print the share of pixels per class at the end")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no per-frame lines, only the summary")
+    return parser
+
+
+def parse_save(text: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    if kinds == ("none",):
+        return ()
+    unknown = [k for k in kinds if k not in SAVE_KINDS]
+    if unknown or not kinds:
+        raise SegError(f"--save {text!r}: use labels, overlay, color (comma-separated) or none")
+    return kinds
+
+
+# --- inputs ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """One named input: an image file, a video file or camera, or a folder with nothing in it."""
+
+    location: str | int
+    out_stem: Path
+    kind: str  # "image", "video", "empty"
+
+
+def list_sources(inputs: Sequence[str]) -> list[Source]:
+    """Expand folders (recursively, sorted) without decoding anything yet."""
+    sources = []
+    for text in inputs:
+        path = Path(text)
+        if text.isdigit() and not path.exists():
+            sources.append(Source(int(text), Path(f"camera{text}"), "video"))
+        elif path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+            if not files:
+                sources.append(Source(str(path), Path(path.name), "empty"))
+            for file in files:
+                kind = "video" if file.suffix.lower() in VIDEO_SUFFIXES else "image"
+                sources.append(Source(str(file), Path(path.name) / file.relative_to(path).with_suffix(""), kind))
+        else:
+            kind = "video" if path.suffix.lower() in VIDEO_SUFFIXES else "image"
+            sources.append(Source(str(path), Path(path.stem), kind))
+    return sources
+
+
+def iter_frames(sources: Sequence[Source], max_frames: int | None) -> Iterator[Frame]:
+    """Every frame of every source, decoded lazily; unreadable files become frames with an error."""
+    for source in sources:
+        if source.kind == "empty":
+            yield Frame(str(source.location), source.out_stem, error=f"{source.location}: empty folder")
+        elif source.kind == "video":
+            yield from _video_frames(source.location, source.out_stem, max_frames)
+        else:
+            try:
+                image = read_image(source.location)  # type: ignore[arg-type]
+                yield Frame(str(source.location), source.out_stem, image=image)
+            except SegError as exc:
+                yield Frame(str(source.location), source.out_stem, error=str(exc))
+
+
+def _video_frames(location: str | int, stem: Path, max_frames: int | None) -> Iterator[Frame]:
+    try:
+        import cv2
+    except ImportError:
+        raise MissingDependency(f"{location}: videos and cameras need OpenCV; pip install segexport[video]") from None
+    capture = cv2.VideoCapture(location)
+    if not capture.isOpened():
+        yield Frame(str(location), stem, error=f"{location}: cannot open the video or camera")
+        return
+    try:
+        index = 0
+        while max_frames is None or index < max_frames:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            yield Frame(f"{location}#{index}", stem / f"{index:06d}", image=np.ascontiguousarray(bgr[..., ::-1]))
+            index += 1
+    finally:
+        capture.release()
+
+
+# --- the run -----------------------------------------------------------------------------------------
+
+
+def save_outputs(frame: Frame, labels: np.ndarray, out: Path, kinds: Sequence[str], seg: object, alpha: float) -> int:
+    palette = seg.palette  # type: ignore[attr-defined]
+    stem = out / frame.out_stem
+    written = 0
+    if "labels" in kinds:
+        write_labels_png(stem.with_suffix(".png"), labels, palette)
+        written += 1
+    if "overlay" in kinds:
+        assert frame.image is not None
+        write_image(stem.with_name(stem.name + ".overlay.jpg"), overlay(frame.image, labels, palette, alpha=alpha))
+        written += 1
+    if "color" in kinds:
+        write_image(stem.with_name(stem.name + ".color.png"), colorize(labels, palette))
+        written += 1
+    return written
+
+
+def run(args: argparse.Namespace) -> int:
+    import segrt
+
+    kinds = parse_save(args.save)
+    if not 0.0 <= args.alpha <= 1.0:
+        raise SegError(f"--alpha {args.alpha}: must be within 0..1")
+    seg = segrt.load(
+        args.model,
+        args.backend,
+        device=args.device,
+        precision=args.precision,
+        threads=args.threads,
+        cuda_graph=args.cuda_graph,
+    )
+    log = sys.stderr
+    print(f"segrun: {seg}", file=log)
+    summary = RunSummary()
+    sources = list_sources(args.inputs)
+    total = len(sources) if all(s.kind != "video" for s in sources) else None  # a camera never ends
+    start = time.perf_counter()
+    for index, frame in enumerate(iter_frames(sources, args.max_frames), 1):
+        counter = f"[{index:>{len(str(total))}}/{total}]" if total else f"[{index}]"
+        if frame.error is not None or frame.image is None:
+            summary.failures.append(frame.error or f"{frame.source}: no image")
+            if not args.quiet:
+                print(f"{counter} skipped: {frame.error}", file=log)
+            continue
+        try:
+            began = time.perf_counter_ns()
+            labels = seg(frame.image)
+            elapsed_ms = (time.perf_counter_ns() - began) / 1e6
+            summary.written += save_outputs(frame, labels, args.out, kinds, seg, args.alpha)
+        except SegError as exc:
+            summary.failures.append(str(exc))
+            if not args.quiet:
+                print(f"{counter} skipped: {exc}", file=log)
+            continue
+        summary.latencies_ms.append(elapsed_ms)
+        if args.stats:
+            summary.class_pixels += np.bincount(labels.ravel(), minlength=256)[:256]
+        if not args.quiet:
+            height, width = frame.image.shape[:2]
+            print(f"{counter} {frame.source}  {height}x{width}  {elapsed_ms:.1f} ms", file=log)
+    seg.close()
+    print_summary(summary, time.perf_counter() - start, args.out, seg.classes if args.stats else None)
+    if not summary.latencies_ms:
+        raise SegError("no input could be segmented: " + (summary.failures[0] if summary.failures else "no inputs"))
+    return 1 if summary.failures else 0
+
+
+def print_summary(summary: RunSummary, wall_s: float, out: Path, classes: Sequence[str] | None) -> None:
+    log = sys.stderr
+    done = len(summary.latencies_ms)
+    print(
+        f"segrun: {done} frame(s) segmented, {len(summary.failures)} skipped, {summary.written} file(s) "
+        f"written to {out}/ in {wall_s:.1f} s",
+        file=log,
+    )
+    if done:
+        stats = LatencyStats.from_samples(summary.latencies_ms)
+        print(
+            f"segrun: latency (array in -> labels out) p50 {stats.p50:.1f} ms, p90 {stats.p90:.1f} ms, "
+            f"p99 {stats.p99:.1f} ms, mean {stats.mean:.1f} ms = {stats.fps:.1f} FPS",
+            file=log,
+        )
+    if classes is not None and summary.class_pixels.sum():
+        shares = summary.class_pixels / summary.class_pixels.sum()
+        for index in np.argsort(-shares):
+            if shares[index] > 0:
+                name = classes[index] if index < len(classes) else str(index)
+                print(f"segrun:   {name:<20} {100 * shares[index]:6.2f} %", file=log)
+    for failure in summary.failures:
+        print(f"segrun: skipped {failure}", file=log)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except SegError as exc:
+        print(f"segrun: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("segrun: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
