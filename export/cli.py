@@ -135,16 +135,18 @@ class Report:
         from rich.table import Table
 
         steps = Table(title="segexport summary", title_justify="left")
-        steps.add_column("step")
-        steps.add_column("time", justify="right")
-        steps.add_column("result")
+        steps.add_column("step", overflow="fold")
+        steps.add_column("time", justify="right", no_wrap=True)
+        steps.add_column("result", overflow="fold")
         for title, seconds, text in self.steps:
             steps.add_row(title, f"{seconds:.1f} s", text)
+        folders = {path.parent for path in self.files}
+        where = f" in {folders.pop()}" if len(folders) == 1 else ""
         files = Table(show_header=True)
-        files.add_column("file written")
+        files.add_column(f"file written{where}", overflow="fold")
         files.add_column("size", justify="right")
         for path in self.files:
-            files.add_row(str(path), _size(path.stat().st_size))
+            files.add_row(path.name if where else str(path), _size(path.stat().st_size))
         self.console.print(steps)
         self.console.print(files)
 

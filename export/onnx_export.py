@@ -146,7 +146,7 @@ def torch_labels(model: SegmentationModel, image: np.ndarray, card: ModelCard) -
     """Labels and logits of the PyTorch model on one image, the way the exported graph computes them."""
     with torch.no_grad():
         if card.fused:
-            logits = FusedSegmentation(model).eval().logits(torch.from_numpy(image)[None])[0]
+            logits = FusedSegmentation(model).eval().logits(torch.from_numpy(np.array(image))[None])[0]
             return logits.argmax(0).to(torch.uint8).numpy(), logits.numpy()
         logits = model.network(torch.from_numpy(preprocess(image[None], card))).numpy()
     return postprocess(logits, *image.shape[:2])[0], logits[0]

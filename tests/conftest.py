@@ -36,8 +36,10 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not HAS_TORCH:
         missing = [name for name in TEST_MODELS if not (folder / name / "model.onnx").is_file()]
         if missing:
-            pytest.fail(f"torch is not installed and $SEGRT_TEST_MODELS lacks {missing}; run the torch suite first "
-                        f"with SEGRT_TEST_MODELS set (see .ci/run)")
+            pytest.fail(
+                f"torch is not installed and $SEGRT_TEST_MODELS lacks {missing}; run the torch suite first "
+                f"with SEGRT_TEST_MODELS set (see .ci/run)"
+            )
     return folder
 
 
@@ -55,6 +57,12 @@ def exported(models_dir: Path):
         return path
 
     return get
+
+
+@pytest.fixture(scope="session")
+def model_args() -> dict[str, list[str]]:
+    """The segexport arguments of each TEST_MODELS entry."""
+    return TEST_MODELS
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,246 @@
+"""segexport: real exports of small models, the fused graph's contract, parity, cards and bad input."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from segexport import onnx_export
+from segexport.cli import main
+from segexport.deploy import FusedSegmentation
+from segexport.models import build_model, fcn_resnet18
+from segrt.meta import CARD_KEY, file_sha256, read_card
+
+
+def _ort_run(path: Path, array: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: array})[0]
+
+
+def test_fused_graph_takes_uint8_nhwc_with_dynamic_dims_and_returns_uint8_labels(exported):
+    model = onnx.load(str(exported("unet")))
+    (inp,), (out,) = model.graph.input, model.graph.output
+    assert inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert out.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    in_dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
+    assert in_dims[3] == 3 and all(isinstance(d, str) for d in in_dims[:3]), in_dims
+    assert len(out.type.tensor_type.shape.dim) == 3
+
+
+@pytest.mark.parametrize("name", ["unet", "fcn50"])
+def test_fused_onnx_matches_pytorch_at_two_shapes(exported, model_args, name, photo):
+    """The graph is dynamic in N, H and W: batch 2 at an odd size and batch 1 at the photo's size."""
+    from segexport.cli import build_model_step, build_parser
+
+    args = build_parser().parse_args(model_args[name])
+    torch.manual_seed(args.seed)
+    module = FusedSegmentation(build_model_step(args)).eval()
+    odd = np.stack([photo[:97, :131], photo[200:297, 300:431]])
+    for batch in (photo[None], odd):
+        labels = _ort_run(exported(name), np.ascontiguousarray(batch))
+        with torch.no_grad():
+            expected = module(torch.from_numpy(np.array(batch))).numpy()
+        assert labels.shape == batch.shape[:3] and labels.dtype == np.uint8
+        assert (labels == expected).mean() >= 0.999
+
+
+def test_card_is_embedded_and_in_the_sidecar_with_the_file_sha(exported):
+    path = exported("fcn50")
+    embedded = {p.key: p.value for p in onnx.load(str(path)).metadata_props}[CARD_KEY]
+    sidecar = json.loads(path.with_name("model.onnx.json").read_text())
+    assert sidecar.pop("sha256") == file_sha256(path)
+    assert json.loads(embedded) == sidecar
+    card = read_card(path)
+    assert card.model == "fcn_resnet50" and card.fused and card.opset == 17
+    assert card.classes[15] == "person" and len(card.palette) == 21
+    assert card.mean == pytest.approx((0.485, 0.456, 0.406)) and card.input_size == (96, 96)
+    assert {"torch", "onnx", "onnxruntime"} <= set(card.versions)
+
+
+def test_unfused_export_is_the_plain_network(exported):
+    model = onnx.load(str(exported("unet-unfused")))
+    (inp,), (out,) = model.graph.input, model.graph.output
+    assert inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert out.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert inp.type.tensor_type.shape.dim[1].dim_value == 3
+    assert not read_card(exported("unet-unfused")).fused
+
+
+def test_parity_line_and_summary_are_printed(tmp_path, capsys):
+    code = main(["unet", "--unet-base", "4", "--unet-depth", "2", "--input-size", "32x32", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "label agreement 100.000 %" in err and "max |logit diff|" in err
+    assert "segexport summary" in err and "model.onnx.json" in err
+
+
+def test_shorter_side_resize_keeps_aspect_and_matches_pytorch(tmp_path, photo):
+    code = main(["fcn_resnet50", "--weights", "none", "--input-size", "72", "--out", str(tmp_path)])
+    assert code == 0
+    card = read_card(tmp_path / "model.onnx")
+    assert card.resize == "shorter" and card.network_size(612, 640) == (72, 75)
+    torch.manual_seed(0)
+    model = build_model("fcn_resnet50", weights="none")
+    model.input_size, model.resize = (72,), "shorter"
+    module = FusedSegmentation(model).eval()
+    for image in (photo[:300, :150], photo[:150, :400]):  # tall, then wide
+        labels = _ort_run(tmp_path / "model.onnx", np.ascontiguousarray(image)[None])
+        with torch.no_grad():
+            expected = module(torch.from_numpy(np.array(image))[None]).numpy()
+        assert (labels == expected).mean() >= 0.999
+
+
+def test_aux_head_is_dropped_and_the_saving_reported(tmp_path):
+    from torchvision.models.segmentation import fcn_resnet50
+
+    torch.manual_seed(0)
+    net = fcn_resnet50(weights=None, weights_backbone=None, num_classes=21, aux_loss=True)
+    torch.save(net.state_dict(), tmp_path / "fcn.pt")
+    model = build_model("fcn_resnet50", checkpoint=tmp_path / "fcn.pt")
+    assert model.network.network.aux_classifier is None
+    assert any(note.startswith("dropped the aux head: 2.37 M of 35.32 M") for note in model.notes), model.notes
+
+
+def test_fcn_resnet18_has_output_stride_8():
+    model = fcn_resnet18(weights=None)
+    features = model.network.network.backbone(torch.zeros(1, 3, 64, 96))["out"]
+    assert tuple(features.shape) == (1, 512, 8, 12)
+    assert tuple(model.network(torch.zeros(1, 3, 64, 96)).shape) == (1, 21, 64, 96)
+
+
+def test_user_model_from_module_and_factory(tmp_path, monkeypatch):
+    (tmp_path / "mynets.py").write_text(
+        textwrap.dedent("""
+        import torch
+        from torch import nn
+
+        class Tiny(nn.Module):
+            classes = ("sky", "road", "car")
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(3, 3, 3, padding=1)
+            def forward(self, x):
+                return {"out": self.conv(x)}
+
+        def build():
+            return Tiny()
+
+        def not_a_module():
+            return 42
+    """)
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["mynets:build", "--input-size", "32x48", "--out", "out"]) == 0
+    card = read_card(tmp_path / "out" / "model.onnx")
+    assert card.classes == ("sky", "road", "car") and card.model == "build" and card.input_size == (32, 48)
+
+
+def test_default_output_folder_is_build_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["unet", "--unet-base", "4", "--unet-depth", "2", "--input-size", "32x32"]) == 0
+    assert (tmp_path / "build" / "unet" / "model.onnx").is_file()
+
+
+def _mismatched_checkpoint(tmp_path: Path) -> Path:
+    from segexport.unet import UNet
+
+    state = UNet(5, base=4, depth=2).state_dict()
+    state.pop("head.bias")
+    state["extra.weight"] = torch.zeros(1)
+    path = tmp_path / "mismatch.pt"
+    torch.save(state, path)
+    return path
+
+
+def _pickle_checkpoint(tmp_path: Path) -> Path:
+    from segexport.unet import UNet
+
+    path = tmp_path / "pickled.pt"
+    torch.save(UNet(21, base=4, depth=2), path)  # a whole pickled module, not a state dict
+    return path
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["resnet9000"], ["unknown model 'resnet9000'", "fcn_resnet50", "unet"]),
+        (["unet", "--checkpoint", "{tmp}/nowhere.pt"], ["nowhere.pt", "checkpoint not found"]),
+        (
+            ["unet", "--num-classes", "5", "--unet-base", "4", "--unet-depth", "2", "--checkpoint", "{mismatch}"],
+            ["mismatch.pt", "missing 1 key(s): head.bias", "unexpected 1 key(s): extra.weight"],
+        ),
+        (
+            ["unet", "--unet-base", "4", "--unet-depth", "2", "--checkpoint", "{pickled}"],
+            ["pickled.pt", "weights_only=True", "state_dict"],
+        ),
+        (["mynets:not_a_module"], ["returned int, not a torch.nn.Module"]),
+        (["nosuchpackage.nets:build"], ["cannot import nosuchpackage.nets"]),
+        (["fcn_resnet50", "--weights", "DEFAULT"], ["cannot download", "--checkpoint", "--weights none"]),
+        (["unet", "--out", "{tmp}/a-file/out"], ["a-file/out", "cannot write", "--out"]),
+        (["unet", "--input-size", "30x30"], ["needs multiples of 16"]),
+    ],
+)
+def test_bad_input_gets_one_line_and_exit_2(argv, words, tmp_path, monkeypatch, capsys):
+    import urllib.error
+
+    import torchvision.models._api
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")  # CI must not depend on, or use, a network
+
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "mynets.py").write_text("def not_a_module():\n    return 42\n")
+    values = {
+        "tmp": str(tmp_path),
+        "mismatch": str(_mismatched_checkpoint(tmp_path)),
+        "pickled": str(_pickle_checkpoint(tmp_path)),
+    }
+    code = main([arg.format(**values) for arg in argv])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if "segexport: error:" in line]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    message = " ".join(err.split())  # rich may wrap the one logical line
+    for word in words:
+        assert word in message, (word, err)
+    assert not list(tmp_path.rglob("*.onnx"))
+
+
+def test_failed_parity_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(onnx_export, "check_parity", lambda *a, **k: onnx_export.Parity(0.97, 0.5))
+    code = main(["unet", "--unet-base", "4", "--unet-depth", "2", "--input-size", "32x32", "--out", str(tmp_path)])
+    assert code == 2
+    assert "only 97.000 % of pixels agree" in " ".join(capsys.readouterr().err.split())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupted_write_leaves_no_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    assert main(["unet", "--unet-base", "4", "--unet-depth", "2", "--input-size", "32x32", "--out", str(out)]) == 0
+    before = (out / "model.onnx").read_bytes()
+
+    def interrupted(model_proto, path, card):
+        from segrt.meta import atomic_write
+
+        def half_write(tmp: Path) -> None:
+            tmp.write_bytes(model_proto.SerializeToString()[:100])
+            raise KeyboardInterrupt
+
+        atomic_write(path, half_write)
+
+    monkeypatch.setattr(onnx_export, "save_onnx", interrupted)
+    code = main(
+        ["unet", "--unet-base", "4", "--unet-depth", "2", "--input-size", "32x32", "--seed", "1", "--out", str(out)]
+    )
+    assert code == 130
+    assert (out / "model.onnx").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "model.onnx.json"]
