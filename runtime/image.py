@@ -98,31 +98,49 @@ def resize_weights(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def resize_bilinear(array: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize the last two axes of a float array (..., H, W) to (height, width)."""
-    src_h, src_w = array.shape[-2:]
+    """Resize a channel-last float32 array N x H x W x C to N x height x width x C.
+
+    Channel-last makes the row pass copy whole contiguous rows, so the row pass
+    is the one that touches the larger array: last when enlarging, first when shrinking.
+    """
+    src_h, src_w = array.shape[1:3]
     if (src_h, src_w) == (height, width):
         return array
     y0, y1, wy = resize_weights(src_h, height)
     x0, x1, wx = resize_weights(src_w, width)
-    rows = array[..., y0, :] * (1 - wy)[:, None] + array[..., y1, :] * wy[:, None]
-    return rows[..., x0] * (1 - wx) + rows[..., x1] * wx
+
+    def rows(a: np.ndarray) -> np.ndarray:
+        out = a[:, y0]
+        out *= (1 - wy)[:, None, None]
+        out += a[:, y1] * wy[:, None, None]
+        return out
+
+    def cols(a: np.ndarray) -> np.ndarray:
+        out = a[:, :, x0]
+        out *= (1 - wx)[:, None]
+        out += a[:, :, x1] * wx[:, None]
+        return out
+
+    return rows(cols(array)) if height * width >= src_h * src_w else cols(rows(array))
 
 
 def preprocess(batch: np.ndarray, card: ModelCard) -> np.ndarray:
     """uint8 N x H x W x 3 -> normalized float32 N x 3 x h x w at the network's input size."""
     height, width = batch.shape[1:3]
     net_h, net_w = card.network_size(height, width)
-    chw = batch.transpose(0, 3, 1, 2).astype(np.float32)
-    resized = resize_bilinear(chw, net_h, net_w)
-    scale = (1.0 / (255.0 * np.asarray(card.std, np.float32))).reshape(1, 3, 1, 1)
-    shift = (-np.asarray(card.mean, np.float32) / np.asarray(card.std, np.float32)).reshape(1, 3, 1, 1)
-    return np.ascontiguousarray(resized * scale + shift, dtype=np.float32)
+    resized = resize_bilinear(batch.astype(np.float32), net_h, net_w)
+    scale = 1.0 / (255.0 * np.asarray(card.std, np.float32))
+    shift = -np.asarray(card.mean, np.float32) / np.asarray(card.std, np.float32)
+    return np.ascontiguousarray((resized * scale + shift).transpose(0, 3, 1, 2))
 
 
 def postprocess(logits: np.ndarray, height: int, width: int) -> np.ndarray:
-    """float N x C x h x w logits -> uint8 N x height x width labels (upsample, then argmax)."""
-    upsampled = resize_bilinear(logits.astype(np.float32, copy=False), height, width)
-    return upsampled.argmax(axis=1).astype(np.uint8)
+    """float N x C x h x w logits -> uint8 N x height x width labels (upsample, then argmax).
+
+    Works channel-last, where the argmax over classes reads contiguous memory.
+    """
+    channel_last = np.ascontiguousarray(logits.transpose(0, 2, 3, 1), dtype=np.float32)
+    return resize_bilinear(channel_last, height, width).argmax(axis=-1).astype(np.uint8)
 
 
 def voc_palette(count: int = 256) -> tuple[tuple[int, int, int], ...]:

@@ -66,6 +66,12 @@ def model_args() -> dict[str, list[str]]:
 
 
 @pytest.fixture(scope="session")
+def photo_path() -> Path:
+    """The bundled 612x640 test photo (NASA, public domain; via scikit-image)."""
+    return PHOTO
+
+
+@pytest.fixture(scope="session")
 def photo() -> np.ndarray:
     from segrt.image import read_image
 
