@@ -1,0 +1,467 @@
+"""ONNX graph -> serialized TensorRT engine: strongly typed, one optimization profile, timing cache, DLA, progress.
+
+The precision comes from the ONNX graph (FP16 from AutoCast, INT8 from Q/DQ nodes),
+never from builder flags: TensorRT 11 removed BuilderFlag.FP16/INT8 and the INT8
+calibrators, and 10.x builds a strongly typed network the same way. Everything up to
+the first TensorRT call (shapes, profile, card, version decisions, what is missing) is
+a pure function tested on CPU; `tensorrt` is imported only inside `build_engine`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from segrt.errors import MissingDependency, SegError
+from segrt.meta import ModelCard, artifact_name, file_sha256, write_bytes_atomic, write_sidecar
+
+if TYPE_CHECKING:
+    import tensorrt as trt
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+    from segrt.backends.tensorrt import GpuInfo
+
+Shape = tuple[int, int, int]  # N, H, W of the images the engine takes
+
+# The default profile covers the common camera frames: 64x64 tiles up to 1080p in either
+# orientation (1920x1080 and 1080x1920), tuned for 720p, one image at a time. A fused graph
+# resizes to the network size inside the engine, so a wide H x W range costs only the
+# input/output buffers (1920x1920x3 uint8 is 11 MB); batching is opt-in (--max-shape 8x...)
+# because activation memory grows with N, which matters on an 8 GB Jetson.
+DEFAULT_MIN_SHAPE: Shape = (1, 64, 64)
+DEFAULT_OPT_SHAPE: Shape = (1, 720, 1280)
+DEFAULT_MAX_SHAPE: Shape = (1, 1920, 1920)
+# Least pixel agreement of an engine with ONNX Runtime (CPU) on the same graph, per precision.
+DEFAULT_MIN_AGREEMENT = {"fp32": 0.999, "fp16": 0.995, "int8": 0.98}
+INSTALL = "`pip install segexport[tensorrt]` on a desktop, JetPack on a Jetson"
+
+_SHAPE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*x\s*(\d+)\s*$", re.I)
+
+
+# --- shapes and the optimization profile --------------------------------------------------------
+
+
+def parse_shape(text: str) -> Shape:
+    """ "1x480x640" -> (1, 480, 640): images per batch x height x width. ValueError names the format."""
+    match = _SHAPE.match(text)
+    if not match:
+        raise ValueError(f"{text!r}: expected NxHxW, images x height x width, e.g. 1x480x640")
+    shape = (int(match[1]), int(match[2]), int(match[3]))
+    if min(shape) < 1:
+        raise ValueError(f"{text!r}: every dimension must be at least 1")
+    return shape
+
+
+@dataclass(frozen=True)
+class ShapeRange:
+    """The N x H x W image shapes an engine accepts (min, opt, max)."""
+
+    min: Shape = DEFAULT_MIN_SHAPE
+    opt: Shape = DEFAULT_OPT_SHAPE
+    max: Shape = DEFAULT_MAX_SHAPE
+
+    def __post_init__(self) -> None:
+        for axis, name in enumerate(("N", "H", "W")):
+            low, best, high = self.min[axis], self.opt[axis], self.max[axis]
+            if not low <= best <= high:
+                raise SegError(
+                    f"--min-shape/--opt-shape/--max-shape: {name} must grow from min to opt to max, got "
+                    f"{low}, {best}, {high}; e.g. --min-shape 1x64x64 --opt-shape 1x720x1280 --max-shape 1x1920x1920"
+                )
+
+
+def input_profile(
+    card: ModelCard, shapes: ShapeRange, static_dims: Sequence[int] | None = None
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """The (min, opt, max) shapes of the network input for image shapes `shapes`.
+
+    A fused graph takes the images themselves (N x H x W x 3 uint8). An unfused graph takes
+    N x 3 x h x w at the network size the card gives for those images: one size for a fixed
+    resize, the range spanned by min/opt/max images for a shorter-side resize. Dimensions the
+    graph fixes (`static_dims`, -1 where dynamic) win over the requested ones.
+    """
+    profile: list[tuple[int, ...]]
+    if card.fused:
+        profile = [(n, h, w, 3) for n, h, w in (shapes.min, shapes.opt, shapes.max)]
+    else:
+        sizes = [card.network_size(h, w) for _, h, w in (shapes.min, shapes.opt, shapes.max)]
+        low = (min(s[0] for s in sizes), min(s[1] for s in sizes))
+        high = (max(s[0] for s in sizes), max(s[1] for s in sizes))
+        best = (min(max(sizes[1][0], low[0]), high[0]), min(max(sizes[1][1], low[1]), high[1]))
+        batches = (shapes.min[0], shapes.opt[0], shapes.max[0])
+        profile = [(n, 3, h, w) for n, (h, w) in zip(batches, (low, best, high), strict=True)]
+    if static_dims is not None:
+        if len(static_dims) != 4:
+            raise SegError(f"the graph's input has {len(static_dims)} dimensions; a segexport graph has 4")
+        profile = [tuple(d if d >= 0 else s for s, d in zip(shape, static_dims, strict=True)) for shape in profile]
+    return profile[0], profile[1], profile[2]
+
+
+# --- TensorRT 10.x vs 11.x: the one place that knows -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TensorRTApi:
+    """What this builder does differently on TensorRT 10.x and 11.x.
+
+    Follows NVIDIA's "Migrating from TensorRT 10.x to 11.x" pages (Python API patterns,
+    and "Removed Python APIs and Replacements"): 11.x networks are always strongly typed
+    and `NetworkDefinitionCreationFlag.STRONGLY_TYPED` is deprecated and ignored, so the
+    flag is only asked for on 10.x. BuilderFlag.FP16/INT8 are used on neither.
+    """
+
+    version: str
+    major: int
+    minor: int
+    ask_strongly_typed: bool  # 10.x: pass 1 << STRONGLY_TYPED to create_network; 11.x: pass 0
+    dla_parser_flag: bool  # 11.x: OnnxParserFlag.ADJUST_FOR_DLA ("Strongly Typed Networks for DLA" page)
+
+
+def tensorrt_api(version: str) -> TensorRTApi:
+    """The API decisions for TensorRT `version` ("10.3.0", "11.4.1.2"); SegError before 10.0."""
+    match = re.match(r"^(\d+)\.(\d+)", version)
+    if not match:
+        raise SegError(f"TensorRT version {version!r} is not MAJOR.MINOR[...]; reinstall TensorRT")
+    major, minor = int(match[1]), int(match[2])
+    if major < 10:
+        raise SegError(
+            f"TensorRT {version} is too old: segexport builds strongly typed networks with the TensorRT 10 API "
+            f"(JetPack 6 ships 10.3); install TensorRT 10 or 11 ({INSTALL})"
+        )
+    return TensorRTApi(version, major, minor, ask_strongly_typed=major == 10, dla_parser_flag=major >= 11)
+
+
+def network_flags(api: TensorRTApi) -> int:
+    """The `create_network` flags for a strongly typed network on this TensorRT."""
+    if not api.ask_strongly_typed:
+        return 0  # 11.x: strongly typed always (the flag is deprecated there)
+    import tensorrt as trt
+
+    return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+
+
+def _adjust_parser_for_dla(parser: trt.OnnxParser, api: TensorRTApi) -> None:
+    """11.x only: let the ONNX parser reshape layers for DLA. The 10.13 stubs have no such flag."""
+    if not api.dla_parser_flag:
+        return
+    import tensorrt as trt
+
+    flag = getattr(trt.OnnxParserFlag, "ADJUST_FOR_DLA", None)
+    if flag is not None:
+        parser.set_flag(flag)
+
+
+# --- what is missing on this machine -------------------------------------------------------------
+
+
+def missing_sentence(tensorrt_problem: str | None, gpu_problem: str | None, sources: Sequence[Path]) -> str | None:
+    """One sentence for a machine that cannot build engines: what is missing, how to get it, the command later."""
+    if tensorrt_problem is None and gpu_problem is None:
+        return None
+    later = " and ".join(f"`segexport {source} --engine`" for source in sources)
+    if tensorrt_problem and gpu_problem:
+        missing = f"TensorRT is not installed ({tensorrt_problem}) and no CUDA GPU is usable ({gpu_problem})"
+    elif tensorrt_problem:
+        missing = f"TensorRT is not installed ({tensorrt_problem})"
+    else:
+        missing = f"no CUDA GPU is usable ({gpu_problem})"
+    return (
+        f"the ONNX files are written, but the TensorRT engine is not: {missing}; install TensorRT with {INSTALL}, "
+        f"then build the engine on the machine with the NVIDIA GPU that will run it with {later}"
+    )
+
+
+def engine_prerequisites(sources: Sequence[Path], device: int = 0) -> str | None:
+    """None where TensorRT and a CUDA GPU are usable here, else `missing_sentence`'s sentence."""
+    from segrt.backends.tensorrt import gpu_info, require_tensorrt
+
+    tensorrt_problem = gpu_problem = None
+    try:
+        require_tensorrt("segexport")
+    except MissingDependency as exc:
+        tensorrt_problem = _reason(str(exc))
+    try:
+        gpu_info(device)
+    except SegError as exc:
+        gpu_problem = _reason(str(exc))
+    return missing_sentence(tensorrt_problem, gpu_problem, sources)
+
+
+def _reason(message: str) -> str:
+    """The part in parentheses of our own one-sentence errors ("...: X is not installed (why); install")."""
+    match = re.search(r"\((.*?)\)", message)
+    return match[1] if match else message
+
+
+def engine_sources(graphs: dict[str, Path], *, fp16: bool, int8: bool, engine: bool) -> list[Path]:
+    """The ONNX graphs to build engines from: the FP16 / INT8 (TensorRT Q/DQ) graphs asked for, else FP32."""
+    sources = []
+    for wanted, precision in ((fp16, "fp16"), (int8, "int8")):
+        if wanted:
+            if precision not in graphs:
+                raise SegError(f"no {precision} ONNX graph was written, so no {precision} engine can be built")
+            sources.append(graphs[precision])
+    if engine and not sources:
+        sources.append(graphs["fp32"])
+    return sources
+
+
+def engine_path(onnx_path: Path, card: ModelCard, out: Path | None = None) -> Path:
+    """model.fp16.onnx (card precision fp16) -> model.fp16.engine, beside it or in `out`."""
+    if card.precision == "int8-cpu":
+        raise SegError(
+            f"{onnx_path}: this is the ONNX Runtime (CPU) INT8 graph; TensorRT builds from the TensorRT Q/DQ graph, "
+            f"`segexport {onnx_path.with_name(artifact_name(onnx_path.name.split('.')[0], 'int8'))} --engine`"
+        )
+    stem = onnx_path.name.split(".")[0]
+    return (out or onnx_path.parent) / artifact_name(stem, card.precision, engine=True)
+
+
+# --- the card ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Everything `build_engine` takes besides the graph (CLI flags, one to one)."""
+
+    shapes: ShapeRange = field(default_factory=ShapeRange)
+    workspace_mib: int | None = None  # memory pool limit for TensorRT's scratch space; None: TensorRT's default
+    timing_cache: Path | None = None  # read if present, written back updated
+    builder_opt_level: int | None = None  # 0..5; None: TensorRT's default (3)
+    dla_core: int | None = None  # run on this DLA core, GPU fallback for the rest
+    device: int = 0
+    verbosity: int = 0  # 0 errors, 1 warnings, 2 info, 3 TensorRT's verbose log
+
+
+@dataclass(frozen=True)
+class BuildRecord:
+    """What a build produced besides the engine bytes; becomes the card's `tensorrt` section."""
+
+    tensorrt_version: str
+    gpu: GpuInfo
+    input_name: str
+    profile: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+    shapes: ShapeRange
+    build_seconds: float
+    source: str  # the ONNX file's name, for the rebuild command
+    options: BuildOptions = field(default_factory=BuildOptions)
+
+
+def engine_card(source_card: ModelCard, record: BuildRecord, source_sha256: str) -> ModelCard:
+    """The engine's card: the ONNX card plus how, where and from what the engine was built."""
+    low, best, high = record.profile
+    tensorrt = {
+        "version": record.tensorrt_version,
+        "gpu": record.gpu.name,
+        "compute_capability": record.gpu.compute_capability,
+        "precision": source_card.precision,
+        "strongly_typed": True,
+        "profile": {"input": record.input_name, "min": list(low), "opt": list(best), "max": list(high)},
+        "image_shapes": {
+            "min": list(record.shapes.min),
+            "opt": list(record.shapes.opt),
+            "max": list(record.shapes.max),
+        },
+        "build_seconds": round(record.build_seconds, 2),
+        "source": record.source,
+        "workspace_mib": record.options.workspace_mib,
+        "builder_optimization_level": record.options.builder_opt_level,
+        "dla_core": record.options.dla_core,
+    }
+    versions = {**source_card.versions, "tensorrt": record.tensorrt_version}
+    return source_card.replace(tensorrt=tensorrt, source_sha256=source_sha256, versions=versions)
+
+
+def save_engine(path: Path, engine: bytes, card: ModelCard) -> Path:
+    """Write the engine atomically, then its sidecar card with the engine's sha256."""
+    write_bytes_atomic(path, engine)
+    write_sidecar(path, card)
+    return path
+
+
+# --- the build -----------------------------------------------------------------------------------
+
+
+def severity_name(verbosity: int) -> str:
+    """-v count -> the least severe TensorRT message shown."""
+    return ("ERROR", "WARNING", "INFO", "VERBOSE")[max(0, min(verbosity, 3))]
+
+
+def build_engine(
+    onnx_path: Path, card: ModelCard, options: BuildOptions, console: Console
+) -> tuple[bytes, BuildRecord]:
+    """Parse `onnx_path`, build a strongly typed engine for one profile, return its bytes and a build record.
+
+    Shows TensorRT's progress as a live bar and its log at `options.verbosity`. Raises SegError
+    with TensorRT's own words when the parser or the builder refuse, MissingDependency when
+    TensorRT or a GPU is missing, and KeyboardInterrupt (cancelling the build) on Ctrl-C.
+    """
+    from segrt.backends.tensorrt import gpu_info, require_tensorrt
+
+    api = tensorrt_api(require_tensorrt(onnx_path))
+    gpu = gpu_info(options.device)
+    import tensorrt as trt
+
+    logger = _console_logger(console, options.verbosity)
+    builder = trt.Builder(logger)
+    if builder is None:
+        raise SegError(f"{onnx_path}: TensorRT could not create a builder ({logger.last_error()})")
+    network = builder.create_network(network_flags(api))
+    parser = trt.OnnxParser(network, logger)
+    if options.dla_core is not None:
+        _adjust_parser_for_dla(parser, api)
+    if not parser.parse_from_file(str(onnx_path)):
+        for index in range(parser.num_errors):
+            error = parser.get_error(index)
+            console.print(
+                f"  TensorRT ONNX parser: node {error.node()} ({error.node_operator()} {error.node_name()!r}): "
+                f"{error.desc()}",
+                markup=False,
+                highlight=False,
+            )
+        raise SegError(
+            f"{onnx_path}: TensorRT {api.version}'s ONNX parser refused the graph ({parser.num_errors} error(s) "
+            f"above); re-export it with segexport, or try --opset 17"
+        )
+    if network.num_inputs != 1 or network.num_outputs != 1:
+        raise SegError(
+            f"{onnx_path}: expected one input and one output, found {network.num_inputs} and {network.num_outputs}"
+        )
+    tensor = network.get_input(0)
+    static = tuple(int(tensor.shape[i]) for i in range(len(tensor.shape)))
+    profile_shapes = input_profile(card, options.shapes, static)
+
+    config = builder.create_builder_config()
+    profile = builder.create_optimization_profile()
+    profile.set_shape(tensor.name, *(trt.Dims(list(shape)) for shape in profile_shapes))
+    config.add_optimization_profile(profile)
+    if options.workspace_mib is not None:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
+    if options.builder_opt_level is not None:
+        config.builder_optimization_level = options.builder_opt_level
+    if options.dla_core is not None:
+        _use_dla(builder, config, options.dla_core)
+    cache = _load_timing_cache(config, options.timing_cache, console)
+
+    with _progress_monitor(console) as monitor:
+        config.progress_monitor = monitor
+        start = time.perf_counter()
+        serialized = builder.build_serialized_network(network, config)
+        seconds = time.perf_counter() - start
+    if serialized is None:
+        if monitor.cancelled:
+            raise KeyboardInterrupt
+        raise SegError(
+            f"{onnx_path}: TensorRT could not build an engine ({logger.last_error()}); "
+            f"try a larger --workspace or a narrower --min-shape/--max-shape"
+        )
+    if options.timing_cache is not None:
+        write_bytes_atomic(options.timing_cache, bytes(memoryview(cache.serialize())))
+    record = BuildRecord(
+        tensorrt_version=api.version,
+        gpu=gpu,
+        input_name=tensor.name,
+        profile=profile_shapes,
+        shapes=options.shapes,
+        build_seconds=seconds,
+        source=onnx_path.name,
+        options=options,
+    )
+    return bytes(memoryview(serialized)), record
+
+
+def build_and_save(
+    onnx_path: Path, card: ModelCard, options: BuildOptions, console: Console, out: Path | None = None
+) -> tuple[Path, BuildRecord]:
+    """`build_engine`, then write the engine and its card (source_sha256 = the ONNX's sha256)."""
+    path = engine_path(onnx_path, card, out)
+    engine, record = build_engine(onnx_path, card, options, console)
+    save_engine(path, engine, engine_card(card, record, file_sha256(onnx_path)))
+    return path, record
+
+
+def _use_dla(builder: trt.Builder, config: trt.IBuilderConfig, core: int) -> None:
+    import tensorrt as trt
+
+    cores = builder.num_DLA_cores
+    if not 0 <= core < cores:
+        where = f"DLA cores 0..{cores - 1}" if cores else "no DLA core (DLA is on Jetson AGX/NX Orin and Xavier)"
+        raise SegError(f"--dla-core {core}: this device has {where}")
+    config.default_device_type = trt.DeviceType.DLA
+    config.DLA_core = core
+    config.set_flag(trt.BuilderFlag.GPU_FALLBACK)  # layers DLA cannot run go to the GPU
+
+
+def _load_timing_cache(config: trt.IBuilderConfig, path: Path | None, console: Console) -> trt.ITimingCache:
+    """The timing cache in `path` (or a new one) installed in `config`; a cache from another GPU is replaced."""
+    data = path.read_bytes() if path is not None and path.is_file() else b""
+    cache = config.create_timing_cache(data)
+    if not config.set_timing_cache(cache, False):
+        console.print(f"[yellow]timing cache {path} was made for another GPU or TensorRT; starting a new one[/]")
+        cache = config.create_timing_cache(b"")
+        config.set_timing_cache(cache, False)
+    return cache
+
+
+def _console_logger(console: Console, verbosity: int) -> Any:
+    """A TensorRT logger printing at `verbosity` on the console and keeping errors for exception texts."""
+    import tensorrt as trt
+
+    threshold = int(getattr(trt.ILogger, severity_name(verbosity)))
+
+    class ConsoleLogger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+
+        def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
+            if int(severity) <= int(trt.ILogger.ERROR):
+                self.errors.append(msg)
+            if int(severity) <= threshold:
+                console.print(f"[dim]TensorRT {severity.name}:[/] {msg}", highlight=False)
+
+        def last_error(self) -> str:
+            return self.errors[-1] if self.errors else "no message from TensorRT; run with -vv for its log"
+
+    return ConsoleLogger()
+
+
+@contextmanager
+def _progress_monitor(console: Console) -> Iterator[Any]:
+    """A TensorRT IProgressMonitor drawing each build phase as a rich progress bar; Ctrl-C cancels."""
+    import tensorrt as trt
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    class RichProgressMonitor(trt.IProgressMonitor):
+        def __init__(self, progress: Progress) -> None:
+            trt.IProgressMonitor.__init__(self)
+            self.progress = progress
+            self.tasks: dict[str, TaskID] = {}
+            self.depth: dict[str, int] = {}
+            self.cancelled = False
+
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+            depth = self.depth.get(parent_phase, -1) + 1 if parent_phase else 0
+            self.depth[phase_name] = depth
+            self.tasks[phase_name] = self.progress.add_task("  " * depth + phase_name, total=num_steps)
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            try:
+                self.progress.update(self.tasks[phase_name], completed=step + 1)
+            except KeyboardInterrupt:  # Ctrl-C lands here while TensorRT builds: ask it to stop
+                self.cancelled = True
+            return not self.cancelled
+
+        def phase_finish(self, phase_name: str) -> None:
+            task = self.tasks.pop(phase_name, None)
+            if task is not None:
+                self.progress.remove_task(task)
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        yield RichProgressMonitor(progress)

@@ -1,0 +1,433 @@
+"""TensorRT backend: one engine, one execution context, one CUDA stream, buffers allocated once.
+
+Uses `tensorrt` and cuda-python's runtime API only (no pycuda, no torch). Both are
+imported here, and this module is imported only when an engine is loaded. Before
+TensorRT sees the engine's bytes, its model card (sha256 already checked by
+`segrt.meta.read_card`) must name this TensorRT version and this GPU: an engine is
+only valid where it was built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib.metadata
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from segrt.errors import MissingDependency, SegError
+from segrt.meta import ModelCard
+from segrt.timing import stopwatch
+
+if TYPE_CHECKING:
+    import tensorrt as trt
+
+# cuda-python's runtime module: `cuda.bindings.runtime` since 12.6 and the only layout in 13.x;
+# `cuda.cudart` in 12.0-12.5 (removed in 13.0). This is the one place that knows.
+try:
+    from cuda.bindings import runtime as cudart
+except ImportError:  # pragma: no cover - depends on the installed cuda-python
+    try:
+        from cuda import cudart  # type: ignore[no-redef,attr-defined]
+    except ImportError:
+        cudart = None  # type: ignore[assignment]
+
+INSTALL_TENSORRT = (
+    "install it with `pip install segexport[tensorrt]` on a desktop, or use JetPack's TensorRT on a Jetson"
+)
+# CUDA errors that mean "no usable GPU here" rather than "this call went wrong".
+NO_GPU_ERRORS = ("cudaErrorInsufficientDriver", "cudaErrorNoDevice", "cudaErrorDevicesUnavailable")
+
+
+# --- CUDA: errors and device facts ---------------------------------------------------------------
+
+
+def require_tensorrt(what: str | Path) -> str:
+    """TensorRT's version, or MissingDependency naming `what` needed it and how to install it."""
+    try:
+        import tensorrt as trt_module
+    except (ImportError, OSError) as exc:  # OSError: a wheel whose native libraries do not load
+        raise MissingDependency(f"{what}: TensorRT is not installed ({exc}); {INSTALL_TENSORRT}") from None
+    return str(trt_module.__version__)
+
+
+def require_cudart(what: str | Path) -> None:
+    if cudart is None:
+        raise MissingDependency(
+            f"{what}: cuda-python is not installed; install it with `pip install segexport[tensorrt]` "
+            f"(cuda-python 12.x on JetPack 6)"
+        )
+
+
+def cuda_error_message(code: int, name: str, text: str, what: str) -> tuple[bool, str]:
+    """(is it 'no usable GPU here', one sentence) for a CUDA error code returned by `what`."""
+    if name in NO_GPU_ERRORS:
+        return True, (
+            f"{what}: no usable NVIDIA GPU ({text}; {name} = {code}); install or update the NVIDIA driver "
+            f"(cuda-python {_cuda_python_version()} installed; cuda-python 13 needs a CUDA 13 driver, "
+            f"so on JetPack 6 or an older driver install cuda-python 12.x)"
+        )
+    return False, f"{what} failed: {text} ({name} = {code})"
+
+
+def _check(err: Any, what: str) -> None:
+    """Turn the cudaError_t cuda-python returns (it does not raise) into SegError / MissingDependency."""
+    if err == cudart.cudaError_t.cudaSuccess:
+        return
+    code = int(err)
+    _, name = cudart.cudaGetErrorName(err)
+    _, text = cudart.cudaGetErrorString(err)
+    no_gpu, message = cuda_error_message(code, _decode(name), _decode(text), what)
+    raise (MissingDependency if no_gpu else SegError)(message)
+
+
+def _decode(value: object) -> str:
+    return value.decode(errors="replace").rstrip("\x00").strip() if isinstance(value, bytes) else str(value)
+
+
+def _cuda_python_version() -> str:
+    for distribution in ("cuda-python", "cuda-bindings"):
+        try:
+            return importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "unknown"
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    """What an engine is tied to: the GPU model and its compute capability."""
+
+    name: str
+    compute_capability: str  # "8.7"
+
+
+def gpu_info(device: int = 0) -> GpuInfo:
+    """Name and compute capability of CUDA device `device`; a clear error without a driver or GPU."""
+    require_cudart(f"CUDA device {device}")
+    err, count = cudart.cudaGetDeviceCount()
+    _check(err, f"CUDA could not start (looking for device {device})")
+    if not 0 <= device < count:
+        raise SegError(f"CUDA device {device} does not exist; this machine has {count} (0..{count - 1})")
+    err, props = cudart.cudaGetDeviceProperties(device)
+    _check(err, f"reading the properties of CUDA device {device}")
+    return GpuInfo(name=_decode(props.name), compute_capability=f"{props.major}.{props.minor}")
+
+
+# --- the engine's card against this machine -------------------------------------------------------
+
+
+def rebuild_command(card: ModelCard, engine_path: Path) -> str:
+    source = card.tensorrt.get("source") or "model.onnx"
+    return f"segexport {engine_path.parent / source} --engine"
+
+
+def version_problem(card: ModelCard, tensorrt_version: str) -> str | None:
+    """Why this TensorRT cannot load the engine the card describes, or None."""
+    built = card.tensorrt.get("version")
+    if not built:
+        return "its model card has no TensorRT build record (not built by segexport)"
+    if built != tensorrt_version:
+        return f"it was built with TensorRT {built} and this machine has TensorRT {tensorrt_version}"
+    return None
+
+
+def gpu_problem(card: ModelCard, gpu: GpuInfo) -> str | None:
+    """Why this GPU cannot run the engine the card describes, or None."""
+    built = (card.tensorrt.get("gpu"), card.tensorrt.get("compute_capability"))
+    if built != (gpu.name, gpu.compute_capability):
+        return (
+            f"it was built for {built[0]} (compute capability {built[1]}) and this GPU is {gpu.name} "
+            f"(compute capability {gpu.compute_capability})"
+        )
+    return None
+
+
+def _refuse(path: Path, card: ModelCard, problem: str) -> SegError:
+    return SegError(f"{path}: {problem}; rebuild the engine on this machine with `{rebuild_command(card, path)}`")
+
+
+# --- the backend ------------------------------------------------------------------------------
+
+
+def _dims(dims: Any) -> tuple[int, ...]:
+    return tuple(int(dims[i]) for i in range(len(dims)))
+
+
+def _host_array(pointer: int, nbytes: int) -> np.ndarray:
+    """A uint8 numpy view of pinned host memory allocated by cudaMallocHost."""
+    return np.ctypeslib.as_array((ctypes.c_uint8 * nbytes).from_address(pointer))
+
+
+class TensorRTBackend:
+    """Runs a serialized TensorRT engine on one GPU.
+
+    One execution context and one CUDA stream; device buffers and pinned host
+    buffers are allocated once for the profile's largest input and reused; the
+    input shape is set only when it changes. `timings` splits each run into
+    "h2d", "compute" and "d2h" (CUDA events) beside the host's "infer".
+    With `cuda_graph=True` the engine's kernels are captured into a CUDA graph
+    for the current shape and replayed (recaptured when the shape changes).
+    `close()` (or leaving a `with` block) frees every CUDA resource.
+    """
+
+    def __init__(self, path: str | Path, *, card: ModelCard, device: int = 0, cuda_graph: bool = False) -> None:
+        self.path = Path(path)
+        self.card = card
+        self.name = "tensorrt"
+        self.device = f"cuda:{device}"
+        self.timings: dict[str, float] = {}
+        self._device_index = device
+        self._use_graph = cuda_graph
+        self._runtime: trt.Runtime | None = None
+        self._engine: trt.ICudaEngine | None = None
+        self._context: trt.IExecutionContext | None = None
+        self._stream: Any = None
+        self._events: list[Any] = []
+        self._device_buffers: list[int] = []
+        self._host_buffers: list[int] = []
+        self._graph: Any = None
+        self._graph_exec: Any = None
+        self._shape: tuple[int, ...] | None = None
+        self._output_shape: tuple[int, ...] = ()
+
+        tensorrt_version = require_tensorrt(self.path)
+        problem = version_problem(card, tensorrt_version)
+        if problem:
+            raise _refuse(self.path, card, problem)
+        gpu = gpu_info(device)
+        problem = gpu_problem(card, gpu)
+        if problem:
+            raise _refuse(self.path, card, problem)
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- setup
+
+    def _open(self) -> None:
+        import tensorrt as trt
+
+        _check(cudart.cudaSetDevice(self._device_index)[0], f"selecting CUDA device {self._device_index}")
+        logger = self._logger = _error_logger()
+        self._runtime = trt.Runtime(logger)
+        engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if engine is None:
+            raise _refuse(self.path, self.card, f"TensorRT cannot deserialize it ({logger.last_error()})")
+        self._engine = engine
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise SegError(
+                f"{self.path}: expected one input and one output, found {len(inputs)} and {len(outputs)}; "
+                f"this is not a segexport engine"
+            )
+        self._input, self._output = inputs[0], outputs[0]
+        self._input_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self._input)))
+        self._output_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self._output)))
+        static = _dims(engine.get_tensor_shape(self._input))
+        if -1 in static:
+            low, best, high = (_dims(d) for d in engine.get_tensor_profile_shape(self._input, 0))
+        else:
+            low = best = high = static
+        self.profile = (low, best, high)
+
+        context = engine.create_execution_context()
+        if context is None:
+            raise SegError(f"{self.path}: TensorRT could not create an execution context ({logger.last_error()})")
+        self._context = context
+        if not context.set_input_shape(self._input, high):
+            raise SegError(f"{self.path}: the engine refuses its own largest profile shape {list(high)}")
+        largest_output = _dims(context.get_tensor_shape(self._output))
+        if min(largest_output) < 0:
+            raise SegError(f"{self.path}: the output shape depends on the data; segrt needs a segexport engine")
+
+        err, self._stream = cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking)
+        _check(err, "creating a CUDA stream")
+        for _ in range(4):  # before H2D, after H2D, after compute, after D2H
+            err, event = cudart.cudaEventCreate()
+            _check(err, "creating a CUDA event")
+            self._events.append(event)
+        input_bytes = int(np.prod(high)) * self._input_dtype.itemsize
+        output_bytes = int(np.prod(largest_output)) * self._output_dtype.itemsize
+        self._d_input, self._d_output = self._device_alloc(input_bytes), self._device_alloc(output_bytes)
+        self._h_input_ptr, self._h_input = self._host_alloc(input_bytes)
+        self._h_output_ptr, self._h_output = self._host_alloc(output_bytes)
+        for name, address in ((self._input, self._d_input), (self._output, self._d_output)):
+            if not context.set_tensor_address(name, address):
+                raise SegError(f"{self.path}: TensorRT refused the buffer for {name!r} ({logger.last_error()})")
+
+    def _device_alloc(self, nbytes: int) -> int:
+        err, pointer = cudart.cudaMalloc(nbytes)
+        _check(err, f"allocating {nbytes} bytes on {self.device}")
+        self._device_buffers.append(int(pointer))
+        return int(pointer)
+
+    def _host_alloc(self, nbytes: int) -> tuple[int, np.ndarray]:
+        err, pointer = cudart.cudaMallocHost(nbytes)
+        _check(err, f"allocating {nbytes} bytes of pinned host memory")
+        self._host_buffers.append(int(pointer))
+        return int(pointer), _host_array(int(pointer), nbytes)
+
+    # -- running
+
+    def max_batch_shape(self) -> tuple[int, ...] | None:
+        return self.profile[2]
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        if self._context is None:
+            raise SegError(f"{self.path}: the TensorRT backend was closed")
+        if batch.dtype != self._input_dtype:
+            raise SegError(f"{self.path}: the engine takes {self._input_dtype} input, got {batch.dtype}")
+        batch = np.ascontiguousarray(batch)
+        self._check_shape(tuple(batch.shape))
+        timings: dict[str, float] = {}
+        with stopwatch(timings, "infer"):
+            output = self._run(batch)
+        for key, (start, end) in {"h2d": (0, 1), "compute": (1, 2), "d2h": (2, 3)}.items():
+            err, elapsed = cudart.cudaEventElapsedTime(self._events[start], self._events[end])
+            _check(err, "reading CUDA event timings")
+            timings[key] = float(elapsed)
+        self.timings = timings
+        return output
+
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
+        low, _, high = self.profile
+        if len(shape) != len(high) or any(not lo <= s <= hi for s, lo, hi in zip(shape, low, high, strict=True)):
+            raise SegError(
+                f"{self.path}: input shape {list(shape)} is outside the engine's profile ({list(low)} .. "
+                f"{list(high)}); resize the images, or rebuild with wider --min-shape / --max-shape"
+            )
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        assert self._context is not None
+        stream, events = self._stream, self._events
+        _check(cudart.cudaSetDevice(self._device_index)[0], f"selecting {self.device}")
+        if batch.shape != self._shape:
+            self._set_shape(tuple(batch.shape))
+        input_bytes = batch.nbytes
+        output_bytes = int(np.prod(self._output_shape)) * self._output_dtype.itemsize
+        self._h_input[:input_bytes] = batch.reshape(-1).view(np.uint8)
+        h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        _check(cudart.cudaEventRecord(events[0], stream)[0], "recording a CUDA event")
+        _check(cudart.cudaMemcpyAsync(self._d_input, self._h_input_ptr, input_bytes, h2d, stream)[0], "copying input")
+        _check(cudart.cudaEventRecord(events[1], stream)[0], "recording a CUDA event")
+        if self._graph_exec is not None:
+            _check(cudart.cudaGraphLaunch(self._graph_exec, stream)[0], "launching the CUDA graph")
+        elif not self._context.execute_async_v3(int(stream)):
+            raise SegError(f"{self.path}: TensorRT failed to run the engine ({self._logger.last_error()})")
+        _check(cudart.cudaEventRecord(events[2], stream)[0], "recording a CUDA event")
+        _check(
+            cudart.cudaMemcpyAsync(self._h_output_ptr, self._d_output, output_bytes, d2h, stream)[0], "copying output"
+        )
+        _check(cudart.cudaEventRecord(events[3], stream)[0], "recording a CUDA event")
+        _check(cudart.cudaStreamSynchronize(stream)[0], f"running {self.path.name}")
+        flat = self._h_output[:output_bytes].view(self._output_dtype)
+        return flat.reshape(self._output_shape).copy()  # the pinned buffer is reused by the next run
+
+    def _set_shape(self, shape: tuple[int, ...]) -> None:
+        assert self._context is not None
+        self._drop_graph()
+        if not self._context.set_input_shape(self._input, shape):
+            raise SegError(f"{self.path}: TensorRT refused input shape {list(shape)} ({self._logger.last_error()})")
+        self._output_shape = _dims(self._context.get_tensor_shape(self._output))
+        self._shape = shape
+        if self._use_graph:
+            self._capture_graph()
+
+    def _capture_graph(self) -> None:
+        """Capture one execution into a CUDA graph; fall back to plain execution if TensorRT's work cannot be."""
+        assert self._context is not None
+        stream = self._stream
+        # After a shape change the first enqueue may do work a graph cannot hold: run it once outside.
+        if not self._context.execute_async_v3(int(stream)):
+            raise SegError(f"{self.path}: TensorRT failed to run the engine ({self._logger.last_error()})")
+        _check(cudart.cudaStreamSynchronize(stream)[0], f"running {self.path.name}")
+        mode = cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+        _check(cudart.cudaStreamBeginCapture(stream, mode)[0], "starting CUDA graph capture")
+        enqueued = self._context.execute_async_v3(int(stream))
+        err, graph = cudart.cudaStreamEndCapture(stream)
+        captured = err == cudart.cudaError_t.cudaSuccess
+        if not (enqueued and captured):
+            if captured:
+                cudart.cudaGraphDestroy(graph)
+            warnings.warn(
+                f"{self.path.name}: this engine cannot be captured into a CUDA graph; running without one",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self._use_graph = False
+            return
+        self._graph = graph
+        err, self._graph_exec = cudart.cudaGraphInstantiate(graph, 0)
+        _check(err, "instantiating the CUDA graph")
+
+    def _drop_graph(self) -> None:
+        if self._graph_exec is not None:
+            cudart.cudaGraphExecDestroy(self._graph_exec)
+            self._graph_exec = None
+        if self._graph is not None:
+            cudart.cudaGraphDestroy(self._graph)
+            self._graph = None
+
+    # -- teardown
+
+    def close(self) -> None:
+        """Free the context, engine, stream, events, CUDA graph and buffers (safe to call twice)."""
+        if cudart is not None and self._stream is not None:
+            cudart.cudaStreamSynchronize(self._stream)
+        self._context = None  # TensorRT objects go first: they may still refer to the buffers
+        self._engine = None
+        self._runtime = None
+        if cudart is None:
+            return
+        self._drop_graph()
+        for event in self._events:
+            cudart.cudaEventDestroy(event)
+        self._events = []
+        for pointer in self._device_buffers:
+            cudart.cudaFree(pointer)
+        self._device_buffers = []
+        for pointer in self._host_buffers:
+            cudart.cudaFreeHost(pointer)
+        self._host_buffers = []
+        if self._stream is not None:
+            cudart.cudaStreamDestroy(self._stream)
+            self._stream = None
+
+    def __enter__(self) -> TensorRTBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # a safety net; close() is the way
+        with contextlib.suppress(Exception):  # at interpreter shutdown modules may already be gone
+            self.close()
+
+
+def _error_logger() -> Any:
+    """A TensorRT logger that keeps errors for the exception text and passes warnings on."""
+    import tensorrt as trt
+
+    class ErrorLogger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+
+        def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
+            if int(severity) <= int(trt.ILogger.ERROR):
+                self.errors.append(msg)
+            elif int(severity) == int(trt.ILogger.WARNING):
+                warnings.warn(f"TensorRT: {msg}", RuntimeWarning, stacklevel=2)
+
+        def last_error(self) -> str:
+            return self.errors[-1] if self.errors else "no message from TensorRT"
+
+    return ErrorLogger()
