@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from segexport import ASSETS, DEFAULT_MODEL
-from segrt.errors import SegError
+from segrt.errors import SegError, interrupt_on_sigterm
 
 
 def parse_size(text: str) -> tuple[int, ...]:
@@ -308,6 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
+    interrupt_on_sigterm()
     try:
         return run(args, console)
     except SegError as exc:

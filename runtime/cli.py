@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from segrt.errors import MissingDependency, SegError
+from segrt.errors import MissingDependency, SegError, interrupt_on_sigterm
 from segrt.image import colorize, overlay, read_image, write_image, write_labels_png
 from segrt.timing import LatencyStats
 
@@ -246,6 +246,7 @@ def print_summary(summary: RunSummary, wall_s: float, out: Path, classes: Sequen
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    interrupt_on_sigterm()
     try:
         return run(args)
     except SegError as exc:
