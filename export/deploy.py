@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from segexport.models import SegmentationModel
 from torch import nn
+
+from segexport.models import SegmentationModel
 
 
 class FusedSegmentation(nn.Module):

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+
 from segexport.unet import UNet
 from segrt.errors import SegError
 from segrt.image import voc_palette
 from segrt.meta import ModelCard
-from torch import nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from segexport.deploy import FusedSegmentation
 from segexport.models import SegmentationModel
 from segrt.errors import SegError

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from segrt.errors import MissingDependency, SegError, interrupt_on_sigterm
 from segrt.image import colorize, overlay, read_image, write_image, write_labels_png
 from segrt.timing import LatencyStats

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+
 from segrt.errors import SegError
 from segrt.meta import ModelCard, atomic_write
 

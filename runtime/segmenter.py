@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
 from segrt.backends import Backend
 from segrt.errors import SegError
 from segrt.image import check_image, postprocess, preprocess

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from segrt.errors import MissingDependency, SegError, require
 from segrt.timing import stopwatch
 

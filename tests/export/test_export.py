@@ -11,6 +11,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+
 from segexport import onnx_export
 from segexport.cli import main
 from segexport.deploy import FusedSegmentation

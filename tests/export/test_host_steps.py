@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from segrt.image import postprocess, preprocess, resize_bilinear
 from segrt.meta import ModelCard
 
@@ -19,8 +20,14 @@ def test_numpy_resize_matches_torch_interpolate(size, out):
 
 
 def test_preprocess_and_postprocess_match_the_fused_module_steps(photo):
-    card = ModelCard(model="m", classes=("a", "b", "c"), palette=((0, 0, 0),) * 3, mean=(0.485, 0.456, 0.406),
-                     std=(0.229, 0.224, 0.225), input_size=(96, 128))
+    card = ModelCard(
+        model="m",
+        classes=("a", "b", "c"),
+        palette=((0, 0, 0),) * 3,
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        input_size=(96, 128),
+    )
     image = torch.from_numpy(np.array(photo))[None].permute(0, 3, 1, 2).float()
     resized = F.interpolate(image, size=(96, 128), mode="bilinear", align_corners=False)
     mean, std = torch.tensor(card.mean).view(1, 3, 1, 1), torch.tensor(card.std).view(1, 3, 1, 1)

@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pytest
+
 from segrt.errors import SegError
 from segrt.meta import ModelCard, atomic_write, read_card, read_sidecar, sidecar_path, write_sidecar
 

@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 import pytest
+
 import segrt
 from segrt.errors import MissingDependency, SegError
 from segrt.meta import sidecar_path

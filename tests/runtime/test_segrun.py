@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import segrt
 from PIL import Image
+
+import segrt
 from segrt.cli import main
 from segrt.image import read_labels_png
 
