@@ -77,6 +77,8 @@ class ModelCard:
             problems.append(f"input_size {list(self.input_size)} needs {wanted} positive value(s)")
         if self.size_divisor < 1:
             problems.append("size_divisor must be >= 1")
+        elif self.resize == "fixed" and any(int(v) % self.size_divisor for v in self.input_size):
+            problems.append(f"input_size {list(self.input_size)} is not a multiple of {self.size_divisor}")
         if self.precision not in PRECISIONS:
             problems.append(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         if problems:

@@ -55,6 +55,8 @@ class Segmenter:
         if isinstance(images, np.ndarray) and images.ndim == 3:
             return self.run_batch(check_image(images)[None])[0]
         if isinstance(images, np.ndarray) and images.ndim == 4:
+            if len(images) == 0:
+                raise SegError(f"images: empty batch, shape {tuple(images.shape)}")
             return self.run_batch(np.stack([check_image(im, f"image {i}") for i, im in enumerate(images)]))
         if isinstance(images, np.ndarray):
             raise SegError(f"image: expected H x W x 3 or N x H x W x 3, got shape {tuple(images.shape)}")
