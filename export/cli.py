@@ -100,6 +100,42 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of the precision step (FP16 / INT8 ONNX graphs). Owned by the precision work."""
+    from segexport.precision import AUTOCAST_IMAGES, DEFAULT_CALIB_COUNT
+
+    group = parser.add_argument_group("precision (ONNX -> ONNX, each checked against FP32 on --image)")
+    group.add_argument(
+        "--fp16",
+        action="store_true",
+        help="also write model.fp16.onnx: FP16 mixed precision (ModelOpt AutoCast; numerically sensitive nodes "
+        f"stay FP32, found on up to {AUTOCAST_IMAGES} --calib images or the --image photo)",
+    )
+    group.add_argument(
+        "--int8",
+        action="store_true",
+        help="also write model.int8.onnx (Q/DQ for TensorRT, ModelOpt) and model.int8-cpu.onnx (Q/DQ for "
+        "ONNX Runtime CPU), calibrated on --calib",
+    )
+    group.add_argument(
+        "--calib",
+        type=Path,
+        metavar="DIR",
+        help="folder of calibration images (searched recursively), like the ones the model will see; "
+        "each is fed to the graph at its own size, as segrt does",
+    )
+    group.add_argument(
+        "--calib-count",
+        type=int,
+        default=DEFAULT_CALIB_COUNT,
+        metavar="N",
+        help=f"calibration images to use, spread over the folder (default {DEFAULT_CALIB_COUNT}, or all if fewer)",
+    )
+    group.add_argument(
+        "--keep-fp32",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="keep nodes whose name matches REGEX in FP32 (not FP16, not quantized); repeatable",
+    )
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
@@ -294,7 +330,49 @@ def precision_steps(
     args: argparse.Namespace, onnx_path: Path, card: Any, image: Any, out: Path, report: Report
 ) -> dict[str, Path]:
     """Write the FP16 / INT8 ONNX graphs asked for; returns {precision: ONNX path}, "fp32" included."""
-    return {"fp32": onnx_path}
+    graphs = {"fp32": onnx_path}
+    wanted = (["fp16"] if args.fp16 else []) + (["int8", "int8-cpu"] if args.int8 else [])
+    if args.int8 and args.calib is None:
+        raise SegError(
+            "--int8 needs --calib DIR: a folder of images like the ones the model will see (a few dozen "
+            "frames of your camera will do), to measure the value ranges INT8 must cover"
+        )
+    if not wanted:
+        if args.calib is not None or args.keep_fp32:
+            raise SegError("--calib and --keep-fp32 only apply with --fp16 or --int8")
+        return graphs
+    from segexport import precision
+
+    calib_images: list[Any] = []
+    if args.calib is not None:
+        with report.step(f"read calibration images from {args.calib}") as detail:
+            calib_images, unreadable = precision.read_calibration_images(args.calib, args.calib_count)
+            sizes = {f"{im.shape[1]}x{im.shape[0]}" for im in calib_images}
+            detail["text"] = f"{len(calib_images)} images, {len(sizes)} size(s)" + (
+                f"; {len(unreadable)} unreadable skipped (first: {unreadable[0].name})" if unreadable else ""
+            )
+    titles = {
+        "fp16": "FP16 mixed precision (ModelOpt AutoCast)",
+        "int8": "INT8 Q/DQ for TensorRT (ModelOpt, entropy calibration)",
+        "int8-cpu": "INT8 Q/DQ for ONNX Runtime CPU (quantize_static, MinMax)",
+    }
+    for name in wanted:
+        with report.step(titles[name]) as detail:
+            result = precision.make_precision_graph(
+                name,
+                onnx_path,
+                image,
+                calib_images=calib_images,
+                keep_fp32=args.keep_fp32,
+                min_agreement=args.min_agreement,
+                out=out,
+                verbose=args.verbose > 0,
+            )
+            detail["text"] = f"{result.summary}; label agreement with FP32 {100 * result.parity.agreement:.3f} %"
+        graphs[name] = result.path
+        report.add_file(result.path)
+        report.add_file(result.path.with_name(result.path.name + ".json"))
+    return graphs
 
 
 def engine_step(args: argparse.Namespace, graphs: dict[str, Path], image: Any, out: Path, report: Report) -> None:
