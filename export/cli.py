@@ -140,6 +140,61 @@ def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of the TensorRT engine step. Owned by the engine work."""
+    from segexport import tensorrt_build as tb
+
+    def shape(text: str) -> tuple[int, int, int]:
+        try:
+            return tb.parse_shape(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    def text(values: tuple[int, ...]) -> str:
+        return "x".join(map(str, values))
+
+    group = parser.add_argument_group(
+        "TensorRT engine",
+        "Engines are built only when asked for: --engine (from the FP32 graph, or from an .onnx MODEL as it is), "
+        "--fp16 or --int8 (from those graphs). Without TensorRT or a CUDA GPU the ONNX files are still written, "
+        "then segexport exits with code 3 and the command that builds the engine later.",
+    )
+    group.add_argument("--engine", action="store_true", help="build a TensorRT engine (implied by --fp16 / --int8)")
+    group.add_argument(
+        "--onnx-only", action="store_true", help="stop after the ONNX files, even with --fp16 / --int8 (exit 0)"
+    )
+    group.add_argument(
+        "--min-shape",
+        type=shape,
+        metavar="NxHxW",
+        help=f"smallest image batch the engine takes (default {text(tb.DEFAULT_MIN_SHAPE)}, less if the others are)",
+    )
+    group.add_argument(
+        "--opt-shape",
+        type=shape,
+        metavar="NxHxW",
+        help=f"the batch TensorRT tunes for, e.g. your camera's frames (default {text(tb.DEFAULT_OPT_SHAPE)}, 720p)",
+    )
+    group.add_argument(
+        "--max-shape",
+        type=shape,
+        metavar="NxHxW",
+        help=f"largest image batch (default {text(tb.DEFAULT_MAX_SHAPE)}: 1080p either way up; raise N to batch)",
+    )
+    group.add_argument(
+        "--workspace", type=int, metavar="MiB", help="TensorRT's scratch memory limit (default: its own)"
+    )
+    group.add_argument(
+        "--timing-cache", type=Path, metavar="FILE", help="reuse and update this timing cache (faster rebuilds)"
+    )
+    group.add_argument(
+        "--builder-opt-level",
+        type=int,
+        choices=range(6),
+        metavar="0-5",
+        help="TensorRT builder optimization level: higher searches longer for faster kernels (default 3)",
+    )
+    group.add_argument(
+        "--dla-core", type=int, metavar="N", help="run on DLA core N (Jetson Orin/Xavier), the rest on the GPU"
+    )
 
 
 # --- progress and summary ----------------------------------------------------------------------------
@@ -376,13 +431,78 @@ def precision_steps(
 
 
 def engine_step(args: argparse.Namespace, graphs: dict[str, Path], image: Any, out: Path, report: Report) -> None:
-    """Build TensorRT engines from `graphs` where asked for."""
-    if graphs["fp32"] == Path(args.model) and len(graphs) == 1:
-        raise SegError(f"{args.model}: nothing to do for an ONNX file without --fp16, --int8 or --engine")
+    """Build TensorRT engines from `graphs` where asked for, each checked against ONNX Runtime before it is kept.
+
+    No flag: no engine (a plain `segexport` runs anywhere). --engine builds from the FP32 graph
+    (or the .onnx MODEL as given), --fp16 / --int8 from those graphs. Without TensorRT or a CUDA
+    GPU: MissingDependency (exit 3) after the ONNX summary, naming the command for later.
+    """
+    import tempfile
+
+    from segexport import onnx_export
+    from segexport import tensorrt_build as tb
+    from segrt.errors import MissingDependency
+    from segrt.meta import file_sha256, read_card, sidecar_path
+
+    fp16, int8 = bool(getattr(args, "fp16", False)), bool(getattr(args, "int8", False))
+    wanted = args.engine or fp16 or int8
+    if args.onnx_only or not wanted:
+        if graphs["fp32"] == Path(args.model) and len(graphs) == 1:
+            raise SegError(f"{args.model}: nothing to do for an ONNX file without --fp16, --int8 or --engine")
+        return
+    sources = tb.engine_sources(graphs, fp16=fp16, int8=int8, engine=args.engine)
+    shapes = tb.shape_range(args.min_shape, args.opt_shape, args.max_shape)
+    builds = []  # (ONNX, its card, engine path): bad input is refused before TensorRT is looked for
+    for source in sources:
+        card = read_card(source)
+        builds.append((source, card, tb.engine_path(source, card, out)))
+    missing = tb.engine_prerequisites(sources)
+    if missing:
+        if report.steps:
+            report.print_summary()
+        raise MissingDependency(missing)
+    options = tb.BuildOptions(
+        shapes=shapes,
+        workspace_mib=args.workspace,
+        timing_cache=args.timing_cache,
+        builder_opt_level=args.builder_opt_level,
+        dla_core=args.dla_core,
+        verbosity=args.verbose,
+    )
+    for source, card, target in builds:
+        minimum = args.min_agreement if args.min_agreement is not None else tb.DEFAULT_MIN_AGREEMENT[card.precision]
+        report.console.print(f"building {target.name} from {source.name} with TensorRT ...", highlight=False)
+        # Built and checked in a scratch folder: a failing engine never lands at `target`.
+        with tempfile.TemporaryDirectory(prefix=".segexport-", dir=out) as scratch:
+            scratch_engine = Path(scratch) / target.name
+            engine, record = tb.build_engine(source, card, options, report.console)
+            tb.save_engine(scratch_engine, engine, tb.engine_card(card, record, file_sha256(source)))
+            low, _, high = record.profile
+            title = f"TensorRT {record.tensorrt_version} {card.precision} engine on {record.gpu.name}"
+            detail = f"input {list(low)} .. {list(high)}, {len(engine) / 2**20:.1f} MB"
+            report.steps.append((title, record.build_seconds, detail))
+            report.console.print(
+                f"[green]✓[/] {title} [dim]({record.build_seconds:.1f} s)[/] {detail}", highlight=False
+            )
+            with report.step(f"parity: {target.name} vs ONNX Runtime (CPU) on the photo") as step:
+                agreement = tb.engine_agreement(scratch_engine, source, card, image, options.shapes)
+                step["text"] = f"label agreement {100 * agreement:.3f} %"
+            onnx_export.check_agreement(
+                onnx_export.Parity(agreement=agreement, max_abs_logit_diff=None),
+                minimum,
+                f"{target} was not written",
+                "the engine's labels differ from its ONNX graph's; try another --builder-opt-level, or lower "
+                "--min-agreement if you accept it",
+            )
+            os.replace(scratch_engine, target)
+            os.replace(sidecar_path(scratch_engine), sidecar_path(target))
+        report.add_file(target)
+        report.add_file(sidecar_path(target))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
+    from rich.markup import escape  # messages name extras like segexport[tensorrt]
 
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
@@ -390,7 +510,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args, console)
     except SegError as exc:
-        console.print(f"[bold red]segexport: error:[/] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]segexport: error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
         console.print("[bold red]segexport: interrupted[/]; no partial file was left at the output paths")

@@ -17,13 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from segrt.errors import MissingDependency, SegError
+from segrt.errors import SegError
 from segrt.meta import ModelCard, artifact_name, file_sha256, write_bytes_atomic, write_sidecar
 
 if TYPE_CHECKING:
+    import numpy as np
     import tensorrt as trt
     from rich.console import Console
     from rich.progress import Progress, TaskID
+
     from segrt.backends.tensorrt import GpuInfo
 
 Shape = tuple[int, int, int]  # N, H, W of the images the engine takes
@@ -73,6 +75,38 @@ class ShapeRange:
                     f"--min-shape/--opt-shape/--max-shape: {name} must grow from min to opt to max, got "
                     f"{low}, {best}, {high}; e.g. --min-shape 1x64x64 --opt-shape 1x720x1280 --max-shape 1x1920x1920"
                 )
+
+
+def shape_range(low: Shape | None = None, best: Shape | None = None, high: Shape | None = None) -> ShapeRange:
+    """The profile from the shapes given (None: not given); defaults bend to fit the given ones.
+
+    `--max-shape 1x480x640` alone gives opt 1x480x640 (the 720p default clamped), and
+    `--min-shape 1x1080x1920` alone raises max to cover it; shapes given that contradict
+    each other are refused (SegError).
+    """
+    given = [s for s in (low, best, high) if s is not None]
+    if high is None:
+        high = _elementwise(max, DEFAULT_MAX_SHAPE, *given)
+    if low is None:
+        low = _elementwise(min, DEFAULT_MIN_SHAPE, *given)
+    if best is None:
+        best = _elementwise(min, _elementwise(max, DEFAULT_OPT_SHAPE, low), high)
+    return ShapeRange(low, best, high)
+
+
+def _elementwise(pick: Any, *shapes: Shape) -> Shape:
+    n, h, w = (pick(values) for values in zip(*shapes, strict=True))
+    return n, h, w
+
+
+def fit_size(height: int, width: int, shapes: ShapeRange) -> tuple[int, int]:
+    """An image size inside the profile's H x W range, keeping the aspect ratio where the range allows."""
+    (_, min_h, min_w), (_, max_h, max_w) = shapes.min[:3], shapes.max[:3]
+    scale = min(1.0, max_h / height, max_w / width)
+    scale = max(scale, min_h / height, min_w / width)
+    fitted_h = min(max(round(height * scale), min_h), max_h)
+    fitted_w = min(max(round(width * scale), min_w), max_w)
+    return fitted_h, fitted_w
 
 
 def input_profile(
@@ -164,38 +198,36 @@ def missing_sentence(tensorrt_problem: str | None, gpu_problem: str | None, sour
     if tensorrt_problem is None and gpu_problem is None:
         return None
     later = " and ".join(f"`segexport {source} --engine`" for source in sources)
+    head = "no TensorRT engine was built"
     if tensorrt_problem and gpu_problem:
-        missing = f"TensorRT is not installed ({tensorrt_problem}) and no CUDA GPU is usable ({gpu_problem})"
-    elif tensorrt_problem:
-        missing = f"TensorRT is not installed ({tensorrt_problem})"
-    else:
-        missing = f"no CUDA GPU is usable ({gpu_problem})"
+        return (
+            f"{head}: TensorRT is not installed ({tensorrt_problem}) and no CUDA GPU is usable ({gpu_problem}); "
+            f"on the machine with the NVIDIA GPU that will run the engine, install TensorRT ({INSTALL}) "
+            f"and build it with {later}"
+        )
+    if tensorrt_problem:
+        return (
+            f"{head}: TensorRT is not installed ({tensorrt_problem}); install it ({INSTALL}), "
+            f"then build the engine with {later}"
+        )
     return (
-        f"the ONNX files are written, but the TensorRT engine is not: {missing}; install TensorRT with {INSTALL}, "
-        f"then build the engine on the machine with the NVIDIA GPU that will run it with {later}"
+        f"{head}: no CUDA GPU is usable ({gpu_problem}); engines are built on the GPU that runs them, "
+        f"so where an NVIDIA GPU and its driver are, build it with {later}"
     )
 
 
 def engine_prerequisites(sources: Sequence[Path], device: int = 0) -> str | None:
     """None where TensorRT and a CUDA GPU are usable here, else `missing_sentence`'s sentence."""
-    from segrt.backends.tensorrt import gpu_info, require_tensorrt
+    from segrt.backends.tensorrt import NoUsableGpu, gpu_info, tensorrt_import_problem
 
-    tensorrt_problem = gpu_problem = None
-    try:
-        require_tensorrt("segexport")
-    except MissingDependency as exc:
-        tensorrt_problem = _reason(str(exc))
+    gpu_problem = None
     try:
         gpu_info(device)
-    except SegError as exc:
-        gpu_problem = _reason(str(exc))
-    return missing_sentence(tensorrt_problem, gpu_problem, sources)
-
-
-def _reason(message: str) -> str:
-    """The part in parentheses of our own one-sentence errors ("...: X is not installed (why); install")."""
-    match = re.search(r"\((.*?)\)", message)
-    return match[1] if match else message
+    except NoUsableGpu as exc:
+        gpu_problem = exc.reason
+    except SegError as exc:  # cuda-python missing, or no such device
+        gpu_problem = str(exc)
+    return missing_sentence(tensorrt_import_problem(), gpu_problem, sources)
 
 
 def engine_sources(graphs: dict[str, Path], *, fp16: bool, int8: bool, engine: bool) -> list[Path]:
@@ -282,6 +314,28 @@ def save_engine(path: Path, engine: bytes, card: ModelCard) -> Path:
     write_bytes_atomic(path, engine)
     write_sidecar(path, card)
     return path
+
+
+def engine_agreement(engine: Path, source: Path, card: ModelCard, image: np.ndarray, shapes: ShapeRange) -> float:
+    """Share of pixels where the engine (through `segrt.load`) and ONNX Runtime CPU on `source` agree.
+
+    The photo is resized to fit the profile first (a fused engine takes images only within
+    it); both sides see the same image.
+    """
+    import numpy as np
+    from PIL import Image
+
+    import segrt
+    from segexport.onnx_export import onnx_labels
+
+    if card.fused:
+        height, width = fit_size(image.shape[0], image.shape[1], shapes)
+        if (height, width) != image.shape[:2]:
+            image = np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+    with segrt.load(engine, backend="tensorrt") as seg:
+        labels = np.asarray(seg(image))
+    reference, _ = onnx_labels(source, image, card)
+    return float(np.mean(labels == reference))
 
 
 # --- the build -----------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
 from segrt.errors import MissingDependency, SegError
 from segrt.meta import ModelCard
 from segrt.timing import stopwatch
@@ -45,12 +46,30 @@ NO_GPU_ERRORS = ("cudaErrorInsufficientDriver", "cudaErrorNoDevice", "cudaErrorD
 # --- CUDA: errors and device facts ---------------------------------------------------------------
 
 
+class NoUsableGpu(MissingDependency):
+    """No NVIDIA driver, or no GPU: `reason` is the CUDA error in a few words."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def tensorrt_import_problem() -> str | None:
+    """Why `import tensorrt` fails here, or None when it works."""
+    try:
+        import tensorrt  # noqa: F401
+    except (ImportError, OSError) as exc:  # OSError: a wheel whose native libraries do not load
+        return str(exc)
+    return None
+
+
 def require_tensorrt(what: str | Path) -> str:
     """TensorRT's version, or MissingDependency naming `what` needed it and how to install it."""
-    try:
-        import tensorrt as trt_module
-    except (ImportError, OSError) as exc:  # OSError: a wheel whose native libraries do not load
-        raise MissingDependency(f"{what}: TensorRT is not installed ({exc}); {INSTALL_TENSORRT}") from None
+    problem = tensorrt_import_problem()
+    if problem is not None:
+        raise MissingDependency(f"{what}: TensorRT is not installed ({problem}); {INSTALL_TENSORRT}")
+    import tensorrt as trt_module
+
     return str(trt_module.__version__)
 
 
@@ -62,26 +81,26 @@ def require_cudart(what: str | Path) -> None:
         )
 
 
-def cuda_error_message(code: int, name: str, text: str, what: str) -> tuple[bool, str]:
-    """(is it 'no usable GPU here', one sentence) for a CUDA error code returned by `what`."""
+def cuda_error(code: int, name: str, text: str, what: str) -> SegError:
+    """One sentence for the CUDA error `code` that `what` got: NoUsableGpu when there is no driver or GPU."""
+    reason = f"{text}; {name} = {code}"
     if name in NO_GPU_ERRORS:
-        return True, (
-            f"{what}: no usable NVIDIA GPU ({text}; {name} = {code}); install or update the NVIDIA driver "
-            f"(cuda-python {_cuda_python_version()} installed; cuda-python 13 needs a CUDA 13 driver, "
-            f"so on JetPack 6 or an older driver install cuda-python 12.x)"
+        return NoUsableGpu(
+            f"{what}: no usable NVIDIA GPU ({reason}); install or update the NVIDIA driver (cuda-python "
+            f"{_cuda_python_version()} is installed; cuda-python 13 needs a CUDA 13 driver, so with JetPack 6 "
+            f"or an older driver install cuda-python 12.x)",
+            reason,
         )
-    return False, f"{what} failed: {text} ({name} = {code})"
+    return SegError(f"{what} failed ({reason})")
 
 
 def _check(err: Any, what: str) -> None:
-    """Turn the cudaError_t cuda-python returns (it does not raise) into SegError / MissingDependency."""
+    """Raise `cuda_error` for the cudaError_t a cuda-python call returned (it returns errors, never raises)."""
     if err == cudart.cudaError_t.cudaSuccess:
         return
-    code = int(err)
     _, name = cudart.cudaGetErrorName(err)
     _, text = cudart.cudaGetErrorString(err)
-    no_gpu, message = cuda_error_message(code, _decode(name), _decode(text), what)
-    raise (MissingDependency if no_gpu else SegError)(message)
+    raise cuda_error(int(err), _decode(name), _decode(text), what)
 
 
 def _decode(value: object) -> str:
@@ -109,7 +128,7 @@ def gpu_info(device: int = 0) -> GpuInfo:
     """Name and compute capability of CUDA device `device`; a clear error without a driver or GPU."""
     require_cudart(f"CUDA device {device}")
     err, count = cudart.cudaGetDeviceCount()
-    _check(err, f"CUDA could not start (looking for device {device})")
+    _check(err, f"CUDA device {device}")
     if not 0 <= device < count:
         raise SegError(f"CUDA device {device} does not exist; this machine has {count} (0..{count - 1})")
     err, props = cudart.cudaGetDeviceProperties(device)
