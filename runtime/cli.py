@@ -162,7 +162,7 @@ def save_outputs(frame: Frame, labels: np.ndarray, out: Path, kinds: Sequence[st
         written += 1
     if "overlay" in kinds:
         assert frame.image is not None
-        write_image(stem.with_name(stem.name + ".overlay.jpg"), overlay(frame.image, labels, palette, alpha=alpha))
+        write_image(stem.with_name(stem.name + ".overlay.jpg"), overlay(frame.image, labels, alpha, palette=palette))
         written += 1
     if "color" in kinds:
         write_image(stem.with_name(stem.name + ".color.png"), colorize(labels, palette))
@@ -191,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
     total = len(sources) if all(s.kind != "video" for s in sources) else None  # a camera never ends
     start = time.perf_counter()
     for index, frame in enumerate(iter_frames(sources, args.max_frames), 1):
-        counter = f"[{index:>{len(str(total))}}/{total}]" if total else f"[{index}]"
+        counter = _progress(index, total)
         if frame.error is not None or frame.image is None:
             summary.failures.append(frame.error or f"{frame.source}: no image")
             if not args.quiet:
@@ -218,6 +218,14 @@ def run(args: argparse.Namespace) -> int:
     if not summary.latencies_ms:
         raise SegError("no input could be segmented: " + (summary.failures[0] if summary.failures else "no inputs"))
     return 1 if summary.failures else 0
+
+
+def _progress(index: int, total: int | None, width: int = 20) -> str:
+    """`[ 12/340 ███░░░░░░░  4%]` for a known count, `[12]` for a stream."""
+    if not total:
+        return f"[{index}]"
+    filled = round(width * index / total)
+    return f"[{index:>{len(str(total))}}/{total} {'█' * filled}{'░' * (width - filled)} {100 * index // total:3d}%]"
 
 
 def print_summary(summary: RunSummary, wall_s: float, out: Path, classes: Sequence[str] | None) -> None:

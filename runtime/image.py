@@ -174,7 +174,7 @@ def colorize(labels: np.ndarray, palette: object | None = None) -> np.ndarray:
     return _palette_array(palette)[labels]
 
 
-def overlay(image: np.ndarray, labels: np.ndarray, palette: object | None = None, *, alpha: float = 0.5) -> np.ndarray:
+def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5, *, palette: object | None = None) -> np.ndarray:
     """Blend the colorized labels over the image: alpha 0 is the image, 1 the colours.
 
     Pixels of class 0 (background) keep the image, so the shapes stand out.

@@ -161,12 +161,12 @@ def test_overlay_keeps_background_and_blends_classes():
     image = np.full((2, 2, 3), 100, np.uint8)
     labels = np.array([[0, 1], [1, 0]], np.uint8)
     palette = [(0, 0, 0), (200, 0, 0)]
-    blended = overlay(image, labels, palette, alpha=0.5)
+    blended = overlay(image, labels, 0.5, palette=palette)
     assert blended[0, 0].tolist() == [100, 100, 100]
     assert blended[0, 1].tolist() == [150, 50, 50]
-    assert (overlay(image, labels, palette, alpha=0.0) == image).all()
+    assert (overlay(image, labels, 0.0, palette=palette) == image).all()
     with pytest.raises(SegError, match="do not match the image"):
-        overlay(image, labels[:1], palette)
+        overlay(image, labels[:1], palette=palette)
 
 
 def test_label_png_round_trip_keeps_class_ids_and_palette(tmp_path):

@@ -43,7 +43,7 @@ def test_folder_run_skips_bad_files_reports_them_and_writes_every_good_result(ex
     for name in ("bad.jpg", "empty.png", "deep.png"):
         assert f"skipped {folder / name}" in err
     assert "p50" in err and "p99" in err and "FPS" in err
-    assert "[5/5]" in err
+    assert "[5/5 ████████████████████ 100%]" in err
     assert "Traceback" not in err
 
 
