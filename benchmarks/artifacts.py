@@ -1,0 +1,147 @@
+"""The files a case runs: exported on demand with segexport into a cache folder, and whether a backend is here.
+
+One folder per model and graph kind (fused or --no-fuse), named from the segexport
+arguments, so a second run reuses the exports. The precision files land beside
+model.onnx under the names segrt.meta.artifact_name gives them. A step that cannot be
+done (no such exporter flag yet, a failed parity check, no TensorRT) raises SegError
+with the reason; the suite reports the case as skipped with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, TextIO
+
+from segbench.suite import BASELINE, Case, ModelSpec
+from segrt.errors import MissingDependency, SegError
+
+
+def unavailable_reason(case: Case) -> str | None:
+    """Why this machine cannot run the case's backend, or None when it can."""
+    if case.is_baseline:
+        if importlib.util.find_spec("torch") is None:
+            return "torch is not installed; install the benchmark extra: pip install 'segexport[bench]'"
+        return None if case.device == "cpu" else _cuda_reason()
+    if case.backend == "tensorrt":
+        return _tensorrt_reason()
+    from segrt.backends.onnxruntime import PROVIDERS, available_backends
+
+    if case.backend not in available_backends():
+        return (
+            f"this onnxruntime has no {PROVIDERS[case.backend][0]}; install onnxruntime-gpu "
+            f"(pip install 'segexport[gpu]') on a machine with an NVIDIA GPU"
+        )
+    return None
+
+
+@cache
+def _cuda_reason() -> str | None:
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no CUDA device: torch.cuda.is_available() is False on this machine"
+    return None
+
+
+@cache
+def _tensorrt_reason() -> str | None:
+    if importlib.util.find_spec("tensorrt") is None:
+        return "TensorRT is not installed; install it with pip install 'segexport[tensorrt]' (JetPack ships it)"
+    if importlib.util.find_spec("segrt.backends.tensorrt") is None:
+        return "this segrt has no TensorRT backend (segrt/backends/tensorrt.py)"
+    return None
+
+
+@dataclass
+class ExportCache:
+    """Exports models into `root` once and remembers what failed, so a failure costs one try."""
+
+    root: Path
+    log: TextIO | None = None
+    failures: dict[str, str] = field(default_factory=dict)
+
+    def folder(self, model: ModelSpec, *, fused: bool) -> Path:
+        key = hashlib.sha256(json.dumps(model.export_args()).encode()).hexdigest()[:10]
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", model.name)
+        return self.root / f"{slug}-{key}{'' if fused else '-unfused'}"
+
+    def model_file(
+        self, model: ModelSpec, *, backend: str, precision: str, fused: bool, shape: tuple[int, int, int]
+    ) -> Path:
+        """The file `segrt.load` opens for this case (NxHxW `shape`), exported first where it is missing.
+
+        TensorRT engines are built per case shape with a static profile (min = opt = max),
+        the fastest engine for that shape, in a subfolder beside their ONNX graph.
+        """
+        if backend == BASELINE:
+            raise ValueError("the PyTorch baseline has no exported file")
+        from segrt.meta import artifact_name
+
+        folder = self.folder(model, fused=fused)
+        fp32 = folder / "model.onnx"
+        self._once(fp32, [*model.export_args(), *([] if fused else ["--no-fuse"]), "--out", str(folder)])
+        flavour = "int8-cpu" if precision == "int8" and backend == "ort-cpu" else precision
+        onnx = folder / artifact_name("model", flavour)
+        if precision != "fp32":
+            self._once(onnx, [str(fp32), *_precision_flags(precision, model), "--onnx-only"])
+        if backend != "tensorrt":
+            return onnx
+        size = "x".join(map(str, shape))
+        engines = folder / f"engines-{size}"
+        profile = ["--min-shape", size, "--opt-shape", size, "--max-shape", size]
+        timing_cache = ["--timing-cache", str(self.root / "tensorrt.timing-cache")]
+        engine = engines / artifact_name("model", precision, engine=True)
+        self._once(engine, [str(onnx), "--engine", *profile, *timing_cache, "--out", str(engines)])
+        return engine
+
+    def _once(self, target: Path, argv: list[str]) -> None:
+        if target.is_file():
+            return
+        key = str(target)
+        if key not in self.failures:
+            try:
+                run_segexport(argv, self.log)
+                if not target.is_file():
+                    raise SegError(f"segexport {' '.join(argv)} finished without writing {target.name}")
+            except SegError as exc:
+                self.failures[key] = str(exc)
+        if key in self.failures:
+            raise SegError(self.failures[key])
+
+
+def _precision_flags(precision: str, model: ModelSpec) -> list[str]:
+    if precision == "fp16":
+        return ["--fp16"]
+    from segexport import ASSETS
+
+    return ["--int8", "--calib", str(model.calib or ASSETS)]
+
+
+def run_segexport(argv: list[str], log: TextIO | None = None) -> None:
+    """Run the segexport chain in this process, its progress going to `log`; SegError says why it failed."""
+    try:
+        from rich.console import Console
+
+        from segexport.cli import build_parser, run
+    except ImportError as exc:
+        raise MissingDependency(
+            f"segbench exports its cases with segexport, which needs torch ({exc}); "
+            f"install the benchmark extra: pip install 'segexport[bench]'"
+        ) from None
+    parser = build_parser()
+    try:
+        args, unknown = parser.parse_known_args(argv)
+    except SystemExit:
+        raise SegError(f"segexport refused the arguments {' '.join(argv)}") from None
+    if unknown:
+        raise SegError(f"this segexport has no {' '.join(unknown)} option yet (segexport {' '.join(argv)})")
+    console: Any = Console(file=log, width=120, no_color=True) if log else Console(quiet=True)
+    if log:
+        console.rule(f"segexport {' '.join(argv)}")
+    run(args, console)

@@ -1,0 +1,209 @@
+"""The `segbench` command: run a suite file or one case, or compare two runs.
+
+segbench benchmarks/suites/cpu-quick.toml
+segbench --model fcn_resnet50 --weights none --backend ort-cpu --precision int8 --shape 1x612x640
+segbench compare RUN_A RUN_B
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, NoReturn
+
+from segbench.suite import BACKENDS, PRECISIONS, Case, Suite, load_suite, suite_from_dict
+from segrt.errors import SegError, interrupt_on_sigterm
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="segbench",
+        description="Latency per stage, throughput, memory, energy and label accuracy of segmentation models on "
+        "every backend and precision, beside the plain PyTorch pipeline, in one run.",
+        epilog="Examples: segbench benchmarks/suites/cpu-quick.toml  |  segbench --model fcn_resnet50 --weights none "
+        "--backend ort-cpu --precision int8 --shape 1x612x640  |  segbench compare RUN_A RUN_B",
+    )
+    parser.add_argument("suite", nargs="?", type=Path, help="suite file (benchmarks/suites/*.toml)")
+    one = parser.add_argument_group("one case without a suite file")
+    one.add_argument("--model", help="segexport model: fcn_resnet50, unet_shapes, ..., or package.module:factory")
+    one.add_argument("--weights", help="segexport --weights (none: random weights)")
+    one.add_argument("--input-size", help="segexport --input-size: network input HxW, or S for the shorter side")
+    one.add_argument("--export-arg", action="append", default=[], metavar="ARG", help="more segexport flags; repeat")
+    one.add_argument("--backend", default="ort-cpu", help=f"{', '.join(BACKENDS)} (default ort-cpu)")
+    one.add_argument("--precision", default="fp32", help=f"{', '.join(PRECISIONS)} (default fp32)")
+    one.add_argument("--no-fuse", action="store_true", help="the --no-fuse graph with host pre/post-processing")
+    one.add_argument("--device", help="pytorch-eager only: cpu or cuda")
+    one.add_argument("--shape", action="append", metavar="NxHxW", help="batch x image size; repeat (default 1x612x640)")
+    run = parser.add_argument_group("running")
+    run.add_argument("-o", "--out", type=Path, help="run directory (default segbench-runs/<suite>-<time>)")
+    run.add_argument("--cache", type=Path, default=Path("build/segbench-cache"), help="where exports are kept")
+    run.add_argument("--dataset", type=Path, help="Pascal-VOC folder for mIoU (overrides the suite's)")
+    run.add_argument("--image", type=Path, help="photo to run on (default: the suite's, or the bundled 612x640 one)")
+    run.add_argument("--warmup", type=int, help="untimed calls per case (overrides the suite)")
+    run.add_argument("--iterations", type=int, help="timed calls per case (overrides the suite)")
+    run.add_argument("--seconds", type=float, help="time budget per case (overrides the suite)")
+    run.add_argument("--threads", type=int, help="CPU threads for ONNX Runtime and torch")
+    run.add_argument("--no-baseline", action="store_true", help="do not add the pytorch-eager baseline")
+    run.add_argument("--list", action="store_true", help="print the cases and exit")
+    return parser
+
+
+def compare_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="segbench compare", description="Put two segbench runs side by side.")
+    parser.add_argument("a", type=Path, help="run directory or results.json (A, e.g. before)")
+    parser.add_argument("b", type=Path, help="run directory or results.json (B, e.g. after)")
+    parser.add_argument("-o", "--out", type=Path, help="also write the comparison as Markdown to this file")
+    return parser
+
+
+def suite_from_args(args: argparse.Namespace) -> Suite:
+    if args.suite and args.model:
+        raise SegError("give a suite file or --model, not both")
+    if args.suite:
+        suite = load_suite(args.suite)
+        if args.no_baseline:
+            suite = replace(suite, cases=tuple(c for c in suite.cases if not c.is_baseline))
+    elif args.model:
+        run: dict[str, Any] = {"backend": args.backend, "precision": args.precision, "fused": not args.no_fuse}
+        if args.device:
+            run["device"] = args.device
+        model: dict[str, Any] = {"name": args.model, "args": args.export_arg, "runs": [run]}
+        if args.weights:
+            model["weights"] = args.weights
+        if args.input_size:
+            model["input_size"] = args.input_size
+        data = {"name": f"{args.model}-{args.backend}-{args.precision}", "model": [model]}
+        data["shapes"] = args.shape or ["1x612x640"]
+        data["baseline"] = not args.no_baseline
+        suite = suite_from_dict(data)
+    else:
+        raise SegError("give a suite file (benchmarks/suites/cpu-quick.toml) or --model NAME; see segbench --help")
+    for name in ("warmup", "iterations", "seconds", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < (0 if name == "warmup" else 1e-9):
+            raise SegError(f"--{name} {value}: must be {'>= 0' if name == 'warmup' else 'positive'}")
+    return suite.with_overrides(
+        warmup=args.warmup, iterations=args.iterations, seconds=args.seconds, threads=args.threads, image=args.image
+    )
+
+
+class Progress:
+    """A rich progress bar over the cases, and one over the current case's samples; a line per finished case."""
+
+    def __init__(self, console: Any, total: int, iterations: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = console
+        self.bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        )
+        self.cases = self.bar.add_task("cases", total=total)
+        self.samples = self.bar.add_task("samples", total=iterations)
+        self.iterations = iterations
+
+    def __enter__(self) -> Progress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def start_case(self, case: Case) -> None:
+        from rich.markup import escape
+
+        self.bar.update(self.cases, description=f"[bold]{escape(case.id)}")
+        self.bar.reset(self.samples, total=self.iterations, description="export, load, warm up")
+
+    def sample(self, count: int) -> None:
+        self.bar.update(self.samples, completed=count, description="timed samples")
+
+    def finish_case(self, result: dict[str, Any]) -> None:
+        from rich.markup import escape
+
+        self.bar.advance(self.cases)
+        if result["status"] == "ok":
+            e2e = result["timing"]["e2e"]
+            self.console.print(
+                f"[green]✓[/] {escape(result['id'])}: e2e p50 {e2e['p50']:.2f} ms, {e2e['fps']:.1f} FPS, "
+                f"agreement {100 * result['accuracy']['pixel_agreement']:.2f} %",
+                highlight=False,
+            )
+        else:
+            reason = escape(f"{result['id']}: {result['reason']}")
+            self.console.print(f"[yellow]- {result['status']}[/] {reason}", highlight=False)
+
+
+def run_command(args: argparse.Namespace, console: Any) -> int:
+    from segbench.report import console_tables, write_run
+    from segbench.runner import run_suite
+
+    suite = suite_from_args(args)
+    if args.list:
+        for case in suite.cases:
+            console.print(case.id, highlight=False)
+        return 0
+    out = args.out or Path("segbench-runs") / f"{suite.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        log = (out / "export.log").open("a")
+    except OSError as exc:
+        raise SegError(f"{out}: cannot write the run directory ({exc.strerror}); choose another with --out") from None
+    with log, Progress(console, len(suite.cases), suite.iterations) as progress:
+        record = run_suite(suite, cache=args.cache, log=log, dataset=args.dataset, progress=progress)
+    results = write_run(out, record)
+    for table in console_tables(record):
+        console.print(table)
+    console.print(f"wrote {results}, {out / 'report.md'} and the plots (exports logged in {out / 'export.log'})")
+    return 1 if any(c["status"] == "failed" for c in record["cases"]) else 0
+
+
+def compare_command(argv: Sequence[str], console: Any) -> int:
+    from segbench import compare
+    from segbench.report import load_run
+    from segrt.meta import atomic_write
+
+    args = compare_parser().parse_args(argv)
+    a, b = load_run(args.a), load_run(args.b)
+    console.print(compare.console_table(a, b))
+    for line in compare.environment_differences(a, b):
+        console.print(f"differs: {line}", highlight=False)
+    if args.out:
+        text = compare.markdown(a, b, str(args.a), str(args.b))
+        atomic_write(args.out, lambda tmp: tmp.write_text(text))
+        console.print(f"wrote {args.out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    console = Console(stderr=True)
+    interrupt_on_sigterm()
+    try:
+        if argv[:1] == ["compare"]:
+            return compare_command(argv[1:], Console())
+        return run_command(build_parser().parse_args(argv), console)
+    except SegError as exc:
+        console.print(f"[bold red]segbench: error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        console.print("[bold red]segbench: interrupted[/]; no results.json was written for this run")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""The timing loop: warm-up, then timed calls until a count or a time budget, with each call's stages.
+
+A call is anything that turns the case's input batch into labels and returns the
+stage times (ms) it recorded, as `Segmenter.timings` does. The loop times the whole
+call itself with perf_counter_ns; what the stages do not cover is kept as "other"
+(input checks, Python, allocation), so the stages of every sample add up to its
+end-to-end time exactly.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from segrt.timing import LatencyStats
+
+MIN_SAMPLES = 3  # a time budget never leaves fewer samples than this
+
+# The stages a case can report, in the order a frame goes through them, and what each one is.
+STAGES = {
+    "pre": "host pre-processing (resize, normalize, layout)",
+    "h2d": "copy host to device",
+    "compute": "the graph or model on the device",
+    "infer": "ONNX Runtime's session run (on CPU the graph; on a GPU also its copies)",
+    "backend-host": "TensorRT: the backend's host time around its device stages (pinned copies, enqueue, sync)",
+    "d2h": "copy device to host",
+    "post": "host post-processing (upsample logits, argmax)",
+    "other": "the rest of the call: input checks, batching, Python",
+}
+
+
+@dataclass
+class Timed:
+    """Raw samples of one case: end-to-end ms per call and each stage's ms per call."""
+
+    e2e_ms: list[float]
+    stages_ms: dict[str, list[float]]
+    frames_per_call: int
+    seconds: float = 0.0  # wall time of the timed loop
+    warmup: int = 0
+
+    def stats(self) -> LatencyStats:
+        return LatencyStats.from_samples(self.e2e_ms, frames_per_sample=self.frames_per_call)
+
+    def stage_means(self) -> dict[str, float]:
+        return {name: float(np.mean(values)) for name, values in self.stages_ms.items()}
+
+    def as_dict(self) -> dict[str, Any]:
+        stages = {
+            name: {"mean": float(np.mean(values)), "p50": float(np.median(values)), "samples_ms": values}
+            for name, values in self.stages_ms.items()
+        }
+        return {
+            "e2e": self.stats().as_dict(),
+            "per_frame_p50_ms": self.stats().p50 / self.frames_per_call,
+            "frames_per_call": self.frames_per_call,
+            "warmup": self.warmup,
+            "timed_seconds": self.seconds,
+            "e2e_samples_ms": self.e2e_ms,
+            "stages": stages,
+        }
+
+
+@dataclass
+class Window:
+    """perf_counter_ns marks around the timed loop, for the resource samplers to cut their records."""
+
+    start_ns: int = 0
+    end_ns: int = 0
+    frames: int = 0
+    marks: list[int] = field(default_factory=list)
+
+
+def time_calls(
+    call: Callable[[], Mapping[str, float]],
+    *,
+    frames_per_call: int,
+    warmup: int,
+    iterations: int,
+    seconds: float | None = None,
+    window: Window | None = None,
+    on_sample: Callable[[int], None] | None = None,
+    clock: Callable[[], int] = time.perf_counter_ns,
+) -> Timed:
+    """Run `call` `warmup` times untimed, then `iterations` times timed, or until `seconds` are spent.
+
+    The garbage collector is paused while timing (as `timeit` does) so a collection
+    of earlier garbage does not land in one sample.
+    """
+    for _ in range(warmup):
+        call()
+    e2e: list[float] = []
+    per_call: list[Mapping[str, float]] = []
+    budget_ns = int(seconds * 1e9) if seconds else None
+    gc.collect()
+    gc_was_on = gc.isenabled()
+    gc.disable()
+    try:
+        start = clock()
+        while len(e2e) < iterations:
+            if budget_ns is not None and len(e2e) >= MIN_SAMPLES and clock() - start >= budget_ns:
+                break
+            before = clock()
+            stages = call()
+            e2e.append((clock() - before) / 1e6)
+            per_call.append(dict(stages))
+            if on_sample:
+                on_sample(len(e2e))
+        end = clock()
+    finally:
+        if gc_was_on:
+            gc.enable()
+    if window is not None:
+        window.start_ns, window.end_ns, window.frames = start, end, len(e2e) * frames_per_call
+    return Timed(
+        e2e_ms=e2e,
+        stages_ms=split_stages(e2e, per_call),
+        frames_per_call=frames_per_call,
+        seconds=(end - start) / 1e9,
+        warmup=warmup,
+    )
+
+
+DEVICE_STAGES = ("h2d", "compute", "d2h")
+
+
+def split_stages(e2e_ms: list[float], per_call: list[Mapping[str, float]]) -> dict[str, list[float]]:
+    """Per-stage sample lists in STAGES order, plus "other" = end-to-end minus the stages, per sample.
+
+    The TensorRT backend reports its host-timed "infer" around the CUDA-event stages
+    h2d, compute and d2h; that "infer" is split so nothing is counted twice.
+    """
+    per_call = [_split_nested_infer(s) for s in per_call]
+    names = [n for n in STAGES if n != "other" and any(n in s for s in per_call)]
+    names += sorted({n for s in per_call for n in s} - set(STAGES))  # a backend's own extra stages
+    stages = {name: [float(s.get(name, 0.0)) for s in per_call] for name in names}
+    stages["other"] = [total - sum(float(v) for v in s.values()) for total, s in zip(e2e_ms, per_call, strict=True)]
+    return stages
+
+
+def _split_nested_infer(stages: Mapping[str, float]) -> Mapping[str, float]:
+    if "infer" not in stages or not any(name in stages for name in DEVICE_STAGES):
+        return stages
+    split = {name: value for name, value in stages.items() if name != "infer"}
+    split["backend-host"] = stages["infer"] - sum(stages.get(name, 0.0) for name in DEVICE_STAGES)
+    return split

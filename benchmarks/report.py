@@ -1,0 +1,252 @@
+"""One run directory: results.json (every raw sample and the environment), report.md, and the PNG plots.
+
+Each file is written to a temporary name and renamed (segrt.meta.atomic_write);
+results.json is written last, so a run that stops half way leaves none.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from segbench.measure import STAGES
+from segbench.suite import BASELINE
+from segrt.errors import SegError
+from segrt.meta import atomic_write
+
+RESULTS, REPORT = "results.json", "report.md"
+
+INCLUDES = f"""\
+- **e2e** (end to end): wall time (`perf_counter_ns`) of one call, from an N x H x W x 3 uint8 array already in
+  host memory to the N x H x W uint8 label maps in host memory: input checks, host pre-processing
+  (unfused graphs), copies to and from the device, the network, and for fused graphs the in-graph
+  resize, normalize, upsample and argmax; host post-processing (unfused graphs). Not included: reading
+  and decoding the image file, colorizing or overlays, loading the model, warm-up calls.
+  For `{BASELINE}`: `torch.from_numpy`, the weights' `transforms()`, the model's forward pass (aux head
+  included), `F.interpolate` to the image size, `argmax`, `.numpy()`.
+- **ms** figures are per call; a call processes N frames (the batch). **FPS** = N x 1000 / mean e2e ms.
+- **stages**: the pipeline's own timers inside the call (CUDA events for `{BASELINE}` on a GPU,
+  `perf_counter_ns` elsewhere): {"; ".join(f"`{name}` {words}" for name, words in STAGES.items())}.
+  The stages of each sample add up to its e2e time.
+- **network**: the bare network alone, on the same backend and precision: the `--no-fuse` graph's
+  `backend.run` on a float tensor already pre-processed to the network size (for `{BASELINE}`, its
+  `compute` stage: the eager model with its aux head). **outside network** = 1 - network p50 / e2e p50:
+  the share of the frame spent on anything but the network (resizes, normalize, argmax, copies, Python).
+- **speed-up** = e2e p50 of `{BASELINE}` / e2e p50 of the case, same model, batch and image size, same
+  run and machine (the baseline on the case's device where it ran there, else on the CPU).
+- **agreement**: share of label pixels equal to the FP32 PyTorch reference's on the same input images; the
+  reference runs the exported network with the deploy graph's steps (resize to the network size without
+  antialiasing), so `{BASELINE}`, which resizes with antialiasing as torchvision's preset does, differs on
+  edge pixels by design. **mIoU**: on the labelled set's val split, mean over classes of a confusion
+  matrix, label 255 ignored.
+- **peak RSS**: the highest resident memory of the segbench process while the case loaded and ran (sampled
+  every 20 ms; it includes what the process held before, see "added"); device memory, power, clocks and
+  energy per frame come from NVML (or tegrastats on a Jetson) where the machine has them."""
+
+
+def add_speedups(cases: list[dict[str, Any]]) -> None:
+    """Give each measured case its speed-up over the baseline of the same model, batch and image size."""
+    baselines = {
+        (c["label"], c["batch"], c["height"], c["width"], c["device"]): c
+        for c in cases
+        if c["status"] == "ok" and c["backend"] == BASELINE
+    }
+    for case in cases:
+        if case["status"] != "ok":
+            continue
+        key = (case["label"], case["batch"], case["height"], case["width"])
+        base = baselines.get((*key, case["device"])) or baselines.get((*key, "cpu"))
+        if base is None:
+            case["speedup"] = {"absent": f"no {BASELINE} baseline ran for this model and shape"}
+        else:
+            ratio = base["timing"]["e2e"]["p50"] / case["timing"]["e2e"]["p50"]
+            case["speedup"] = {"over": base["id"], "p50": ratio}
+
+
+def write_run(out: str | os.PathLike[str], record: dict[str, Any]) -> Path:
+    """Write plots, report.md, then results.json into `out`; returns the results.json path."""
+    from segbench.plots import write_plots
+
+    out = Path(out)
+    plots = write_plots(out, record["cases"])
+    atomic_write(out / REPORT, lambda tmp: tmp.write_text(markdown(record, [p.name for p in plots])))
+    text = json.dumps(record, indent=1, allow_nan=True, default=str)
+    return atomic_write(out / RESULTS, lambda tmp: tmp.write_text(text + "\n"))
+
+
+def load_run(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A run's record from its directory or its results.json."""
+    path = Path(path)
+    file = path / RESULTS if path.is_dir() else path
+    try:
+        record = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise SegError(f"{file}: no such file; give a segbench run directory or its {RESULTS}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SegError(f"{file}: not a readable segbench {RESULTS} ({exc})") from None
+    if not isinstance(record, dict) or "cases" not in record:
+        raise SegError(f"{file}: not a segbench {RESULTS} (no cases)")
+    return record
+
+
+# --- figures, as the markdown and the terminal show them ---------------------------------------------------
+
+
+def fmt(value: Any, digits: int = 1, suffix: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:,.{digits}f}{suffix}"
+
+
+def ms(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return fmt(value, 2 if value < 10 else 1)
+
+
+def percent(share: float | None, digits: int = 1) -> str:
+    return "—" if share is None else f"{100 * share:.{digits}f} %"
+
+
+def summary_row(case: dict[str, Any]) -> dict[str, str]:
+    """The headline figures of one measured case, formatted."""
+    e2e = case["timing"]["e2e"]
+    dataset = case["accuracy"].get("dataset") or {}
+    host = case["resources"]["host"]
+    device = case["resources"]["device"]
+    energy = device.get("energy_per_frame_j", device.get("tegrastats", {}).get("energy_per_frame_j"))
+    return {
+        "model": case["label"],
+        "pipeline": case["pipeline"],
+        "N x H x W": f"{case['batch']}x{case['height']}x{case['width']}",
+        "e2e p50 ms": ms(e2e["p50"]),
+        "p90": ms(e2e["p90"]),
+        "p99": ms(e2e["p99"]),
+        "mean ± std": f"{ms(e2e['mean'])} ± {ms(e2e['std'])}",
+        "FPS": fmt(e2e["fps"], 2 if e2e["fps"] < 10 else 1),
+        "network p50 ms": ms(case["network"].get("p50_ms")),
+        "outside network": percent(case.get("outside_network_share")),
+        "speed-up": fmt(case["speedup"].get("p50"), 2, "x"),
+        "agreement": percent(case["accuracy"]["pixel_agreement"], 2),
+        "mIoU": percent(dataset.get("miou")),
+        "peak RSS MB (added)": f"{host['rss_peak_mb']:.0f} ({host['rss_added_mb']:+.0f})",
+        "J/frame": fmt(energy, 3),
+    }
+
+
+def stage_row(case: dict[str, Any], names: list[str]) -> list[str]:
+    stages = case["timing"]["stages"]
+    return [ms(stages[name]["mean"]) if name in stages else "" for name in names]
+
+
+def used_stages(cases: list[dict[str, Any]]) -> list[str]:
+    present = {name for c in cases for name in c["timing"]["stages"]}
+    return [name for name in STAGES if name in present] + sorted(present - set(STAGES))
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return lines
+
+
+def markdown(record: dict[str, Any], plots: list[str]) -> str:
+    """report.md: headline table, stages, per-class IoU, skipped cases, definitions, plots, environment."""
+    suite, env = record["suite"], record["environment"]
+    ok = [c for c in record["cases"] if c["status"] == "ok"]
+    lines = [f"# segbench: {suite['name']}", ""]
+    if suite.get("description"):
+        lines += [suite["description"], ""]
+    lines += [f"{machine_line(env)}. Run {record['started']}, {record['duration_s'] / 60:.1f} min.", ""]
+    budget = f", or until {suite['seconds']} s are spent" if suite.get("seconds") else ""
+    lines += [
+        f"Each case: {suite['warmup']} warm-up calls, then {suite['iterations']} timed calls{budget}, "
+        f"on the photo {Path(suite['image']).name} resized to H x W (flipped copies fill a batch).",
+        "",
+    ]
+    lines += [f"- {note}" for note in suite.get("notes", [])] + ([""] if suite.get("notes") else [])
+    if ok:
+        rows = [summary_row(c) for c in ok]
+        lines += ["## End to end (ms per call of N frames; see below for what each figure includes)", ""]
+        lines += [*_table(list(rows[0]), [list(r.values()) for r in rows]), ""]
+        names = used_stages(ok)
+        lines += ["## Where the time goes (mean ms per call, by stage)", ""]
+        header = ["model", "pipeline", "N x H x W", *names, "e2e mean"]
+        body = [
+            [
+                c["label"],
+                c["pipeline"],
+                f"{c['batch']}x{c['height']}x{c['width']}",
+                *stage_row(c, names),
+                ms(c["timing"]["e2e"]["mean"]),
+            ]
+            for c in ok
+        ]
+        lines += [*_table(header, body), ""]
+        lines += per_class_lines(record)
+    others = [c for c in record["cases"] if c["status"] != "ok"]
+    if others:
+        lines += ["## Not measured here", ""]
+        lines += [*_table(["case", "status", "reason"], [[c["id"], c["status"], c["reason"]] for c in others]), ""]
+    lines += ["## What each figure includes", "", INCLUDES, ""]
+    if plots:
+        lines += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots] + [""]
+    lines += ["## Environment", "", "```", json.dumps(env, indent=1, default=str), "```", ""]
+    return "\n".join(lines)
+
+
+def per_class_lines(record: dict[str, Any]) -> list[str]:
+    """Per-class IoU of the reference and of each pipeline that was scored on a labelled set."""
+    lines: list[str] = []
+    for label, reference in record.get("references", {}).items():
+        columns: dict[str, dict[str, Any]] = {"FP32 PyTorch reference": reference}
+        for case in record["cases"]:
+            dataset = case.get("accuracy", {}).get("dataset") or {}
+            if case["status"] == "ok" and case["label"] == label and "per_class_iou" in dataset:
+                columns.setdefault(case["pipeline"], dataset)
+        scored = {name: d for name, d in columns.items() if "per_class_iou" in d}
+        if not scored:
+            continue
+        classes = list(next(iter(scored.values()))["per_class_iou"])
+        images = next(iter(scored.values()))["images"]
+        lines += [f"## {label}: IoU per class on the labelled set ({images} images)", ""]
+        rows = [
+            [name, *(percent(d["per_class_iou"].get(c)) for c in classes), percent(d["miou"])]
+            for name, d in scored.items()
+        ]
+        lines += [*_table(["pipeline", *classes, "mIoU"], rows), ""]
+    return lines
+
+
+def machine_line(env: dict[str, Any]) -> str:
+    gpu = env.get("gpu", {})
+    gpus = ", ".join(d["name"] for d in gpu.get("devices", [])) or "no GPU"
+    commit = (env.get("git") or {}).get("commit", "unknown")[:10]
+    dirty = " (uncommitted changes)" if (env.get("git") or {}).get("dirty") else ""
+    return f"{env['cpu']}, {env['cores_usable']} cores usable; {gpus}; commit {commit}{dirty}"
+
+
+def console_tables(record: dict[str, Any]) -> list[Any]:
+    """The headline table for the terminal (rich), and one of the cases not measured, with the reasons."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"segbench {escape(record['suite']['name'])}: ms per call, e2e from uint8 array to labels")
+    columns = ["model", "pipeline", "N x H x W", "e2e p50 ms", "p99", "FPS", "network p50 ms", "outside network",
+               "speed-up", "agreement", "mIoU"]  # fmt: skip
+    for name in columns:
+        table.add_column(name, justify="left" if name in ("model", "pipeline") else "right", overflow="fold")
+    for case in record["cases"]:
+        if case["status"] == "ok":
+            row = summary_row(case)
+            table.add_row(*(escape(row[name]) for name in columns))
+    others = Table(title="not measured here")
+    for name in ("case", "status", "reason"):
+        others.add_column(name, overflow="fold")
+    for case in record["cases"]:
+        if case["status"] != "ok":
+            others.add_row(escape(case["id"]), case["status"], escape(case["reason"]))
+    return [table] + ([others] if others.row_count else [])

@@ -1,0 +1,313 @@
+"""Runs a suite's cases one after another on the same inputs and collects what each measured.
+
+Per case: export what it needs (once, cached), load it, take the labels of the first
+call for accuracy, time warm-up and samples, sample memory and power meanwhile, then
+time the bare network of the same backend and precision (the --no-fuse graph on an
+already pre-processed tensor). A case that cannot run here is kept, skipped, with
+the reason.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from segbench import accuracy
+from segbench.artifacts import ExportCache, unavailable_reason
+from segbench.measure import Timed, Window, time_calls
+from segbench.resources import ResourceSampler
+from segbench.suite import Case, ModelSpec, Suite
+from segrt.errors import SegError
+
+REFERENCE_WORDS = (
+    "FP32 PyTorch, the exported network with the deploy graph's steps (bilinear resize to the network size "
+    "without antialiasing, normalize, upsample logits, argmax), on the same input images"
+)
+
+
+def make_batch(photo: np.ndarray, batch: int, height: int, width: int) -> np.ndarray:
+    """N x H x W x 3 uint8: the photo resized to H x W (bilinear), then flipped variants so frames differ."""
+    from PIL import Image
+
+    image = photo
+    if photo.shape[:2] != (height, width):
+        image = np.asarray(Image.fromarray(photo).resize((width, height), Image.Resampling.BILINEAR))
+    variants = [image, image[:, ::-1], image[::-1], image[::-1, ::-1]]
+    return np.ascontiguousarray(np.stack([variants[i % len(variants)] for i in range(batch)]))
+
+
+@dataclass
+class Runner:
+    """What the cases of one run share: the suite, the photo, the export cache, references and memos."""
+
+    suite: Suite
+    photo: np.ndarray
+    exports: ExportCache
+    dataset: Path | None = None  # overrides each model's own dataset (segbench --dataset)
+    on_sample: Callable[[int], None] | None = None
+    references: dict[ModelSpec, Any] = field(default_factory=dict)
+    networks: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
+    dataset_scores: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
+
+    def reference(self, spec: ModelSpec) -> Any:
+        if spec not in self.references:
+            from segbench.baseline import build_reference
+
+            self.references[spec] = build_reference(spec, self.suite.threads)
+        return self.references[spec]
+
+    def run_case(self, case: Case) -> dict[str, Any]:
+        """The record of one case: status, raw samples, stages, network time, resources, accuracy."""
+        record = describe(case)
+        reason = unavailable_reason(case)
+        if reason:
+            return {**record, "status": "skipped", "reason": reason}
+        try:
+            file = None if case.is_baseline else self._file(case, fused=case.fused)
+        except SegError as exc:
+            return {**record, "status": "skipped", "reason": f"export: {exc}"}
+        try:
+            return {**record, **self._measure(case, file)}
+        except SegError as exc:
+            return {**record, "status": "failed", "reason": str(exc)}
+        except Exception as exc:  # a library error or a bug: keep the other cases, keep the traceback in the log
+            if self.exports.log is not None:
+                traceback.print_exc(file=self.exports.log)
+            return {**record, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+        finally:
+            gc.collect()
+
+    def _file(self, case: Case, *, fused: bool) -> Path:
+        shape = (case.batch, case.height, case.width)
+        return self.exports.model_file(
+            case.model, backend=case.backend, precision=case.precision, fused=fused, shape=shape
+        )
+
+    def _measure(self, case: Case, file: Path | None) -> dict[str, Any]:
+        batch = make_batch(self.photo, case.batch, case.height, case.width)
+        reference = self.reference(case.model)  # built before sampling: its memory is not the case's
+        window = Window()
+        sampler = ResourceSampler(gpu_index=0 if case.device == "cuda" else None)
+        pipeline = None
+        try:
+            with sampler:  # loading, warm-up and samples: the memory a user's process needs for this case
+                pipeline, details = self._open(case, file)
+                labels = pipeline(batch)  # the first warm-up call; its labels are scored
+
+                def call() -> dict[str, float]:
+                    pipeline(batch)
+                    return pipeline.timings
+
+                timed = self._time(call, case.batch, window)
+            dataset = self._dataset_score(case, lambda image: pipeline(image[None])[0], details.pop("classes"))
+        finally:
+            if pipeline is not None:
+                pipeline.close()
+        result: dict[str, Any] = {
+            "status": "ok",
+            **details,
+            "timing": timed.as_dict(),
+            "resources": sampler.summary(window),
+            "accuracy": {
+                "reference": REFERENCE_WORDS,
+                "pixel_agreement": accuracy.pixel_agreement(labels, reference.labels_for(batch)),
+                "dataset": dataset,
+            },
+        }
+        network = timed_network(timed) if case.is_baseline else self._network(case, batch)
+        result["network"] = network
+        if "p50_ms" in network:
+            result["outside_network_share"] = 1.0 - network["p50_ms"] / timed.stats().p50
+        return result
+
+    def _open(self, case: Case, file: Path | None) -> tuple[Any, dict[str, Any]]:
+        if case.is_baseline:
+            from segbench.baseline import EagerPipeline
+
+            reference = self.reference(case.model)
+            pipeline = EagerPipeline(reference, case.device)
+            details = {
+                "file": None,
+                "steps": f"{pipeline.transforms_name} -> eager model (aux head included) -> F.interpolate -> argmax",
+                "classes": reference.card.classes,
+            }
+            return pipeline, details
+        import segrt
+
+        seg = segrt.load(file, backend=case.backend, threads=self.suite.threads)
+        details = {
+            "file": str(file),
+            "file_precision": seg.card.precision,
+            "steps": "fused graph: uint8 image in, labels out" if seg.card.fused else "host pre -> graph -> host post",
+            "classes": seg.classes,
+        }
+        return _SegmenterCall(seg), details
+
+    def _time(self, call: Callable[[], dict[str, float]], frames: int, window: Window | None = None) -> Timed:
+        suite = self.suite
+        return time_calls(
+            call,
+            frames_per_call=frames,
+            warmup=max(suite.warmup - 1, 0),
+            iterations=suite.iterations,
+            seconds=suite.seconds,
+            window=window,
+            on_sample=self.on_sample,
+        )
+
+    def _network(self, case: Case, batch: np.ndarray) -> dict[str, Any]:
+        """The bare network on the same backend and precision: --no-fuse graph, tensor already pre-processed."""
+        key = (case.model, case.backend, case.precision, *batch.shape)
+        if key not in self.networks:
+            self.networks[key] = self._time_network(case, batch)
+        return self.networks[key]
+
+    def _time_network(self, case: Case, batch: np.ndarray) -> dict[str, Any]:
+        import segrt
+        from segrt.image import preprocess
+
+        try:
+            file = self._file(case, fused=False)
+            seg = segrt.load(file, backend=case.backend, threads=self.suite.threads)
+        except SegError as exc:
+            return {"absent": f"no --no-fuse graph at this precision: {exc}"}
+        try:
+            tensor = preprocess(batch, seg.card)
+
+            def call() -> dict[str, float]:
+                seg.backend.run(tensor)
+                return seg.backend.timings
+
+            timed = self._time(call, case.batch)
+        finally:
+            seg.close()
+        stats = timed.stats()
+        return {"file": str(file), "input": list(tensor.shape), "p50_ms": stats.p50, **timed.as_dict()}
+
+    def _dataset_score(self, case: Case, predict: Callable[[np.ndarray], np.ndarray], classes: Any) -> dict[str, Any]:
+        """mIoU of this pipeline on the labelled set (once per pipeline, whatever the batch and shape)."""
+        root = self.dataset or case.model.dataset
+        if root is None:
+            return {"absent": "no labelled set (--dataset DIR, or dataset = in the suite)"}
+        key = (case.model, case.pipeline)
+        if key not in self.dataset_scores:
+            try:
+                samples = accuracy.open_dataset(root)
+                self.dataset_scores[key] = accuracy.score_dataset(predict, samples, classes).as_dict()
+            except SegError as exc:
+                self.dataset_scores[key] = {"absent": f"{root}: {exc}"}
+        return self.dataset_scores[key]
+
+    def reference_scores(self) -> dict[str, Any]:
+        """The FP32 PyTorch reference's own mIoU per model, so each case's drift in points is visible."""
+        from segexport.onnx_export import torch_labels
+
+        scores: dict[str, Any] = {}
+        for spec, reference in self.references.items():
+            root = self.dataset or spec.dataset
+            if root is None:
+                continue
+            try:
+                samples = accuracy.open_dataset(root)
+                predict = lambda image, r=reference: torch_labels(r.model, image, r.card)[0]  # noqa: E731
+                scores[spec.label] = accuracy.score_dataset(predict, samples, reference.card.classes).as_dict()
+            except SegError as exc:
+                scores[spec.label] = {"absent": f"{root}: {exc}"}
+        return scores
+
+
+class _SegmenterCall:
+    """A Segmenter with the EagerPipeline's call/timings/close shape."""
+
+    def __init__(self, seg: Any) -> None:
+        self.seg = seg
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.seg(batch)
+
+    @property
+    def timings(self) -> dict[str, float]:
+        return self.seg.timings
+
+    def close(self) -> None:
+        self.seg.close()
+
+
+def timed_network(timed: Timed) -> dict[str, Any]:
+    """The baseline's network time is its own "compute" stage: the eager model, aux head included."""
+    samples = timed.stages_ms.get("compute")
+    if not samples:
+        return {"absent": "the baseline recorded no compute stage"}
+    return {"file": None, "input": None, "p50_ms": float(np.median(samples)), "from": "the compute stage above"}
+
+
+def describe(case: Case) -> dict[str, Any]:
+    return {
+        "id": case.id,
+        "model": case.model.name,
+        "label": case.model.label,
+        "export_args": list(case.model.args),
+        "backend": case.backend,
+        "precision": case.precision,
+        "fused": case.fused,
+        "device": case.device,
+        "pipeline": case.pipeline,
+        "batch": case.batch,
+        "height": case.height,
+        "width": case.width,
+    }
+
+
+def run_suite(
+    suite: Suite,
+    *,
+    cache: Path,
+    log: TextIO | None = None,
+    dataset: Path | None = None,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Run every case; returns the run record (environment, settings, cases) that report.py writes."""
+    from segbench.machine import environment
+    from segbench.report import add_speedups
+    from segexport import ASSETS
+    from segrt.image import read_image
+
+    started = time.time()
+    photo_path = suite.image or ASSETS / "astronaut.jpg"
+    runner = Runner(suite, read_image(photo_path), ExportCache(cache, log), dataset)
+    cases = []
+    for case in suite.cases:
+        if progress is not None:
+            progress.start_case(case)
+            runner.on_sample = progress.sample
+        result = runner.run_case(case)
+        cases.append(result)
+        if progress is not None:
+            progress.finish_case(result)
+    add_speedups(cases)
+    return {
+        "segbench_version": 1,
+        "suite": {
+            "name": suite.name,
+            "description": suite.description,
+            "file": str(suite.source) if suite.source else None,
+            "image": str(photo_path),
+            "warmup": suite.warmup,
+            "iterations": suite.iterations,
+            "seconds": suite.seconds,
+            "threads": suite.threads,
+            "notes": list(suite.notes),
+        },
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "duration_s": time.time() - started,
+        "environment": environment(),
+        "references": runner.reference_scores(),
+        "cases": cases,
+    }

@@ -1,0 +1,295 @@
+"""A benchmark suite: the TOML file that names the matrix, validated into a flat list of cases.
+
+    name = "cpu-quick"
+    shapes = ["1x612x640"]            # N x H x W of the uint8 images fed to each case
+    warmup = 2
+    iterations = 10                   # samples per case; `seconds = 30` stops a case earlier
+    [[model]]
+    name = "fcn_resnet50"             # what `segexport` takes: a zoo name or package.module:factory
+    weights = "none"
+    input_size = "520x520"
+    runs = [{ backend = "ort-cpu" }, { backend = "ort-cpu", fused = false }]
+
+Every error names the file and the key in one line. Each model gets the pytorch-eager
+baseline (on CPU, and on CUDA too when one of its runs is on a GPU) unless its runs name one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from segrt.errors import SegError
+
+BASELINE = "pytorch-eager"
+BACKENDS = (BASELINE, "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "int8")
+DEVICES = ("cpu", "cuda")
+
+SUITE_KEYS = {
+    "name": "a short name for the run",
+    "description": "one line saying what the suite is for",
+    "image": "the photo the cases run on (default: the bundled 612x640 photo)",
+    "shapes": 'list of "NxHxW": batch size and image size',
+    "warmup": "untimed calls before the samples",
+    "iterations": "timed calls per case",
+    "seconds": "time budget per case: stop sampling once it is spent (at least 3 samples)",
+    "threads": "CPU threads for ONNX Runtime and torch (default: their own choice)",
+    "baseline": "add the pytorch-eager baseline to each model that lacks one (default true)",
+    "model": "the [[model]] tables",
+}
+MODEL_KEYS = {
+    "name": "segexport model: zoo name or package.module:factory",
+    "label": "name shown in reports (default: name, plus input size)",
+    "weights": "segexport --weights",
+    "input_size": "segexport --input-size (HxW, or S for the shorter side)",
+    "args": "more segexport flags, as a list of strings",
+    "calib": "folder of calibration images for INT8 (default: the bundled photo's folder)",
+    "dataset": "Pascal-VOC folder for mIoU (JPEGImages/, SegmentationClass/, ImageSets/Segmentation/val.txt)",
+    "shapes": "overrides the suite's shapes for this model",
+    "runs": "list of { backend, precision, fused, device }",
+}
+RUN_KEYS = {
+    "backend": ", ".join(BACKENDS),
+    "precision": ", ".join(PRECISIONS),
+    "fused": "true: the fused graph (default); false: --no-fuse with host pre/post-processing",
+    "device": "pytorch-eager only: cpu or cuda",
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of the suite: how segexport builds it, and where its labelled data are."""
+
+    name: str
+    args: tuple[str, ...] = ()
+    label: str = ""
+    calib: Path | None = None
+    dataset: Path | None = None
+
+    def export_args(self) -> list[str]:
+        """The segexport command line (without --out) that builds this model's FP32 graph."""
+        return [self.name, *self.args]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measurement: a model on a backend at a precision, batch size and image size."""
+
+    model: ModelSpec
+    backend: str
+    precision: str = "fp32"
+    fused: bool = True
+    device: str = "cpu"
+    batch: int = 1
+    height: int = 612
+    width: int = 640
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.backend == BASELINE
+
+    @property
+    def pipeline(self) -> str:
+        """backend, precision and graph kind, without the shape: the key cases share their work by."""
+        if self.is_baseline:
+            return f"{self.backend} {self.device}"
+        return f"{self.backend} {self.precision} {'fused' if self.fused else 'unfused'}"
+
+    @property
+    def id(self) -> str:
+        return f"{self.model.label} | {self.pipeline} | {self.batch}x{self.height}x{self.width}"
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A validated suite: its settings and the cases it expands to, in run order."""
+
+    name: str
+    cases: tuple[Case, ...]
+    description: str = ""
+    source: Path | None = None
+    image: Path | None = None
+    warmup: int = 2
+    iterations: int = 10
+    seconds: float | None = None
+    threads: int | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def with_overrides(self, **changes: Any) -> Suite:
+        """A copy with the CLI's overrides (None leaves a setting as the file has it)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def load_suite(path: str | os.PathLike[str]) -> Suite:
+    """Read and validate a suite file; raises SegError naming the file and the key."""
+    path = Path(path)
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10 (JetPack 6)
+        import tomli as tomllib
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SegError(f"{path}: no such suite file; the shipped ones are in benchmarks/suites/") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SegError(f"{path}: cannot read the suite file ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SegError(f"{path}: not valid TOML ({exc})") from None
+    return suite_from_dict(data, source=path)
+
+
+def suite_from_dict(data: dict[str, Any], *, source: Path | None = None) -> Suite:
+    """Validate parsed TOML (or the CLI's one-case dict) into a Suite."""
+    where = str(source) if source else "command line"
+    _check_keys(data, SUITE_KEYS, where, "the top level")
+    name = _get(data, "name", str, where, "name", default=source.stem if source else "segbench")
+    shapes = _shapes(_get(data, "shapes", list, where, "shapes", default=["1x612x640"]), where, "shapes")
+    warmup = _get(data, "warmup", int, where, "warmup", default=2)
+    iterations = _get(data, "iterations", int, where, "iterations", default=10)
+    seconds = _get(data, "seconds", (int, float), where, "seconds", default=None)
+    threads = _get(data, "threads", int, where, "threads", default=None)
+    if warmup < 0 or iterations < 1 or (seconds is not None and seconds <= 0) or (threads is not None and threads < 1):
+        raise SegError(f"{where}: warmup must be >= 0, iterations >= 1, seconds and threads positive")
+    image = _get(data, "image", str, where, "image", default=None)
+    models = _get(data, "model", list, where, "model", default=None)
+    if not models:
+        raise SegError(f"{where}: no [[model]] table; a suite names at least one model")
+    add_baseline = _get(data, "baseline", bool, where, "baseline", default=True)
+    cases: list[Case] = []
+    notes: list[str] = []
+    for index, table in enumerate(models):
+        model_cases, note = _model_cases(table, shapes, where, f"model[{index}]", add_baseline)
+        cases += model_cases
+        notes += [note] if note else []
+    return Suite(
+        name=name,
+        description=_get(data, "description", str, where, "description", default=""),
+        source=source,
+        image=Path(image) if image else None,
+        warmup=warmup,
+        iterations=iterations,
+        seconds=float(seconds) if seconds is not None else None,
+        threads=threads,
+        cases=tuple(cases),
+        notes=tuple(notes),
+    )
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    """ "1x612x640" -> (1, 612, 640): batch, height, width."""
+    try:
+        values = tuple(int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) < 1:
+        raise ValueError(f"{text!r} is not NxHxW (e.g. 1x612x640)")
+    return values  # type: ignore[return-value]
+
+
+def _model_cases(
+    table: Any, shapes: list[tuple[int, int, int]], where: str, key: str, add_baseline: bool
+) -> tuple[list[Case], str]:
+    if not isinstance(table, dict):
+        raise SegError(f"{where}: {key} must be a table ([[model]])")
+    _check_keys(table, MODEL_KEYS, where, key)
+    name = _get(table, "name", str, where, f"{key}.name", default=None)
+    if not name:
+        raise SegError(f"{where}: {key} has no name; give the segexport model name")
+    _check_model_name(name, where, key)
+    args = [str(a) for a in _get(table, "args", list, where, f"{key}.args", default=[])]
+    weights = _get(table, "weights", str, where, f"{key}.weights", default=None)
+    input_size = _get(table, "input_size", str, where, f"{key}.input_size", default=None)
+    args = (["--weights", weights] if weights else []) + (["--input-size", input_size] if input_size else []) + args
+    calib = _get(table, "calib", str, where, f"{key}.calib", default=None)
+    dataset = _get(table, "dataset", str, where, f"{key}.dataset", default=None)
+    default_label = f"{name}@{input_size}" if input_size else name
+    spec = ModelSpec(
+        name=name,
+        args=tuple(args),
+        label=_get(table, "label", str, where, f"{key}.label", default=default_label),
+        calib=Path(calib) if calib else None,
+        dataset=Path(dataset) if dataset else None,
+    )
+    if "shapes" in table:
+        shapes = _shapes(_get(table, "shapes", list, where, f"{key}.shapes", default=[]), where, f"{key}.shapes")
+    runs = _get(table, "runs", list, where, f"{key}.runs", default=None)
+    if not runs:
+        raise SegError(f'{where}: {key} ({name}) has no runs; add runs = [{{ backend = "ort-cpu" }}]')
+    pipelines = [_run(run, spec, where, f"{key}.runs[{i}]") for i, run in enumerate(runs)]
+    note = ""
+    if add_baseline:
+        wanted = ["cpu"] + (["cuda"] if any(p.device == "cuda" for p in pipelines) else [])
+        have = {p.device for p in pipelines if p.is_baseline}
+        added = [Case(spec, BASELINE, device=d) for d in wanted if d not in have]
+        if added:
+            pipelines = added + pipelines
+            note = f"{spec.label}: added the {BASELINE} baseline on {', '.join(c.device for c in added)}"
+    cases = [replace(p, batch=n, height=h, width=w) for (n, h, w) in shapes for p in pipelines]
+    return cases, note
+
+
+def _run(run: Any, spec: ModelSpec, where: str, key: str) -> Case:
+    if not isinstance(run, dict):
+        raise SegError(f'{where}: {key} must be a table like {{ backend = "ort-cpu" }}')
+    _check_keys(run, RUN_KEYS, where, key)
+    backend = _get(run, "backend", str, where, f"{key}.backend", default=None)
+    if backend not in BACKENDS:
+        raise SegError(f"{where}: {key}: unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    precision = _get(run, "precision", str, where, f"{key}.precision", default="fp32")
+    if precision not in PRECISIONS:
+        raise SegError(f"{where}: {key}: unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    fused = _get(run, "fused", bool, where, f"{key}.fused", default=True)
+    device = _get(run, "device", str, where, f"{key}.device", default=None)
+    if backend == BASELINE:
+        if device not in (None, *DEVICES):
+            raise SegError(f"{where}: {key}: unknown device {device!r}; use one of {', '.join(DEVICES)}")
+        if precision != "fp32" or not fused:
+            raise SegError(f"{where}: {key}: {BASELINE} is the plain FP32 PyTorch pipeline; drop precision and fused")
+        return Case(spec, backend, device=device or "cpu")
+    if device is not None:
+        raise SegError(f"{where}: {key}: device applies to {BASELINE} only; the backend {backend} names its device")
+    return Case(spec, backend, precision, fused, device="cpu" if backend == "ort-cpu" else "cuda")
+
+
+def _check_model_name(name: str, where: str, key: str) -> None:
+    """Zoo names are checked here so a typo fails before any export; user factories are checked on export."""
+    if ":" in name:
+        return
+    from segexport import DEFAULT_MODEL
+    from segexport.models import BUILDERS
+
+    known = sorted({*BUILDERS, DEFAULT_MODEL})
+    if name not in known:
+        raise SegError(
+            f"{where}: {key}: unknown model {name!r}; use one of {', '.join(known)}, or package.module:factory"
+        )
+
+
+def _check_keys(table: dict[str, Any], known: dict[str, str], where: str, key: str) -> None:
+    for name in table:
+        if name not in known:
+            raise SegError(f"{where}: unknown key {name!r} in {key}; known keys: {', '.join(known)}")
+
+
+def _get(table: dict[str, Any], name: str, kind: Any, where: str, key: str, *, default: Any) -> Any:
+    if name not in table:
+        return default
+    value = table[name]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        wanted = " or ".join(k.__name__ for k in kinds)
+        raise SegError(f"{where}: {key} must be {wanted}, not {type(value).__name__} ({value!r})")
+    return value
+
+
+def _shapes(values: list[Any], where: str, key: str) -> list[tuple[int, int, int]]:
+    if not values:
+        raise SegError(f'{where}: {key} is empty; give at least one NxHxW like "1x612x640"')
+    try:
+        return [parse_shape(v) for v in values]
+    except ValueError as exc:
+        raise SegError(f"{where}: {key}: {exc}") from None
