@@ -55,7 +55,7 @@ def parse_shape(text: str) -> Shape:
         raise ValueError(f"{text!r}: expected NxHxW, images x height x width, e.g. 1x480x640")
     shape = (int(match[1]), int(match[2]), int(match[3]))
     if min(shape) < 1:
-        raise ValueError(f"{text!r}: every dimension must be at least 1")
+        raise ValueError(f"{text!r}: every dimension of NxHxW must be at least 1, e.g. 1x480x640")
     return shape
 
 

@@ -1,0 +1,338 @@
+"""The TensorRT engine step up to the first TensorRT call: shapes, profile, card, version decisions, and the
+`segexport` exits on a machine without TensorRT or a CUDA GPU (this one). Real builds live in tests/gpu."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import itertools
+import json
+import re
+import shutil
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import segrt
+from segexport import tensorrt_build as tb
+from segexport.cli import build_parser, main
+from segrt.backends.tensorrt import GpuInfo
+from segrt.errors import SegError
+from segrt.meta import ModelCard, file_sha256, read_card, sidecar_path, write_sidecar
+
+UNET = ["unet", "--unet-base", "8", "--unet-depth", "3", "--input-size", "64x64"]
+# On a machine with TensorRT and a GPU, segexport builds engines instead of exiting 3: tests/gpu covers that.
+CAN_BUILD = tb.engine_prerequisites([Path("model.onnx")]) is None
+needs_no_engine_machine = pytest.mark.skipif(CAN_BUILD, reason="TensorRT and a CUDA GPU are usable here")
+
+
+# --- shapes ---------------------------------------------------------------------------------------
+
+
+def test_shapes_parse_as_images_height_width():
+    assert tb.parse_shape("1x480x640") == (1, 480, 640)
+    assert tb.parse_shape(" 4 X 720 x 1280 ") == (4, 720, 1280)
+
+
+@pytest.mark.parametrize("text", ["1x480", "480x640x3x1", "0x64x64", "1x-4x64", "axbxc", "", "1x64x64px"])
+def test_malformed_shapes_are_refused_naming_the_format(text):
+    with pytest.raises(ValueError, match="NxHxW"):
+        tb.parse_shape(text)
+
+
+def test_malformed_shape_flag_exits_2_naming_the_format(capsys):
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["--max-shape", "1x480"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "--max-shape" in err and "NxHxW" in err
+
+
+def test_default_profile_covers_camera_frames_in_both_orientations():
+    shapes = tb.shape_range()
+    for height, width in ((480, 640), (720, 1280), (1080, 1920), (1920, 1080), (64, 64)):
+        assert shapes.min[1] <= height <= shapes.max[1] and shapes.min[2] <= width <= shapes.max[2]
+    assert shapes.opt == (1, 720, 1280)
+
+
+def test_defaults_bend_to_the_shapes_given():
+    small = tb.shape_range(high=(1, 480, 640))
+    assert small == tb.ShapeRange((1, 64, 64), (1, 480, 640), (1, 480, 640))
+    large = tb.shape_range(low=(2, 2160, 3840))
+    assert large.min == (2, 2160, 3840) and large.max == (2, 2160, 3840) and large.opt == large.min
+    assert tb.shape_range(best=(8, 512, 512)).max == (8, 1920, 1920)
+
+
+def test_contradicting_shapes_are_refused():
+    with pytest.raises(SegError, match="H must grow from min to opt to max"):
+        tb.shape_range(low=(1, 800, 800), high=(1, 480, 640))
+
+
+shape_strategy = st.tuples(st.integers(1, 16), st.integers(1, 4096), st.integers(1, 4096))
+
+
+@given(st.one_of(st.none(), shape_strategy), st.one_of(st.none(), shape_strategy), st.one_of(st.none(), shape_strategy))
+def test_shape_range_keeps_what_is_given_and_orders_the_rest(low, best, high):
+    given_shapes = [s for s in (low, best, high) if s is not None]
+    consistent = all(all(a <= b for a, b in zip(x, y, strict=True)) for x, y in itertools.pairwise(given_shapes))
+    if not consistent:
+        with pytest.raises(SegError):
+            tb.shape_range(low, best, high)
+        return
+    shapes = tb.shape_range(low, best, high)
+    for axis in range(3):
+        assert shapes.min[axis] <= shapes.opt[axis] <= shapes.max[axis]
+    for wanted, got in ((low, shapes.min), (best, shapes.opt), (high, shapes.max)):
+        assert wanted is None or wanted == got
+
+
+def test_photo_is_fitted_into_the_profile_keeping_its_aspect():
+    shapes = tb.ShapeRange((1, 64, 64), (1, 240, 320), (1, 240, 320))
+    height, width = tb.fit_size(612, 640, shapes)
+    assert height <= 240 and width <= 320 and abs(height / width - 612 / 640) < 0.01
+    assert tb.fit_size(612, 640, tb.shape_range()) == (612, 640)
+    assert tb.fit_size(10, 12, shapes) == (64, 77)
+
+
+# --- the network input profile ----------------------------------------------------------------------
+
+
+def _card(**changes) -> ModelCard:
+    base = ModelCard(
+        model="test",
+        classes=("background", "thing"),
+        palette=((0, 0, 0), (255, 0, 0)),
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        input_size=(64, 96),
+    )
+    return base.replace(**changes)
+
+
+def test_fused_profile_is_the_images_themselves():
+    shapes = tb.ShapeRange((1, 64, 64), (2, 480, 640), (4, 1080, 1920))
+    assert tb.input_profile(_card(), shapes) == ((1, 64, 64, 3), (2, 480, 640, 3), (4, 1080, 1920, 3))
+
+
+def test_unfused_fixed_profile_is_the_network_size_from_the_card():
+    shapes = tb.ShapeRange((1, 64, 64), (2, 480, 640), (4, 1080, 1920))
+    assert tb.input_profile(_card(fused=False), shapes) == ((1, 3, 64, 96), (2, 3, 64, 96), (4, 3, 64, 96))
+
+
+def test_unfused_shorter_side_profile_spans_the_network_sizes_of_the_images():
+    card = _card(fused=False, resize="shorter", input_size=(256,), size_divisor=8)
+    shapes = tb.ShapeRange((1, 256, 256), (1, 480, 640), (1, 1080, 1920))
+    low, best, high = tb.input_profile(card, shapes)
+    assert low == (1, 3, 256, 256)
+    assert best == (1, 3, *card.network_size(480, 640))
+    assert high == (1, 3, *np.maximum(card.network_size(1080, 1920), card.network_size(256, 256)))
+
+
+def test_static_graph_dimensions_win_over_the_requested_ones():
+    shapes = tb.ShapeRange((1, 64, 64), (2, 480, 640), (4, 1080, 1920))
+    profile = tb.input_profile(_card(fused=False), shapes, static_dims=(1, 3, -1, -1))
+    assert [p[0] for p in profile] == [1, 1, 1]
+    with pytest.raises(SegError, match="4"):
+        tb.input_profile(_card(), shapes, static_dims=(-1, -1, 3))
+
+
+# --- TensorRT 10.x vs 11.x ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("version", "ask", "dla_flag"),
+    [("10.3.0", True, False), ("10.13.0.35", True, False), ("11.0.0", False, True), ("11.4.1.2", False, True)],
+)
+def test_version_decides_the_strongly_typed_flag_and_the_dla_parser_flag(version, ask, dla_flag):
+    api = tb.tensorrt_api(version)
+    assert (api.ask_strongly_typed, api.dla_parser_flag) == (ask, dla_flag)
+
+
+@pytest.mark.parametrize("version", ["8.6.1", "9.3.0", "nightly", ""])
+def test_tensorrt_before_10_or_unreadable_is_refused(version):
+    with pytest.raises(SegError, match="TensorRT"):
+        tb.tensorrt_api(version)
+
+
+def test_network_flags_ask_for_strong_typing_on_10_only(monkeypatch):
+    """11.x needs no tensorrt import at all; 10.x sets bit STRONGLY_TYPED (1 in TensorRT 10's enum)."""
+    assert tb.network_flags(tb.tensorrt_api("11.4.0")) == 0
+    fake = types.SimpleNamespace(NetworkDefinitionCreationFlag=types.SimpleNamespace(STRONGLY_TYPED=1))
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    assert tb.network_flags(tb.tensorrt_api("10.3.0")) == 2
+
+
+def test_tensorrt_log_follows_the_verbosity():
+    assert [tb.severity_name(v) for v in (0, 1, 2, 3, 7)] == ["ERROR", "WARNING", "INFO", "VERBOSE", "VERBOSE"]
+
+
+# --- which graphs, which files, which card -------------------------------------------------------------
+
+
+def test_engines_are_built_from_the_graphs_asked_for(tmp_path):
+    graphs = {p: tmp_path / tb.artifact_name("model", p) for p in ("fp32", "fp16", "int8", "int8-cpu")}
+    assert tb.engine_sources(graphs, fp16=False, int8=False, engine=True) == [graphs["fp32"]]
+    assert tb.engine_sources(graphs, fp16=True, int8=False, engine=False) == [graphs["fp16"]]
+    assert tb.engine_sources(graphs, fp16=False, int8=True, engine=True) == [graphs["int8"]]
+    assert tb.engine_sources(graphs, fp16=True, int8=True, engine=False) == [graphs["fp16"], graphs["int8"]]
+    assert tb.engine_sources(graphs, fp16=False, int8=False, engine=False) == []
+    with pytest.raises(SegError, match="fp16"):
+        tb.engine_sources({"fp32": graphs["fp32"]}, fp16=True, int8=False, engine=False)
+
+
+def test_engine_file_is_named_after_the_graph_precision(tmp_path):
+    assert tb.engine_path(tmp_path / "model.fp16.onnx", _card(precision="fp16")).name == "model.fp16.engine"
+    assert tb.engine_path(tmp_path / "model.onnx", _card(), tmp_path / "out") == tmp_path / "out" / "model.engine"
+    with pytest.raises(SegError, match=r"model\.int8\.onnx --engine"):
+        tb.engine_path(tmp_path / "model.int8-cpu.onnx", _card(precision="int8-cpu"))
+
+
+def _record(source: Path, seconds: float = 12.5) -> tb.BuildRecord:
+    shapes = tb.shape_range()
+    return tb.BuildRecord(
+        tensorrt_version="10.3.0.30",
+        gpu=GpuInfo("Orin", "8.7"),
+        input_name="image",
+        profile=tb.input_profile(_card(), shapes),
+        shapes=shapes,
+        build_seconds=seconds,
+        source=source.name,
+        options=tb.BuildOptions(shapes=shapes, workspace_mib=1024, builder_opt_level=4, dla_core=0),
+    )
+
+
+def test_engine_card_extends_the_onnx_card_with_the_build(exported, tmp_path):
+    onnx_path = exported("unet")
+    source = read_card(onnx_path)
+    card = tb.engine_card(source, _record(onnx_path), file_sha256(onnx_path))
+    assert card.source_sha256 == file_sha256(onnx_path) != source.source_sha256
+    assert (card.classes, card.palette, card.input_size, card.precision) == (
+        source.classes,
+        source.palette,
+        source.input_size,
+        source.precision,
+    )
+    trt = card.tensorrt
+    assert (trt["version"], trt["gpu"], trt["compute_capability"]) == ("10.3.0.30", "Orin", "8.7")
+    assert trt["profile"] == {
+        "input": "image",
+        "min": [1, 64, 64, 3],
+        "opt": [1, 720, 1280, 3],
+        "max": [1, 1920, 1920, 3],
+    }
+    assert (trt["build_seconds"], trt["source"], trt["dla_core"], trt["workspace_mib"]) == (12.5, "model.onnx", 0, 1024)
+    assert card.versions["tensorrt"] == "10.3.0.30" and trt["strongly_typed"] is True
+
+
+def test_saved_engine_card_records_the_engine_sha_and_refuses_a_changed_engine(exported, tmp_path):
+    onnx_path = exported("unet")
+    card = tb.engine_card(read_card(onnx_path), _record(onnx_path), file_sha256(onnx_path))
+    engine = tb.save_engine(tmp_path / "model.engine", b"not really an engine, but bytes all the same", card)
+    assert json.loads(sidecar_path(engine).read_text())["sha256"] == file_sha256(engine)
+    assert read_card(engine) == card
+    engine.write_bytes(b"other bytes")
+    with pytest.raises(SegError, match="does not match"):
+        read_card(engine)
+
+
+# --- what is missing --------------------------------------------------------------------------------
+
+
+def test_missing_sentence_names_what_how_and_the_command_for_later(tmp_path):
+    sources = [tmp_path / "model.fp16.onnx"]
+    assert tb.missing_sentence(None, None, sources) is None
+    for trt_problem, gpu_problem in (("No module named 'tensorrt'", None), (None, "no driver"), ("x", "y")):
+        sentence = tb.missing_sentence(trt_problem, gpu_problem, sources)
+        assert sentence is not None and sentence.count(";") == 1, sentence
+        assert f"`segexport {sources[0]} --engine`" in sentence
+        if trt_problem:
+            assert "TensorRT is not installed" in sentence and "pip install segexport[tensorrt]" in sentence
+            assert "JetPack" in sentence
+        if gpu_problem:
+            assert "no CUDA GPU is usable (" + gpu_problem in sentence
+
+
+@needs_no_engine_machine
+def test_this_machine_reports_what_it_lacks_with_the_cuda_error_in_words():
+    sentence = tb.engine_prerequisites([Path("build/x/model.fp16.onnx")])
+    assert sentence is not None and "`segexport build/x/model.fp16.onnx --engine`" in sentence
+    if importlib.util.find_spec("tensorrt") is None:
+        assert "TensorRT is not installed (No module named 'tensorrt')" in sentence
+    if importlib.util.find_spec("cuda") is not None:
+        assert re.search(r"cudaError\w+ = \d+", sentence), sentence  # the CUDA error by name and number
+
+
+# --- the segexport command on this machine ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fp16_run(tmp_path_factory):
+    """`segexport unet --fp16` on a machine without TensorRT/GPU: (exit code, stderr, output folder)."""
+    out = tmp_path_factory.mktemp("fp16")
+    capture = pytest.MonkeyPatch()
+    stream = io.StringIO()
+    capture.setattr(sys, "stderr", stream)
+    try:
+        code = main([*UNET, "--fp16", "--out", str(out)])
+    finally:
+        capture.undo()
+    return code, stream.getvalue(), out
+
+
+@needs_no_engine_machine
+def test_fp16_without_tensorrt_writes_checked_onnx_then_exits_3_with_one_sentence(fp16_run, photo):
+    code, err, out = fp16_run
+    assert code == 3
+    error_lines = [line for line in err.splitlines() if line.startswith("segexport: error:")]
+    assert len(error_lines) == 1, err
+    line = error_lines[0]
+    assert "pip install segexport[tensorrt]" in line and "JetPack" in line
+    assert f"`segexport {out / 'model.fp16.onnx'} --engine`" in line
+    assert not list(out.glob("*.engine")) and not list(out.glob(".segexport-*"))
+    # both graphs are there with cards matching their bytes, and they run and agree
+    fp32, fp16 = (
+        segrt.load(out / "model.onnx", backend="ort-cpu"),
+        segrt.load(out / "model.fp16.onnx", backend="ort-cpu"),
+    )
+    assert fp16.card.precision == "fp16" and fp16.card.source_sha256 == file_sha256(out / "model.onnx")
+    assert (fp32(photo) == fp16(photo)).mean() >= 0.995
+
+
+@needs_no_engine_machine
+def test_the_later_command_from_the_sentence_again_exits_3_without_touching_the_onnx(fp16_run, capsys):
+    _, _, out = fp16_run
+    before = file_sha256(out / "model.fp16.onnx")
+    assert main([str(out / "model.fp16.onnx"), "--engine"]) == 3
+    assert "TensorRT" in capsys.readouterr().err
+    assert file_sha256(out / "model.fp16.onnx") == before and not list(out.glob("*.engine"))
+
+
+def test_onnx_only_stops_after_the_onnx_files_with_exit_0(exported, tmp_path):
+    assert main([str(exported("unet")), "--fp16", "--onnx-only", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "model.fp16.onnx").is_file() and read_card(tmp_path / "model.fp16.onnx").precision == "fp16"
+    assert not list(tmp_path.glob("*.engine"))
+
+
+def test_bad_profile_is_refused_with_exit_2_before_tensorrt_is_looked_for(exported, tmp_path, capsys):
+    source = tmp_path / "model.onnx"
+    shutil.copy(exported("unet"), source)
+    shutil.copy(sidecar_path(exported("unet")), sidecar_path(source))
+    code = main([str(source), "--engine", "--min-shape", "1x800x800", "--max-shape", "1x480x640"])
+    assert code == 2 and "must grow from min to opt to max" in capsys.readouterr().err
+
+
+def test_cpu_int8_graph_is_refused_naming_the_tensorrt_one(exported, tmp_path, capsys):
+    source = tmp_path / "model.int8-cpu.onnx"
+    shutil.copy(exported("unet"), source)
+    write_sidecar(source, read_card(exported("unet")).replace(precision="int8-cpu"))
+    assert main([str(source), "--engine"]) == 2
+    assert "model.int8.onnx --engine" in capsys.readouterr().err
+
+
+def test_an_onnx_model_without_engine_or_precision_flags_has_nothing_to_do(exported, capsys):
+    assert main([str(exported("unet"))]) == 2
+    assert "nothing to do" in capsys.readouterr().err
