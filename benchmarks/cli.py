@@ -151,8 +151,7 @@ def run_command(args: argparse.Namespace, console: Any) -> int:
 
     suite = suite_from_args(args)
     if args.list:
-        for case in suite.cases:
-            console.print(case.id, highlight=False)
+        print("\n".join(case.id for case in suite.cases))
         return 0
     out = args.out or Path("segbench-runs") / f"{suite.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:

@@ -139,15 +139,30 @@ class _Nvml:
         return result
 
 
+TEGRASTATS_POWER = re.compile(r"\b(?:VDD_IN|POM_5V_IN) (\d+)(?:mW)?/")
+TEGRASTATS_GPU = re.compile(r"GR3D_FREQ (\d+)%@\[?(\d+)")
+
+
+def parse_tegrastats(line: str) -> dict[str, float]:
+    """Board input power (W), GPU load (%) and clock (MHz) from one tegrastats line, where it has them.
+
+    Orin prints "VDD_IN 5000mW/5000mW ... GR3D_FREQ 0%@[1300]", Xavier and Nano
+    "POM_5V_IN 2000/2000 ... GR3D_FREQ 0%@921".
+    """
+    found: dict[str, float] = {}
+    if match := TEGRASTATS_POWER.search(line):
+        found["power_w"] = int(match.group(1)) / 1000.0
+    if match := TEGRASTATS_GPU.search(line):
+        found["gpu_load"], found["gpu_mhz"] = int(match.group(1)), int(match.group(2))
+    return found
+
+
 class _Tegrastats:
     """A `tegrastats` child process read line by line (Jetson boards); stopped with the case."""
 
-    POWER = re.compile(r"\b(?:VDD_IN|POM_5V_IN) (\d+)(?:mW)?/")
-    GPU = re.compile(r"GR3D_FREQ (\d+)%@\[?(\d+)")
-
     def __init__(self, process: subprocess.Popen[str]) -> None:
         self.process = process
-        self.power_w, self.gpu_mhz, self.gpu_load = _Series(), _Series(), _Series()
+        self.series = {"power_w": _Series(), "gpu_mhz": _Series(), "gpu_load": _Series()}
         self._thread = threading.Thread(target=self._read, name="segbench-tegrastats", daemon=True)
         self._thread.start()
 
@@ -164,14 +179,8 @@ class _Tegrastats:
     def _read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
-            self.parse(line)
-
-    def parse(self, line: str) -> None:
-        if match := self.POWER.search(line):
-            self.power_w.add(int(match.group(1)) / 1000.0)
-        if match := self.GPU.search(line):
-            self.gpu_load.add(int(match.group(1)))
-            self.gpu_mhz.add(int(match.group(2)))
+            for name, value in parse_tegrastats(line).items():
+                self.series[name].add(value)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -179,11 +188,11 @@ class _Tegrastats:
         self._thread.join(timeout=5)
 
     def summary(self, window: Window) -> dict[str, Any]:
-        power = self.power_w.mean_within(window)
+        power = self.series["power_w"].mean_within(window)
         seconds = (window.end_ns - window.start_ns) / 1e9
         return {
             "board_power_mean_w": power,
-            "gpu_clock_mean_mhz": self.gpu_mhz.mean_within(window),
-            "gpu_load_mean_pct": self.gpu_load.mean_within(window),
+            "gpu_clock_mean_mhz": self.series["gpu_mhz"].mean_within(window),
+            "gpu_load_mean_pct": self.series["gpu_load"].mean_within(window),
             "energy_per_frame_j": power * seconds / max(window.frames, 1) if power is not None else None,
         }

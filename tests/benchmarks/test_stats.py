@@ -1,0 +1,127 @@
+"""The statistics segbench reports, on samples whose answers are known: percentiles, FPS, stage sums, speed-ups."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from segbench.measure import MIN_SAMPLES, split_stages, time_calls
+from segbench.report import add_speedups
+from segbench.resources import parse_tegrastats
+from segrt.timing import LatencyStats
+
+
+def test_percentiles_of_one_to_a_hundred() -> None:
+    stats = LatencyStats.from_samples(list(range(1, 101)))
+    # numpy's linear interpolation: position (n - 1) * q between sorted samples
+    assert (stats.p50, stats.p90, stats.p99) == pytest.approx((50.5, 90.1, 99.01))
+    assert (stats.min, stats.max, stats.mean, stats.count) == (1, 100, 50.5, 100)
+    assert stats.std == pytest.approx(np.std(np.arange(1, 101)))
+
+
+def test_fps_counts_frames_of_a_batch() -> None:
+    stats = LatencyStats.from_samples([200.0, 200.0, 200.0], frames_per_sample=4)
+    assert stats.fps == pytest.approx(20.0)  # 4 frames every 0.2 s
+
+
+def fake_clock(step_ns: int):
+    """A clock that advances `step_ns` every time it is read."""
+    ticks = itertools.count(0, step_ns)
+    return lambda: next(ticks)
+
+
+def test_fixed_count_times_every_call_after_warmup() -> None:
+    calls = []
+
+    def call() -> dict[str, float]:
+        calls.append(1)
+        return {"pre": 1.0, "infer": 2.0}
+
+    timed = time_calls(call, frames_per_call=2, warmup=3, iterations=7, clock=fake_clock(5_000_000))
+    assert len(calls) == 10
+    assert len(timed.e2e_ms) == 7
+    assert timed.e2e_ms == [5.0] * 7  # each sample reads the clock twice: 5 ms apart
+    assert timed.stages_ms["other"] == pytest.approx([2.0] * 7)
+    assert timed.stats().fps == pytest.approx(2 * 1000 / 5.0)
+
+
+def test_time_budget_stops_early_but_keeps_a_minimum() -> None:
+    timed = time_calls(lambda: {}, frames_per_call=1, warmup=0, iterations=1000, seconds=0.05, clock=fake_clock(10**7))
+    assert MIN_SAMPLES <= len(timed.e2e_ms) < 1000
+    tiny = time_calls(lambda: {}, frames_per_call=1, warmup=0, iterations=1000, seconds=1e-9, clock=fake_clock(10**7))
+    assert len(tiny.e2e_ms) == MIN_SAMPLES
+
+
+def test_stages_add_up_to_end_to_end() -> None:
+    e2e = [10.0, 12.0, 11.0]
+    per_call = [{"pre": 2.0, "infer": 6.0, "post": 1.0}, {"pre": 2.5, "infer": 7.0, "post": 1.5}, {"infer": 9.0}]
+    stages = split_stages(e2e, per_call)
+    assert list(stages) == ["pre", "infer", "post", "other"]
+    assert stages["other"] == pytest.approx([1.0, 1.0, 2.0])
+    assert stages["pre"][2] == 0.0  # a stage a call did not report counts as 0 for it
+    totals = np.sum([stages[name] for name in stages], axis=0)
+    assert totals == pytest.approx(e2e)
+
+
+def test_tensorrt_infer_is_split_around_its_device_stages() -> None:
+    # The TensorRT backend reports host-timed "infer" enclosing the CUDA-event stages.
+    stages = split_stages([10.0], [{"infer": 8.0, "h2d": 1.0, "compute": 5.0, "d2h": 0.5}])
+    assert "infer" not in stages
+    assert stages["backend-host"] == pytest.approx([1.5])
+    assert stages["other"] == pytest.approx([2.0])
+    assert list(stages)[:3] == ["h2d", "compute", "backend-host"]
+
+
+def _case(backend: str, p50: float, *, device: str = "cpu", batch: int = 1, status: str = "ok") -> dict:
+    return {
+        "id": f"{backend} {device} {batch}",
+        "label": "m",
+        "backend": backend,
+        "device": device,
+        "batch": batch,
+        "height": 10,
+        "width": 20,
+        "status": status,
+        "timing": {"e2e": {"p50": p50}},
+    }
+
+
+def test_speedups_use_the_baseline_of_the_same_shape_and_device() -> None:
+    cases = [
+        _case("pytorch-eager", 100.0),
+        _case("pytorch-eager", 20.0, device="cuda"),
+        _case("pytorch-eager", 300.0, batch=4),
+        _case("ort-cpu", 25.0),
+        _case("ort-cpu", 100.0, batch=4),
+        _case("tensorrt", 4.0, device="cuda"),
+        _case("ort-cuda", 5.0, device="cuda", batch=2),  # no baseline at batch 2
+        _case("tensorrt", 1.0, status="skipped"),
+    ]
+    add_speedups(cases)
+    assert cases[0]["speedup"]["p50"] == 1.0
+    assert cases[3]["speedup"]["p50"] == pytest.approx(4.0)
+    assert cases[4]["speedup"]["p50"] == pytest.approx(3.0)
+    assert cases[5]["speedup"] == {"over": cases[1]["id"], "p50": pytest.approx(5.0)}
+    assert "absent" in cases[6]["speedup"]
+    assert "speedup" not in cases[7]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (
+            "RAM 2669/62841MB (lfb 4x4MB) CPU [0%@729] GR3D_FREQ 45%@[1300] VDD_GPU_SOC 4000mW/4000mW "
+            "VDD_CPU_CV 800mW/800mW VIN_SYS_5V0 3000mW/3000mW VDD_IN 12345mW/12000mW",
+            {"power_w": 12.345, "gpu_load": 45, "gpu_mhz": 1300},
+        ),
+        (
+            "RAM 1500/3956MB CPU [5%@1479] EMC_FREQ 0% GR3D_FREQ 99%@921 POM_5V_IN 5123/4000 POM_5V_GPU 900/800",
+            {"power_w": 5.123, "gpu_load": 99, "gpu_mhz": 921},
+        ),
+        ("RAM 1500/3956MB CPU [5%@1479]", {}),
+    ],
+)
+def test_tegrastats_lines_of_orin_and_nano(line: str, expected: dict) -> None:
+    assert parse_tegrastats(line) == expected

@@ -1,0 +1,121 @@
+"""The suite file schema: what it expands to, and one-line errors that name the file and the bad key or value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from segbench.cli import main
+from segbench.suite import load_suite
+from segrt.errors import SegError
+
+SUITES = Path(__file__).resolve().parents[2] / "benchmarks" / "suites"
+
+VALID = """
+name = "t"
+shapes = ["1x64x80", "2x64x80"]
+iterations = 3
+[[model]]
+name = "unet"
+input_size = "64x64"
+args = ["--unet-base", "8"]
+runs = [{ backend = "ort-cpu" }, { backend = "ort-cpu", fused = false }, { backend = "tensorrt", precision = "int8" }]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "suite.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_suite_expands_to_shapes_times_runs_with_the_baseline_added(tmp_path: Path) -> None:
+    suite = load_suite(write(tmp_path, VALID))
+    ids = [case.id for case in suite.cases]
+    # baseline on CPU, and on CUDA because a run (tensorrt) is on the GPU; per shape
+    assert len(ids) == 2 * 5
+    assert ids[0] == "unet@64x64 | pytorch-eager cpu | 1x64x80"
+    assert "unet@64x64 | pytorch-eager cuda | 2x64x80" in ids
+    assert "unet@64x64 | tensorrt int8 fused | 2x64x80" in ids
+    assert suite.cases[0].model.export_args() == ["unet", "--input-size", "64x64", "--unet-base", "8"]
+    assert suite.iterations == 3 and suite.warmup == 2 and suite.seconds is None
+    assert any("added the pytorch-eager baseline" in note for note in suite.notes)
+
+
+def test_baseline_false_adds_none(tmp_path: Path) -> None:
+    suite = load_suite(write(tmp_path, "baseline = false\n" + VALID))
+    assert not any(case.is_baseline for case in suite.cases)
+
+
+@pytest.mark.parametrize("name", ["cpu-quick", "cpu-full", "gpu", "jetson"])
+def test_shipped_suites_are_valid(name: str) -> None:
+    suite = load_suite(SUITES / f"{name}.toml")
+    assert suite.name == name and suite.cases
+    assert any(case.is_baseline for case in suite.cases)
+
+
+def test_cpu_full_has_the_cases_the_committed_results_need() -> None:
+    pipelines = {(c.model.label, c.pipeline, c.batch) for c in load_suite(SUITES / "cpu-full.toml").cases}
+    for batch in (1, 4):
+        for pipeline in (
+            "pytorch-eager cpu",
+            "ort-cpu fp32 fused",
+            "ort-cpu fp32 unfused",
+            "ort-cpu fp16 fused",
+            "ort-cpu int8 fused",
+        ):
+            assert ("fcn_resnet50@520x520", pipeline, batch) in pipelines
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("iterations = 3", "iteration = 3"), "unknown key 'iteration' in the top level"),
+        (('name = "unet"', 'name = "unet9"'), "model[0]: unknown model 'unet9'"),
+        (('backend = "ort-cpu" }', 'backend = "ort-gpu" }'), "model[0].runs[0]: unknown backend 'ort-gpu'"),
+        (('precision = "int8"', 'precision = "int4"'), "model[0].runs[2]: unknown precision 'int4'"),
+        (("fused = false", "fuse = false"), "unknown key 'fuse' in model[0].runs[1]"),
+        (('"2x64x80"', '"2x64"'), "shapes: '2x64' is not NxHxW"),
+        (("iterations = 3", 'iterations = "3"'), "iterations must be int, not str"),
+        (('backend = "ort-cpu" }', 'backend = "ort-cpu", device = "cuda" }'), "device applies to pytorch-eager only"),
+        (('args = ["--unet-base", "8"]', 'arg = ["--unet-base", "8"]'), "unknown key 'arg' in model[0]"),
+        (("[[model]]", "[model]"), "model must be list"),
+    ],
+)
+def test_errors_name_the_file_and_the_key_in_one_line(tmp_path: Path, change: tuple[str, str], message: str) -> None:
+    path = write(tmp_path, VALID.replace(*change))
+    with pytest.raises(SegError) as caught:
+        load_suite(path)
+    text = str(caught.value)
+    assert message in text
+    assert text.startswith(str(path)) and "\n" not in text
+
+
+def test_not_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(SegError, match="not valid TOML"):
+        load_suite(write(tmp_path, "name = \n"))
+    with pytest.raises(SegError, match="no such suite file"):
+        load_suite(tmp_path / "nope.toml")
+    with pytest.raises(SegError, match="no \\[\\[model\\]\\] table"):
+        load_suite(write(tmp_path, 'name = "empty"\n'))
+
+
+def test_cli_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, VALID.replace('backend = "ort-cpu" }', 'backend = "onnx" }'))
+    assert main([str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown backend 'onnx'" in err and str(path) in err.replace("\n", "")
+    assert main(["--model", "unet", "--backend", "cuda"]) == 2
+    assert "command line: model[0].runs[0]: unknown backend 'cuda'" in capsys.readouterr().err.replace("\n", "")
+    with pytest.raises(SystemExit) as exited:
+        main(["--iterations", "many"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--iterations" in err
+
+
+def test_list_prints_the_cases(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(write(tmp_path, VALID)), "--list", "--no-baseline"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "unet@64x64 | ort-cpu fp32 fused | 1x64x80" and len(lines) == 6
