@@ -185,25 +185,44 @@ def _exact(names: Sequence[str]) -> list[str]:
 # --- the passes ----------------------------------------------------------------------------------------
 
 
-def _run_modelopt(function: Any, *args: Any, verbose: bool = False) -> None:
-    """Run a ModelOpt step in a fresh child process (see the module docstring), re-raising its errors."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+def _run_modelopt(step: str, verbose: bool = False, **options: Any) -> None:
+    """Run a ModelOpt step (`python -m segexport.precision STEP OPTIONS`) in a fresh process; see the module docstring.
 
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pool.submit(_child, function, args, verbose).result()
+    A plain subprocess, not multiprocessing: spawn would re-run a caller's unguarded script.
+    Its output is shown with `verbose`, else dropped; a failure raises with its last error line.
+    """
+    import json
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "segexport.precision", step, json.dumps(options)]
+    quiet = subprocess.DEVNULL
+    result = subprocess.run(
+        command, stdout=None if verbose else quiet, stderr=None if verbose else subprocess.PIPE, text=True
+    )
+    if result.returncode != 0:
+        lines = [line for line in (result.stderr or "").splitlines() if line.strip()]
+        raise _ChildFailed(lines[-1] if lines else f"exit code {result.returncode}, see the log above")
 
 
-def _child(function: Any, args: tuple[Any, ...], verbose: bool) -> None:
-    """Child-process entry: silence ModelOpt's per-node log, ORT's warnings and progress bars unless -v."""
+class _ChildFailed(RuntimeError):
+    """The ModelOpt process failed; the message is its last error line (already 'Type: text')."""
+
+
+def _child_main(argv: Sequence[str]) -> None:
+    """Entry of the ModelOpt process: `STEP JSON-OPTIONS`."""
+    import json
+
     import onnxruntime
 
-    if not verbose:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-    onnxruntime.set_default_logger_severity(2 if verbose else 3)
-    function(*args)
+    step, options = argv[0], json.loads(argv[1])
+    onnxruntime.set_default_logger_severity(3)  # one warning per Q/DQ constant otherwise
+    if step == "autocast":
+        _autocast_child(**options)
+    elif step == "int8":
+        _modelopt_int8_child(**options)
+    else:
+        raise SystemExit(f"unknown step {step!r}")
 
 
 def _autocast_child(source: str, target: str, npz_dir: str, keep: list[str]) -> None:
@@ -268,12 +287,12 @@ def convert_fp16(
         "AutoCast",
         fp32_path,
         _run_modelopt,
-        _autocast_child,
-        str(fp32_path),
-        str(target),
-        str(npz_dir),
-        list(keep_fp32),
+        "autocast",
         verbose=verbose,
+        source=str(fp32_path),
+        target=str(target),
+        npz_dir=str(npz_dir),
+        keep=list(keep_fp32),
     )
     return onnx.load(str(target))
 
@@ -297,12 +316,12 @@ def quantize_int8_tensorrt(
         "ModelOpt quantization",
         fp32_path,
         _run_modelopt,
-        _modelopt_int8_child,
-        str(source),
-        str(target),
-        [str(p) for p in npz_files],
-        list(keep_fp32),
+        "int8",
         verbose=verbose,
+        source=str(source),
+        target=str(target),
+        npz_files=[str(p) for p in npz_files],
+        keep=list(keep_fp32),
     )
     return onnx.load(str(target))
 
@@ -347,17 +366,17 @@ def quantize_int8_cpu(
     return onnx.load(str(target))
 
 
-def _guarded(tool: str, source: Path, function: Any, *args: Any, **kwargs: Any) -> None:
+def _guarded(tool: str, model_path: Path, function: Any, /, *args: Any, **kwargs: Any) -> None:
     """Call a third-party pass; its failure becomes one SegError line naming the file and the tool."""
     try:
         function(*args, **kwargs)
     except SegError:
         raise
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        reason = first if isinstance(exc, _ChildFailed) else f"{type(exc).__name__}: {first}"
         raise SegError(
-            f"{source}: {tool} failed ({type(exc).__name__}: {first}); try --keep-fp32 on the node it names, "
-            f"or report it with the model"
+            f"{model_path}: {tool} failed ({reason}); try --keep-fp32 on the node it names, or report it with the model"
         ) from exc
 
 
@@ -486,3 +505,9 @@ def make_precision_graph(
     check_agreement(parity, minimum, f"{target} was not written", _KEEP_FP32_FIX)
     save_onnx(proto, target, make_card(card, precision, proto, file_sha256(fp32_path)))
     return PrecisionResult(precision=precision, path=target, parity=parity, summary=summarize(proto, precision))
+
+
+if __name__ == "__main__":
+    import sys
+
+    _child_main(sys.argv[1:])
