@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segrt.errors import SegError
-from segrt.meta import ModelCard, artifact_name, file_sha256, write_bytes_atomic, write_sidecar
+from segrt.meta import ModelCard, artifact_name, write_bytes_atomic, write_sidecar
 
 if TYPE_CHECKING:
     import numpy as np
@@ -400,7 +400,7 @@ def build_engine(
         config.builder_optimization_level = options.builder_opt_level
     if options.dla_core is not None:
         _use_dla(builder, config, options.dla_core)
-    cache = _load_timing_cache(config, options.timing_cache, console)
+    _load_timing_cache(config, options.timing_cache, console)
 
     with _progress_monitor(console) as monitor:
         config.progress_monitor = monitor
@@ -415,7 +415,8 @@ def build_engine(
             f"try a larger --workspace or a narrower --min-shape/--max-shape"
         )
     if options.timing_cache is not None:
-        write_bytes_atomic(options.timing_cache, bytes(memoryview(cache.serialize())))
+        # the builder added what it timed to the cache installed in the config: write that one back
+        write_bytes_atomic(options.timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
     record = BuildRecord(
         tensorrt_version=api.version,
         gpu=gpu,
@@ -427,16 +428,6 @@ def build_engine(
         options=options,
     )
     return bytes(memoryview(serialized)), record
-
-
-def build_and_save(
-    onnx_path: Path, card: ModelCard, options: BuildOptions, console: Console, out: Path | None = None
-) -> tuple[Path, BuildRecord]:
-    """`build_engine`, then write the engine and its card (source_sha256 = the ONNX's sha256)."""
-    path = engine_path(onnx_path, card, out)
-    engine, record = build_engine(onnx_path, card, options, console)
-    save_engine(path, engine, engine_card(card, record, file_sha256(onnx_path)))
-    return path, record
 
 
 def _use_dla(builder: trt.Builder, config: trt.IBuilderConfig, core: int) -> None:
@@ -455,8 +446,8 @@ def _load_timing_cache(config: trt.IBuilderConfig, path: Path | None, console: C
     """The timing cache in `path` (or a new one) installed in `config`; a cache from another GPU is replaced."""
     data = path.read_bytes() if path is not None and path.is_file() else b""
     cache = config.create_timing_cache(data)
-    if not config.set_timing_cache(cache, False):
-        console.print(f"[yellow]timing cache {path} was made for another GPU or TensorRT; starting a new one[/]")
+    if cache is None or not config.set_timing_cache(cache, False):
+        console.print(f"timing cache {path} is unreadable or from another GPU or TensorRT; starting a new one")
         cache = config.create_timing_cache(b"")
         config.set_timing_cache(cache, False)
     return cache

@@ -23,7 +23,7 @@ from segexport import tensorrt_build as tb
 from segexport.cli import build_parser, main
 from segrt.backends.tensorrt import GpuInfo
 from segrt.errors import SegError
-from segrt.meta import ModelCard, file_sha256, read_card, sidecar_path, write_sidecar
+from segrt.meta import ModelCard, artifact_name, file_sha256, read_card, sidecar_path, write_sidecar
 
 UNET = ["unet", "--unet-base", "8", "--unet-depth", "3", "--input-size", "64x64"]
 # On a machine with TensorRT and a GPU, segexport builds engines instead of exiting 3: tests/gpu covers that.
@@ -174,7 +174,7 @@ def test_tensorrt_log_follows_the_verbosity():
 
 
 def test_engines_are_built_from_the_graphs_asked_for(tmp_path):
-    graphs = {p: tmp_path / tb.artifact_name("model", p) for p in ("fp32", "fp16", "int8", "int8-cpu")}
+    graphs = {p: tmp_path / artifact_name("model", p) for p in ("fp32", "fp16", "int8", "int8-cpu")}
     assert tb.engine_sources(graphs, fp16=False, int8=False, engine=True) == [graphs["fp32"]]
     assert tb.engine_sources(graphs, fp16=True, int8=False, engine=False) == [graphs["fp16"]]
     assert tb.engine_sources(graphs, fp16=False, int8=True, engine=True) == [graphs["int8"]]
