@@ -45,7 +45,7 @@ def latency_plot(path: Path, cases: list[dict[str, Any]]) -> Path:
     figure = _figure(len(cases))
     axes = figure.add_subplot()
     samples = [np.asarray(c["timing"]["e2e_samples_ms"]) / c["batch"] for c in cases]
-    axes.boxplot(samples, vert=False, whis=(1, 99), showfliers=True, flierprops={"markersize": 3})
+    axes.boxplot(samples, orientation="horizontal", whis=(1, 99), showfliers=True, flierprops={"markersize": 3})
     axes.set_yticks(range(1, len(cases) + 1), [_name(c) for c in cases], fontsize=8)
     axes.invert_yaxis()
     spread = max(s.max() for s in samples) / max(min(s.min() for s in samples), 1e-9)

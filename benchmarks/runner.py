@@ -106,7 +106,8 @@ class Runner:
                     return pipeline.timings
 
                 timed = self._time(call, case.batch, window)
-            dataset = self._dataset_score(case, lambda image: pipeline(image[None])[0], details.pop("classes"))
+            predict = lambda image: pipeline(np.array(image[None]))[0]  # noqa: E731 - a writable copy for torch
+            dataset = self._dataset_score(case, predict, details.pop("classes"))
         finally:
             if pipeline is not None:
                 pipeline.close()

@@ -1,0 +1,64 @@
+"""The pytorch-eager baseline does what users' code does: torchvision's preset, the aux head, interpolate, argmax."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torchvision.models.segmentation import FCN_ResNet50_Weights
+from torchvision.transforms._presets import SemanticSegmentation
+
+from segbench.baseline import EagerPipeline, build_reference, with_aux_head
+from segbench.runner import make_batch
+from segbench.suite import ModelSpec
+
+
+def reference(name: str, *args: str):
+    return build_reference(ModelSpec(name, args, name))
+
+
+def test_torchvision_models_get_their_weights_preset() -> None:
+    pipeline = EagerPipeline(reference("fcn_resnet50", "--weights", "none", "--input-size", "96x96"))
+    assert isinstance(pipeline.transforms, SemanticSegmentation)
+    assert pipeline.transforms.resize_size == [520]  # torchvision's own preset, not the export's 96x96
+    assert pipeline.transforms_name == f"{FCN_ResNet50_Weights.DEFAULT}.transforms()"
+    assert pipeline.network.aux_classifier is not None
+
+
+def test_the_aux_head_is_back_and_does_not_touch_the_labels() -> None:
+    fcn = reference("fcn_resnet18", "--input-size", "64x64")
+    assert fcn.model.network.network.aux_classifier is None  # segexport drops it for export
+    network = EagerPipeline(fcn).network
+    assert network.backbone.return_layers == {"layer4": "out", "layer3": "aux"}
+    tensor = torch.rand(1, 3, 40, 48)
+    with torch.inference_mode():
+        output = network(tensor)
+        expected = fcn.model.network(tensor)
+    assert set(output) == {"out", "aux"} and output["aux"].shape == output["out"].shape
+    torch.testing.assert_close(output["out"], expected)
+
+
+def test_baseline_labels_come_at_the_image_size_with_cpu_stages(photo: np.ndarray) -> None:
+    unet = reference("unet", "--input-size", "32x32", "--unet-base", "4", "--unet-depth", "2")
+    pipeline = EagerPipeline(unet)
+    assert pipeline.transforms_name == "torchvision v2 Resize([32, 32], antialias) + ToDtype + Normalize"
+    batch = make_batch(photo, 2, 60, 70)
+    labels = pipeline(batch)
+    assert labels.shape == (2, 60, 70) and labels.dtype == np.uint8
+    assert set(pipeline.timings) == {"pre", "compute", "post"} and all(v > 0 for v in pipeline.timings.values())
+    reference_labels = unet.labels_for(batch)
+    assert reference_labels.shape == labels.shape
+    # the same weights; the preset resizes with antialiasing, the reference without: most pixels agree
+    assert 0.5 < float(np.mean(labels == reference_labels)) <= 1.0
+
+
+def test_make_batch_fills_a_batch_with_distinct_frames(photo: np.ndarray) -> None:
+    batch = make_batch(photo, 5, 61, 47)
+    assert batch.shape == (5, 61, 47, 3) and batch.flags.c_contiguous and batch.flags.writeable
+    assert not np.array_equal(batch[0], batch[1]) and np.array_equal(batch[0], batch[4])
+    assert np.array_equal(make_batch(photo, 1, *photo.shape[:2])[0], photo)
+
+
+def test_networks_without_an_aux_head_are_left_as_they_are() -> None:
+    network = torch.nn.Conv2d(3, 2, 1)
+    copy = with_aux_head(network)
+    assert copy is not network and not hasattr(copy, "aux_classifier")

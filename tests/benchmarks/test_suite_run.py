@@ -1,0 +1,212 @@
+"""A tiny real suite, end to end on CPU: exports, baseline, cases, skips, accuracy, and the three outputs.
+
+The tiny U-Net keeps it quick; the graphs, runtime and reports are the real ones.
+Cases whose backend this machine lacks must be listed as skipped with the reason;
+on a machine that has them they must run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segbench import runner
+from segbench.artifacts import unavailable_reason
+from segbench.cli import main
+from segbench.suite import load_suite
+from segrt.image import write_labels_png
+
+TINY_MODEL = ["--input-size", "32x32", "--unet-base", "4", "--unet-depth", "2"]
+
+SUITE = """
+name = "tiny"
+description = "two shapes, every kind of case"
+shapes = ["1x48x64", "2x48x64"]
+warmup = 1
+iterations = 3
+[[model]]
+name = "unet"
+input_size = "32x32"
+args = ["--unet-base", "4", "--unet-depth", "2"]
+dataset = "{dataset}"
+runs = [
+  {{ backend = "ort-cpu" }},
+  {{ backend = "ort-cpu", fused = false }},
+  {{ backend = "ort-cpu", precision = "int8" }},
+  {{ backend = "tensorrt", precision = "fp16" }},
+  {{ backend = "ort-cuda" }},
+]
+"""
+
+
+def write_voc(root: Path, count: int = 2) -> Path:
+    """A Pascal-VOC folder of `count` labelled images: class ids 0..2 with a void (255) border."""
+    rng = np.random.default_rng(1)
+    (root / "JPEGImages").mkdir(parents=True)
+    (root / "SegmentationClass").mkdir()
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    names = [f"im{i}" for i in range(count)]
+    for name in names:
+        image = rng.integers(0, 255, (40, 52, 3), dtype=np.uint8)
+        labels = np.zeros((40, 52), np.uint8)
+        labels[10:30, 5:25] = 1
+        labels[5:20, 30:50] = 2
+        labels[0, :] = 255
+        Image.fromarray(image).save(root / "JPEGImages" / f"{name}.jpg")
+        write_labels_png(root / "SegmentationClass" / f"{name}.png", labels)
+    (root / "ImageSets" / "Segmentation" / "val.txt").write_text("\n".join(names) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def bench_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One export cache for the segbench tests, so each model is exported once per session."""
+    return tmp_path_factory.getbasetemp() / "segbench-cache"
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, bench_cache: Path) -> tuple[int, Path, Path]:
+    folder = tmp_path_factory.mktemp("tiny-suite")
+    dataset = write_voc(folder / "voc")
+    suite = folder / "tiny.toml"
+    suite.write_text(SUITE.format(dataset=dataset))
+    out = folder / "run"
+    code = main([str(suite), "--out", str(out), "--cache", str(bench_cache)])
+    return code, out, suite
+
+
+def test_the_run_succeeds_and_writes_all_three_outputs(tiny_run: tuple[int, Path, Path]) -> None:
+    code, out, _ = tiny_run
+    assert code == 0
+    assert {"results.json", "report.md", "latency.png", "stages.png", "speedup.png"} <= {p.name for p in out.iterdir()}
+    assert not list(out.glob(".*.tmp"))  # no temporary file left behind
+    for name in ("latency.png", "stages.png", "speedup.png"):
+        with Image.open(out / name) as png:
+            assert png.format == "PNG" and png.width >= 800 and png.height >= 200
+
+
+def test_every_case_is_measured_or_skipped_with_its_reason(tiny_run: tuple[int, Path, Path]) -> None:
+    _, out, suite_path = tiny_run
+    record = json.loads((out / "results.json").read_text())
+    suite = load_suite(suite_path)
+    assert [c["id"] for c in record["cases"]] == [c.id for c in suite.cases]
+    assert len(record["cases"]) == 2 * 7  # 2 shapes x (baseline on CPU and CUDA + 5 runs)
+    for case, result in zip(suite.cases, record["cases"], strict=True):
+        reason = unavailable_reason(case)
+        if reason is None:
+            assert result["status"] == "ok", result.get("reason")
+        else:
+            assert result["status"] == "skipped" and result["reason"] == reason
+    skipped = {c["pipeline"]: c["reason"] for c in record["cases"] if c["status"] == "skipped"}
+    if "tensorrt fp16 fused" in skipped:
+        assert "TensorRT" in skipped["tensorrt fp16 fused"]
+    if "ort-cuda fp32 fused" in skipped:
+        assert "CUDAExecutionProvider" in skipped["ort-cuda fp32 fused"]
+
+
+def cases_by_pipeline(record: dict, batch: int) -> dict[str, dict]:
+    return {c["pipeline"]: c for c in record["cases"] if c["status"] == "ok" and c["batch"] == batch}
+
+
+def test_timings_are_consistent(tiny_run: tuple[int, Path, Path]) -> None:
+    record = json.loads((tiny_run[1] / "results.json").read_text())
+    for batch in (1, 2):
+        cases = cases_by_pipeline(record, batch)
+        assert {"pytorch-eager cpu", "ort-cpu fp32 fused", "ort-cpu fp32 unfused", "ort-cpu int8 fused"} <= set(cases)
+        for case in cases.values():
+            timing = case["timing"]
+            samples = np.array(timing["e2e_samples_ms"])
+            e2e = timing["e2e"]
+            assert len(samples) == 3 and e2e["count"] == 3
+            assert e2e["min"] <= e2e["p50"] <= e2e["p90"] <= e2e["p99"] <= e2e["max"]
+            assert e2e["p50"] == pytest.approx(np.median(samples))
+            assert e2e["fps"] == pytest.approx(batch * 1000 / samples.mean())
+            stage_sum = sum(np.array(stage["samples_ms"]) for stage in timing["stages"].values())
+            np.testing.assert_allclose(stage_sum, samples, rtol=1e-9)
+            assert case["resources"]["host"]["rss_peak_mb"] > 50
+            assert "absent" in case["resources"]["device"]
+        assert set(cases["ort-cpu fp32 unfused"]["timing"]["stages"]) == {"pre", "infer", "post", "other"}
+        assert set(cases["ort-cpu fp32 fused"]["timing"]["stages"]) == {"infer", "other"}
+        assert set(cases["pytorch-eager cpu"]["timing"]["stages"]) == {"pre", "compute", "post", "other"}
+
+
+def test_files_network_time_and_speedups(tiny_run: tuple[int, Path, Path]) -> None:
+    record = json.loads((tiny_run[1] / "results.json").read_text())
+    cases = cases_by_pipeline(record, 2)
+    baseline = cases["pytorch-eager cpu"]
+    assert baseline["speedup"]["p50"] == 1.0 and baseline["file"] is None
+    assert (
+        baseline["steps"].startswith("torchvision v2 Resize([32, 32], antialias)") and "aux head" in baseline["steps"]
+    )
+    fused, unfused, int8 = cases["ort-cpu fp32 fused"], cases["ort-cpu fp32 unfused"], cases["ort-cpu int8 fused"]
+    assert Path(fused["file"]).name == "model.onnx" and Path(unfused["file"]).parent.name.endswith("-unfused")
+    assert Path(int8["file"]).name == "model.int8-cpu.onnx" and int8["file_precision"] == "int8-cpu"
+    for case in (fused, unfused, int8):
+        ratio = baseline["timing"]["e2e"]["p50"] / case["timing"]["e2e"]["p50"]
+        assert case["speedup"] == {"over": baseline["id"], "p50": pytest.approx(ratio)}
+        network = case["network"]
+        assert network["input"] == [2, 3, 32, 32] and network["p50_ms"] > 0
+        assert Path(network["file"]).parent.name.endswith("-unfused")
+        expected = 1 - network["p50_ms"] / case["timing"]["e2e"]["p50"]
+        assert case["outside_network_share"] == pytest.approx(expected)
+    assert fused["network"] == unfused["network"]  # one measurement of the same bare network
+    assert Path(int8["network"]["file"]).name == "model.int8-cpu.onnx"
+
+
+def test_accuracy_against_the_reference_and_the_labelled_set(tiny_run: tuple[int, Path, Path]) -> None:
+    record = json.loads((tiny_run[1] / "results.json").read_text())
+    cases = cases_by_pipeline(record, 1)
+    assert cases["ort-cpu fp32 fused"]["accuracy"]["pixel_agreement"] >= 0.999
+    assert cases["ort-cpu fp32 unfused"]["accuracy"]["pixel_agreement"] >= 0.999
+    assert 0.5 < cases["ort-cpu int8 fused"]["accuracy"]["pixel_agreement"] <= 1.0
+    for case in cases.values():
+        dataset = case["accuracy"]["dataset"]
+        assert dataset["images"] == 2 and 0.0 <= dataset["miou"] <= 1.0
+        assert set(dataset["per_class_iou"]) == set(record["references"]["unet@32x32"]["per_class_iou"])
+    reference = record["references"]["unet@32x32"]
+    fused = cases["ort-cpu fp32 fused"]["accuracy"]["dataset"]
+    assert fused["miou"] == pytest.approx(reference["miou"], abs=0.01)  # FP32 ONNX is the FP32 reference
+
+
+def test_report_names_every_figure_and_every_skip(tiny_run: tuple[int, Path, Path]) -> None:
+    _, out, _ = tiny_run
+    record = json.loads((out / "results.json").read_text())
+    text = (out / "report.md").read_text()
+    assert text.startswith("# segbench: tiny")
+    assert "## What each figure includes" in text and "**e2e** (end to end)" in text
+    for case in record["cases"]:
+        if case["status"] == "ok":
+            row = f"| {case['label']} | {case['pipeline']} | {case['batch']}x{case['height']}x{case['width']} |"
+            assert row in text
+        else:
+            assert case["reason"] in text
+    for name in ("latency.png", "stages.png", "speedup.png"):
+        assert f"]({name})" in text
+    assert "## unet@32x32: IoU per class on the labelled set (2 images)" in text
+    env = record["environment"]
+    assert env["cores_logical"] >= 1 and env["cpu"] and env["versions"]["onnxruntime"] and env["versions"]["torch"]
+    assert env["git"] is None or len(env["git"]["commit"]) == 40
+
+
+def test_an_interrupted_run_leaves_no_results(
+    tiny_run: tuple[int, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bench_cache: Path
+) -> None:
+    _, _, suite = tiny_run
+    calls = []
+    real = runner.Runner.run_case
+
+    def interrupted(self: runner.Runner, case: object) -> dict:
+        calls.append(case)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, case)
+
+    monkeypatch.setattr(runner.Runner, "run_case", interrupted)
+    out = tmp_path / "run"
+    assert main([str(suite), "--out", str(out), "--cache", str(bench_cache), "--iterations", "1"]) == 130
+    assert not (out / "results.json").exists() and not list(out.glob("*.png"))
+    assert not list(out.glob(".*.tmp"))
