@@ -1,0 +1,246 @@
+"""segexport --fp16 / --int8: the precision passes end to end on real small models, checked against FP32."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import segrt
+from segexport import precision
+from segexport.cli import main
+from segexport.onnx_export import onnx_labels
+from segrt.errors import SegError
+from segrt.image import write_image
+from segrt.meta import CARD_KEY, file_sha256, read_card
+
+GRAPH_FILES = {"fp16": "model.fp16.onnx", "int8": "model.int8.onnx", "int8-cpu": "model.int8-cpu.onnx"}
+
+
+@pytest.fixture(scope="module")
+def calib_dir(tmp_path_factory: pytest.TempPathFactory, photo: np.ndarray) -> Path:
+    """Real calibration images: crops of the bundled photo at four sizes, one mirrored, as JPEG and PNG."""
+    folder = tmp_path_factory.mktemp("calib")
+    crops = [photo[:400, :400], photo[100:, 200:], photo[50:350, 300:600], photo[::-1, ::-1][:480, :560]]
+    for index, crop in enumerate(crops):
+        write_image(folder / f"frame{index}.{'png' if index % 2 else 'jpg'}", np.ascontiguousarray(crop))
+    return folder
+
+
+def _export_precisions(exported, name: str, calib_dir: Path, out: Path, count: int) -> Path:
+    calib = ["--calib", str(calib_dir), "--calib-count", str(count)]
+    assert main([str(exported(name)), "--fp16", "--int8", *calib, "--onnx-only", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def unet_graphs(exported, calib_dir, tmp_path_factory) -> Path:
+    return _export_precisions(exported, "unet", calib_dir, tmp_path_factory.mktemp("unet-precision"), 4)
+
+
+@pytest.fixture(scope="module")
+def fcn50_graphs(exported, calib_dir, tmp_path_factory) -> Path:
+    # Two images: each costs fcn50 a full calibration run on both quantizers; four add little to the check.
+    return _export_precisions(exported, "fcn50", calib_dir, tmp_path_factory.mktemp("fcn50-precision"), 2)
+
+
+def _labels(path: Path, precision_name: str, image: np.ndarray) -> np.ndarray:
+    """Labels as the precision pass checks them: node by node for the TensorRT Q/DQ graph (see qdq_labels)."""
+    card = read_card(path)
+    if precision_name == "int8":
+        return precision.qdq_labels(path.read_bytes(), image, card)
+    return onnx_labels(path, image, card)[0]
+
+
+def _check_graphs(folder: Path, fp32: Path, photo: np.ndarray) -> dict[str, float]:
+    """Every graph: agreement with FP32 at or above its default gate, card, uint8 I/O, the precision it claims."""
+    reference = onnx_labels(fp32, photo, read_card(fp32))[0]
+    agreements = {}
+    for name, filename in GRAPH_FILES.items():
+        path = folder / filename
+        agreements[name] = float((_labels(path, name, photo) == reference).mean())
+        assert agreements[name] >= precision.DEFAULT_MIN_AGREEMENT[name], (name, agreements[name])
+
+        card = read_card(path)  # the sidecar, checked against the file's sha256
+        assert card.precision == name
+        assert card.source_sha256 == file_sha256(fp32)
+        assert card.classes == read_card(fp32).classes
+        model = onnx.load(str(path))
+        embedded = json.loads({p.key: p.value for p in model.metadata_props}[CARD_KEY])
+        assert embedded["precision"] == name and embedded["source_sha256"] == card.source_sha256
+        assert embedded["opset"] == precision.graph_opset(model)
+
+        (inp,), (out,) = model.graph.input, model.graph.output
+        assert inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+        assert out.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+        types = {init.data_type for init in model.graph.initializer}
+        ops = {node.op_type for node in model.graph.node}
+        if name == "fp16":
+            assert onnx.TensorProto.FLOAT16 in types and "QuantizeLinear" not in ops
+        else:
+            assert {"QuantizeLinear", "DequantizeLinear"} <= ops and onnx.TensorProto.INT8 in types
+    return agreements
+
+
+def test_unet_fp16_and_int8_graphs_agree_with_fp32(unet_graphs, exported, photo):
+    agreements = _check_graphs(unet_graphs, exported("unet"), photo)
+    # The random-weight U-Net's logits are near ties, so reduced precision flips some pixels:
+    # the gates are doing real work here, not passing a copy of FP32.
+    assert min(agreements.values()) < 1.0
+
+
+@pytest.mark.slow
+def test_fcn50_fp16_and_int8_graphs_agree_with_fp32(fcn50_graphs, exported, photo):
+    _check_graphs(fcn50_graphs, exported("fcn50"), photo)
+    sizes = {name: (fcn50_graphs / f).stat().st_size for name, f in GRAPH_FILES.items()}
+    fp32_size = exported("fcn50").stat().st_size
+    assert sizes["fp16"] < 0.6 * fp32_size and sizes["int8-cpu"] < 0.35 * fp32_size, (sizes, fp32_size)
+
+
+def test_segrt_load_int8_picks_the_cpu_graph_on_onnx_runtime_cpu(unet_graphs, exported, photo):
+    reference = onnx_labels(exported("unet"), photo, read_card(exported("unet")))[0]
+    seg = segrt.load(unet_graphs, backend="ort-cpu", precision="int8")
+    assert seg.path.name == "model.int8-cpu.onnx" and seg.card.precision == "int8-cpu"
+    assert (seg(photo) == reference).mean() >= precision.DEFAULT_MIN_AGREEMENT["int8-cpu"]
+    seg = segrt.load(unet_graphs, backend="ort-cpu", precision="fp16")
+    assert seg.path.name == "model.fp16.onnx" and seg.card.precision == "fp16"
+    labels = seg([photo, photo[:300, :200]])
+    assert labels[0].shape == photo.shape[:2] and labels[1].shape == (300, 200)
+    assert (labels[0] == reference).mean() >= precision.DEFAULT_MIN_AGREEMENT["fp16"]
+
+
+def _last_conv(path: Path) -> str:
+    return [node.name for node in onnx.load(str(path)).graph.node if node.op_type == "Conv"][-1]
+
+
+def _fp16_inputs(path: Path, node_name: str) -> set[int]:
+    """Element types of a node's inputs (activations and weights) in a graph."""
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    types = {v.name: v.type.tensor_type.elem_type for v in (*model.graph.value_info, *model.graph.input)}
+    types.update({init.name: init.data_type for init in model.graph.initializer})
+    node = next(n for n in model.graph.node if n.name == node_name)
+    return {types[name] for name in node.input}
+
+
+def _quantized_convs(path: Path) -> set[str]:
+    model = onnx.load(str(path))
+    dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    return {n.name for n in model.graph.node if n.op_type == "Conv" and set(n.input) & dequantized}
+
+
+def test_keep_fp32_keeps_the_named_node_out_of_fp16_and_int8(unet_graphs, exported, calib_dir, photo, tmp_path):
+    fp32 = exported("unet")
+    head = _last_conv(fp32)  # the classifier: the node a user pins first
+    # Without --keep-fp32 every pass lowered it:
+    assert _fp16_inputs(unet_graphs / "model.fp16.onnx", head) == {onnx.TensorProto.FLOAT16}
+    assert all(head in _quantized_convs(unet_graphs / GRAPH_FILES[name]) for name in ("int8", "int8-cpu"))
+
+    calib, _ = precision.read_calibration_images(calib_dir, 2)
+    options = {"calib_images": calib, "keep_fp32": ["head/Conv$"], "out": tmp_path}
+    kept = {name: precision.make_precision_graph(name, fp32, photo, **options) for name in ("fp16", "int8", "int8-cpu")}
+    assert _fp16_inputs(kept["fp16"].path, head) == {onnx.TensorProto.FLOAT}
+    fp16_before = onnx.load(str(unet_graphs / "model.fp16.onnx"))
+    others = [n.name for n in fp16_before.graph.node if n.op_type == "Conv" and n.name != head]
+    assert all(_fp16_inputs(kept["fp16"].path, name) == {onnx.TensorProto.FLOAT16} for name in others)
+    for name in ("int8", "int8-cpu"):
+        before, after = _quantized_convs(unet_graphs / GRAPH_FILES[name]), _quantized_convs(kept[name].path)
+        assert after == before - {head}, name
+
+
+def test_keep_fp32_that_matches_nothing_or_is_not_a_regex_is_refused(exported):
+    model = onnx.load(str(exported("unet")))
+    head = _last_conv(exported("unet"))
+    assert precision.match_nodes(model, ["head/Conv"]) == [head]
+    with pytest.raises(SegError, match=r"--keep-fp32 'nosuchnode': matches no node of the graph \(node names: "):
+        precision.match_nodes(model, ["nosuchnode"])
+    with pytest.raises(SegError, match=r"--keep-fp32 '\(': not a regular expression"):
+        precision.match_nodes(model, ["("])
+
+
+def test_below_min_agreement_the_cli_fails_naming_keep_fp32_and_writes_nothing(
+    unet_graphs, exported, photo, tmp_path, capsys
+):
+    """Ask for just more agreement than the FP16 graph has: the same pass that passed at 99.5 % must fail."""
+    fp32 = exported("unet")
+    reference = onnx_labels(fp32, photo, read_card(fp32))[0]
+    achieved = float((_labels(unet_graphs / "model.fp16.onnx", "fp16", photo) == reference).mean())
+    assert achieved < 1.0  # otherwise no minimum could fail
+    required = f"{min(100.0, 100 * achieved + 0.01):.3f}"
+    capsys.readouterr()
+
+    code = main([str(fp32), "--fp16", "--min-agreement", required, "--onnx-only", "--out", str(tmp_path)])
+
+    message = capsys.readouterr().err
+    assert code == 2
+    assert "model.fp16.onnx was not written" in message and "--keep-fp32" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no file, no sidecar, no scratch folder
+
+
+def test_int8_needs_calib_and_calib_needs_a_precision(exported, tmp_path, capsys):
+    code = main([str(exported("unet")), "--int8", "--onnx-only", "--out", str(tmp_path)])
+    assert code == 2 and "--int8 needs --calib DIR" in capsys.readouterr().err
+    code = main([str(exported("unet")), "--calib", str(tmp_path), "--out", str(tmp_path)])
+    assert code == 2 and "--calib and --keep-fp32 only apply with --fp16 or --int8" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_calibration_folder_errors_name_the_folder(tmp_path, exported, capsys):
+    missing = tmp_path / "missing"
+    with pytest.raises(SegError, match=rf"--calib {re.escape(str(missing))}: no such folder"):
+        precision.read_calibration_images(missing)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not an image")
+    with pytest.raises(SegError, match=rf"--calib {re.escape(str(empty))}: no image files"):
+        precision.read_calibration_images(empty)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (broken / "b.png").write_bytes(b"")
+    with pytest.raises(SegError, match=rf"--calib {re.escape(str(broken))}: none of its 2 image files could be read"):
+        precision.read_calibration_images(broken)
+    a_file = broken / "a.jpg"
+    with pytest.raises(SegError, match=rf"--calib {re.escape(str(a_file))}: is not a folder"):
+        precision.read_calibration_images(a_file)
+
+    out = tmp_path / "out"
+    code = main([str(exported("unet")), "--int8", "--calib", str(empty), "--onnx-only", "--out", str(out)])
+    assert code == 2 and f"--calib {empty}: no image files" in capsys.readouterr().err
+    assert not (out / "model.int8.onnx").exists() and not (out / "model.int8-cpu.onnx").exists()
+
+
+def test_calibration_reads_a_spread_of_the_folder_and_skips_unreadable_files(tmp_path, photo):
+    for index in range(10):
+        strip = np.ascontiguousarray(photo[index * 10 : index * 10 + 50])
+        write_image(tmp_path / "clip" / f"frame{index:02d}.png", strip)
+    (tmp_path / "clip" / "frame05.png").write_bytes(b"truncated")
+    picked = precision.find_calibration_images(tmp_path, 4)
+    assert [p.name for p in picked] == ["frame00.png", "frame03.png", "frame06.png", "frame09.png"]
+    images, unreadable = precision.read_calibration_images(tmp_path, 20)
+    assert len(images) == 9 and [p.name for p in unreadable] == ["frame05.png"]
+    assert all(im.dtype == np.uint8 and im.shape == (50, 640, 3) for im in images)
+
+
+def test_unfused_graph_is_calibrated_on_preprocessed_images(exported, calib_dir, photo, tmp_path):
+    """An unfused graph gets segrt.image.preprocess's float NCHW: the CPU INT8 pass must use it too."""
+    fp32 = exported("unet-unfused")
+    card = read_card(fp32)
+    calib, _ = precision.read_calibration_images(calib_dir)
+    batch = precision.graph_input(calib[0], card)
+    assert batch.dtype == np.float32 and batch.shape == (1, 3, *card.network_size(*calib[0].shape[:2]))
+
+    result = precision.make_precision_graph("int8-cpu", fp32, photo, calib_images=calib, out=tmp_path)
+    model = onnx.load(str(result.path))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    reference = onnx_labels(fp32, photo, card)[0]
+    assert (onnx_labels(result.path, photo, read_card(result.path))[0] == reference).mean() >= 0.98
+    assert result.parity.max_abs_logit_diff is not None and result.parity.max_abs_logit_diff > 0
+
+
+def test_a_reduced_precision_graph_is_not_converted_again(unet_graphs, photo):
+    with pytest.raises(SegError, match=r"is a fp16 graph; convert the FP32 model\.onnx instead"):
+        precision.make_precision_graph("int8-cpu", unet_graphs / "model.fp16.onnx", photo, calib_images=[photo])
