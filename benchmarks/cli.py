@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--device", help="pytorch-eager only: cpu or cuda")
     one.add_argument("--shape", action="append", metavar="NxHxW", help="batch x image size; repeat (default 1x612x640)")
     run = parser.add_argument_group("running")
-    run.add_argument("-o", "--out", type=Path, help="run directory (default segbench-runs/<suite>-<time>)")
+    run.add_argument("-o", "--out", type=Path, help="run directory (default build/segbench-runs/<suite>-<time>)")
     run.add_argument("--cache", type=Path, default=Path("build/segbench-cache"), help="where exports are kept")
     run.add_argument("--dataset", type=Path, help="Pascal-VOC folder for mIoU (overrides the suite's)")
     run.add_argument("--image", type=Path, help="photo to run on (default: the suite's, or the bundled 612x640 one)")
@@ -153,7 +153,7 @@ def run_command(args: argparse.Namespace, console: Any) -> int:
     if args.list:
         print("\n".join(case.id for case in suite.cases))
         return 0
-    out = args.out or Path("segbench-runs") / f"{suite.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = args.out or Path("build/segbench-runs") / f"{suite.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         out.mkdir(parents=True, exist_ok=True)
         log = (out / "export.log").open("a")

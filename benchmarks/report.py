@@ -186,6 +186,9 @@ def markdown(record: dict[str, Any], plots: list[str]) -> str:
             for c in ok
         ]
         lines += [*_table(header, body), ""]
+        absent = sorted({c["resources"]["device"]["absent"] for c in ok if "absent" in c["resources"]["device"]})
+        if absent:
+            lines += [f"Device memory, power and energy per frame: absent ({'; '.join(absent)}).", ""]
         lines += per_class_lines(record)
     others = [c for c in record["cases"] if c["status"] != "ok"]
     if others:

@@ -78,7 +78,8 @@ class ResourceSampler:
         """Peak RSS (and what the case added to it), device memory, power and energy over `window`."""
         peak = self.rss.peak() or float(self.rss_before)
         host = {"rss_peak_mb": peak / MB, "rss_added_mb": (peak - self.rss_before) / MB}
-        gpu = self.gpu.summary(window) if self.gpu else {"absent": "CPU case: no device to sample"}
+        cpu_only = {"absent": "a CPU case: no GPU to sample; CPU power is not measured"}
+        gpu = self.gpu.summary(window) if self.gpu else cpu_only
         if self.jetson:
             gpu["tegrastats"] = self.jetson.summary(window)
         return {"host": host, "device": gpu}

@@ -24,7 +24,7 @@ from segbench.artifacts import ExportCache, unavailable_reason
 from segbench.measure import Timed, Window, time_calls
 from segbench.resources import ResourceSampler
 from segbench.suite import Case, ModelSpec, Suite
-from segrt.errors import SegError
+from segrt.errors import MissingDependency, SegError
 
 REFERENCE_WORDS = (
     "FP32 PyTorch, the exported network with the deploy graph's steps (bilinear resize to the network size "
@@ -75,6 +75,8 @@ class Runner:
             return {**record, "status": "skipped", "reason": f"export: {exc}"}
         try:
             return {**record, **self._measure(case, file)}
+        except MissingDependency as exc:  # a driver or library the machine lacks: not a failure of the case
+            return {**record, "status": "skipped", "reason": str(exc)}
         except SegError as exc:
             return {**record, "status": "failed", "reason": str(exc)}
         except Exception as exc:  # a library error or a bug: keep the other cases, keep the traceback in the log
