@@ -57,9 +57,9 @@ def iou_per_class(confusion: np.ndarray) -> np.ndarray:
 class DatasetScore:
     """mIoU (mean over classes present in truth or prediction), per-class IoU and pixel accuracy."""
 
-    miou: float
+    miou: float | None  # None (JSON null) when no pixel was labelled
     per_class: dict[str, float | None]
-    pixel_accuracy: float
+    pixel_accuracy: float | None
     images: int
     pixels: int
 
@@ -77,9 +77,9 @@ def score(confusion: np.ndarray, classes: Sequence[str], images: int) -> Dataset
     ious = iou_per_class(confusion)
     total = int(confusion.sum())
     return DatasetScore(
-        miou=float(np.nanmean(ious)) if np.any(~np.isnan(ious)) else float("nan"),
+        miou=float(np.nanmean(ious)) if np.any(~np.isnan(ious)) else None,
         per_class={name: (None if np.isnan(v) else float(v)) for name, v in zip(classes, ious, strict=True)},
-        pixel_accuracy=float(np.trace(confusion) / total) if total else float("nan"),
+        pixel_accuracy=float(np.trace(confusion) / total) if total else None,
         images=images,
         pixels=total,
     )

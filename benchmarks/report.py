@@ -73,8 +73,19 @@ def write_run(out: str | os.PathLike[str], record: dict[str, Any]) -> Path:
     out = Path(out)
     plots = write_plots(out, record["cases"])
     atomic_write(out / REPORT, lambda tmp: tmp.write_text(markdown(record, [p.name for p in plots])))
-    text = json.dumps(record, indent=1, allow_nan=True, default=str)
+    text = json.dumps(_finite(record), indent=1, allow_nan=False, default=str)
     return atomic_write(out / RESULTS, lambda tmp: tmp.write_text(text + "\n"))
+
+
+def _finite(value: Any) -> Any:
+    """The record with NaN and infinity as null, so results.json is strict JSON any reader takes."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def load_run(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -69,6 +69,10 @@ class Runner:
         reason = unavailable_reason(case)
         if reason:
             return {**record, "status": "skipped", "reason": reason}
+        try:  # the model in PyTorch: the baseline's network and the FP32 reference of every case
+            self.reference(case.model)
+        except SegError as exc:
+            return {**record, "status": "skipped", "reason": f"model: {exc}"}
         try:
             file = None if case.is_baseline else self._file(case, fused=case.fused)
         except SegError as exc:
@@ -94,7 +98,7 @@ class Runner:
 
     def _measure(self, case: Case, file: Path | None) -> dict[str, Any]:
         batch = make_batch(self.photo, case.batch, case.height, case.width)
-        reference = self.reference(case.model)  # built before sampling: its memory is not the case's
+        reference = self.reference(case.model)  # built before sampling (run_case): its memory is not the case's
         window = Window()
         sampler = ResourceSampler(gpu_index=0 if case.device == "cuda" else None)
         pipeline = None
