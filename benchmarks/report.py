@@ -35,6 +35,8 @@ INCLUDES = f"""\
   `backend.run` on a float tensor already pre-processed to the network size (for `{BASELINE}`, its
   `compute` stage: the eager model with its aux head). **outside network** = 1 - network p50 / e2e p50:
   the share of the frame spent on anything but the network (resizes, normalize, argmax, copies, Python).
+  The two are separate measurements: a share near zero, even slightly negative, means the steps around the
+  network cost less than the run-to-run spread.
 - **speed-up** = e2e p50 of `{BASELINE}` / e2e p50 of the case, same model, batch and image size, same
   run and machine (the baseline on the case's device where it ran there, else on the CPU).
 - **agreement**: share of label pixels equal to the FP32 PyTorch reference's on the same input images; the
