@@ -53,8 +53,12 @@ def _cuda_reason() -> str | None:
 def _tensorrt_reason() -> str | None:
     if importlib.util.find_spec("tensorrt") is None:
         return "TensorRT is not installed; install it with pip install 'segexport[tensorrt]' (JetPack ships it)"
-    if importlib.util.find_spec("segrt.backends.tensorrt") is None:
-        return "this segrt has no TensorRT backend (segrt/backends/tensorrt.py)"
+    from segrt.backends.tensorrt import gpu_info
+
+    try:
+        gpu_info(0)
+    except SegError as exc:  # no cuda-python, no driver, no GPU: the backend's own sentence
+        return str(exc)
     return None
 
 

@@ -48,7 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--shape", action="append", metavar="NxHxW", help="batch x image size; repeat (default 1x612x640)")
     run = parser.add_argument_group("running")
     run.add_argument("-o", "--out", type=Path, help="run directory (default build/segbench-runs/<suite>-<time>)")
-    run.add_argument("--cache", type=Path, default=Path("build/segbench-cache"), help="where exports are kept")
+    run.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("build/segbench-cache"),
+        help="where exports are kept and reused (default build/segbench-cache; delete it to export afresh)",
+    )
     run.add_argument("--dataset", type=Path, help="Pascal-VOC folder for mIoU (overrides the suite's)")
     run.add_argument("--image", type=Path, help="photo to run on (default: the suite's, or the bundled 612x640 one)")
     run.add_argument("--warmup", type=int, help="untimed calls per case (overrides the suite)")
