@@ -223,7 +223,7 @@ class Runner:
                 continue
             try:
                 samples = accuracy.open_dataset(root)
-                predict = lambda image, r=reference: torch_labels(r.model, image, r.card)[0]  # noqa: E731
+                predict = lambda image, r=reference: torch_labels(r.model, np.array(image), r.card)[0]  # noqa: E731
                 scores[spec.label] = accuracy.score_dataset(predict, samples, reference.card.classes).as_dict()
             except SegError as exc:
                 scores[spec.label] = {"absent": f"{root}: {exc}"}
