@@ -1,0 +1,146 @@
+"""The Pascal-VOC segmentation reader behind `segbench --dataset DIR` (numpy + Pillow only).
+
+A VOC folder holds JPEGImages/<id>.jpg, SegmentationClass/<id>.png (palette or
+grayscale PNG whose values are class ids; 255 is VOC's "void", kept as 255 for
+the accuracy code to ignore) and ImageSets/Segmentation/<split>.txt listing the
+ids. The whole folder is checked when the dataset is opened -- every id has an
+image and a label map of the same size -- so a broken folder fails in one clear
+sentence before any benchmark time is spent.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from segrt.errors import SegError
+from segrt.image import read_image, read_labels_png
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+VOID_LABEL = 255
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One labelled image: uint8 H x W x 3 RGB and uint8 H x W class ids (255 = void)."""
+
+    name: str
+    image: np.ndarray
+    labels: np.ndarray
+
+
+class VocDataset:
+    """The samples of one split of a Pascal-VOC style folder, in the order of the split file.
+
+    `names` are the ids of the split; `len(dataset)` counts them; iterating reads
+    each image with `segrt.image.read_image` and its labels with
+    `segrt.image.read_labels_png`. Raises SegError naming the first problem found.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], split: str = "val") -> None:
+        self.root = Path(root)
+        self.split = split
+        self.names = self._read_split()
+        self._image_paths = [self._image_path(name) for name in self.names]
+        self._label_paths = [self._label_path(name) for name in self.names]
+        self._check_sizes()
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __iter__(self) -> Iterator[Sample]:
+        for index in range(len(self.names)):
+            yield self[index]
+
+    def __getitem__(self, index: int) -> Sample:
+        name = self.names[index]
+        image = read_image(self._image_paths[index])
+        labels = read_labels_png(self._label_paths[index])
+        if labels.shape != image.shape[:2]:
+            raise SegError(self._size_message(name, image.shape[:2], labels.shape))
+        return Sample(name=name, image=image, labels=labels)
+
+    def __repr__(self) -> str:
+        return f"VocDataset({str(self.root)!r}, split={self.split!r}, {len(self)} samples)"
+
+    # --- checks -------------------------------------------------------------------------------------
+
+    def _read_split(self) -> tuple[str, ...]:
+        root = self.root
+        if not root.is_dir():
+            raise SegError(f"{root}: no such dataset folder; pass a Pascal-VOC folder (with JPEGImages/)")
+        layout = "expected JPEGImages/, SegmentationClass/ and ImageSets/Segmentation/<split>.txt"
+        for folder in ("JPEGImages", "SegmentationClass"):
+            if not (root / folder).is_dir():
+                hint = "".join(
+                    f"; did you mean {child}?" for child in sorted(root.glob("VOC*")) if (child / folder).is_dir()
+                )
+                raise SegError(f"{root}: not a Pascal-VOC folder, {folder}/ is missing ({layout}){hint}")
+        split_file = root / "ImageSets" / "Segmentation" / f"{self.split}.txt"
+        if not split_file.is_file():
+            present = sorted(p.stem for p in (root / "ImageSets" / "Segmentation").glob("*.txt"))
+            known = f"; splits present: {', '.join(present)}" if present else ""
+            raise SegError(f"{split_file}: split file missing ({layout}){known}")
+        try:
+            lines = split_file.read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SegError(f"{split_file}: cannot read the split file ({exc})") from None
+        names = tuple(line.split()[0] for line in lines if line.strip())
+        if not names:
+            raise SegError(f"{split_file}: the split file lists no ids; write one image id per line")
+        return names
+
+    def _image_path(self, name: str) -> Path:
+        for suffix in IMAGE_SUFFIXES:
+            path = self.root / "JPEGImages" / f"{name}{suffix}"
+            if path.is_file():
+                return path
+        raise SegError(
+            f"{self.root / 'JPEGImages' / name}.jpg: no image for id {name!r} listed in {self.split}.txt; "
+            f"add the image or remove the id from the split file"
+        )
+
+    def _label_path(self, name: str) -> Path:
+        path = self.root / "SegmentationClass" / f"{name}.png"
+        if not path.is_file():
+            raise SegError(
+                f"{path}: no label map for id {name!r} listed in {self.split}.txt; "
+                f"add the PNG or remove the id from the split file"
+            )
+        return path
+
+    def _check_sizes(self) -> None:
+        """Compare image and label sizes from the file headers (cheap: no pixel is decoded)."""
+        from PIL import Image, UnidentifiedImageError
+
+        for name, image_path, label_path in zip(self.names, self._image_paths, self._label_paths, strict=True):
+            sizes = []
+            for path in (image_path, label_path):
+                try:
+                    with Image.open(path) as img:
+                        width, height = img.size
+                        if path is image_path and _exif_turns(img):
+                            width, height = height, width  # read_image applies the EXIF rotation
+                        sizes.append((height, width))
+                except (UnidentifiedImageError, OSError) as exc:
+                    raise SegError(f"{path}: cannot read it ({exc})") from None
+            if sizes[0] != sizes[1]:
+                raise SegError(self._size_message(name, sizes[0], sizes[1]))
+
+    def _size_message(self, name: str, image_hw: tuple[int, ...], labels_hw: tuple[int, ...]) -> str:
+        return (
+            f"{self.root / 'SegmentationClass' / name}.png: label map is {labels_hw[1]}x{labels_hw[0]} but its image "
+            f"is {image_hw[1]}x{image_hw[0]} (width x height); each label map must match its image"
+        )
+
+
+def _exif_turns(img: object) -> bool:
+    """Whether the EXIF orientation swaps width and height (values 5-8)."""
+    try:
+        return img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # type: ignore[attr-defined]
+    except Exception:
+        return False
