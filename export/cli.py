@@ -107,7 +107,7 @@ def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
         "--fp16",
         action="store_true",
         help="also write model.fp16.onnx: FP16 mixed precision (ModelOpt AutoCast; numerically sensitive nodes "
-        f"stay FP32, found on up to {AUTOCAST_IMAGES} --calib images or the --image photo)",
+        f"stay FP32, found on {AUTOCAST_IMAGES} --calib images or the --image photo)",
     )
     group.add_argument(
         "--int8",
