@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--backend", default="ort-cpu", help=f"{', '.join(BACKENDS)} (default ort-cpu)")
     one.add_argument("--precision", default="fp32", help=f"{', '.join(PRECISIONS)} (default fp32)")
     one.add_argument("--no-fuse", action="store_true", help="the --no-fuse graph with host pre/post-processing")
+    one.add_argument("--calib", help="INT8 calibration images folder (default: the bundled photo's folder)")
     one.add_argument("--device", help="pytorch-eager only: cpu or cuda")
     one.add_argument("--shape", action="append", metavar="NxHxW", help="batch x image size; repeat (default 1x612x640)")
     run = parser.add_argument_group("running")
@@ -89,6 +90,8 @@ def suite_from_args(args: argparse.Namespace) -> Suite:
             model["weights"] = args.weights
         if args.input_size:
             model["input_size"] = args.input_size
+        if args.calib:
+            model["calib"] = args.calib
         data = {"name": f"{args.model}-{args.backend}-{args.precision}", "model": [model]}
         data["shapes"] = args.shape or ["1x612x640"]
         data["baseline"] = not args.no_baseline
