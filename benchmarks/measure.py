@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,9 +47,6 @@ class Timed:
     def stats(self) -> LatencyStats:
         return LatencyStats.from_samples(self.e2e_ms, frames_per_sample=self.frames_per_call)
 
-    def stage_means(self) -> dict[str, float]:
-        return {name: float(np.mean(values)) for name, values in self.stages_ms.items()}
-
     def as_dict(self) -> dict[str, Any]:
         stages = {
             name: {"mean": float(np.mean(values)), "p50": float(np.median(values)), "samples_ms": values}
@@ -73,7 +70,6 @@ class Window:
     start_ns: int = 0
     end_ns: int = 0
     frames: int = 0
-    marks: list[int] = field(default_factory=list)
 
 
 def time_calls(
