@@ -8,6 +8,7 @@ torchvision idea of weights and transforms travelling together.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -120,7 +121,7 @@ def load_checkpoint(network: nn.Module, path: str | os.PathLike[str]) -> list[st
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        if "Unsupported global" in str(exc):  # a pickled class or function, not a plain state dict
             raise SegError(
                 f"{path}: refused to unpickle code from this checkpoint (torch.load weights_only=True); "
                 f"save the weights with torch.save(model.state_dict(), PATH)"
@@ -329,11 +330,58 @@ def unet(
     )
 
 
+SHAPES_WEIGHTS = Path(__file__).parent / "weights"
+
+
+def unet_shapes(
+    *, weights: str | None = None, num_classes: int | None = None, checkpoint: str | os.PathLike[str] | None = None
+) -> SegmentationModel:
+    """The bundled reference U-Net, trained on the generated shapes set; no download.
+
+    Options, classes, palette and input size come from weights/unet_shapes.json; the
+    weights from weights/unet_shapes.pt (made by `python -m segbench.train_reference`),
+    or from `checkpoint` (same architecture), or random with weights="none".
+    """
+    if weights not in (None, "DEFAULT", "none"):
+        raise SegError(f"--weights {weights}: unet_shapes has DEFAULT (the bundled checkpoint) or none (random)")
+    card_path = SHAPES_WEIGHTS / "unet_shapes.json"
+    try:
+        card = json.loads(card_path.read_text())
+        classes = tuple(card["classes"])
+        options = card["unet"]
+        network = UNet(len(classes), depth=options["depth"], base=options["base"], bilinear=options["bilinear"])
+        fields = {
+            "palette": tuple(tuple(c) for c in card["palette"]),
+            "mean": tuple(card["mean"]),
+            "std": tuple(card["std"]),
+            "input_size": tuple(card["input_size"]),
+        }
+        miou = float(card["val"]["miou"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SegError(f"{card_path}: bundled model card missing or broken ({exc}); reinstall segexport") from None
+    if num_classes not in (None, len(classes)):
+        raise SegError(
+            f"--num-classes {num_classes}: unet_shapes has {len(classes)} classes; for another class count "
+            f"use `segexport unet --num-classes {num_classes} --checkpoint PATH`"
+        )
+    if checkpoint is not None:
+        notes = load_checkpoint(network, checkpoint)
+    elif weights == "none":
+        notes = ["random weights (--weights none)"]
+    else:
+        notes = load_checkpoint(network, SHAPES_WEIGHTS / "unet_shapes.pt")
+        notes[0] = f"bundled weights (val mIoU {miou:.3f} on the generated shapes set)"
+    return SegmentationModel(
+        name="unet_shapes", network=network, classes=classes, size_divisor=network.size_divisor, notes=notes, **fields
+    )
+
+
 BUILDERS: dict[str, Callable[..., SegmentationModel]] = {
     "fcn_resnet18": fcn_resnet18,
     "fcn_resnet50": fcn_resnet50,
     "fcn_resnet101": fcn_resnet101,
     "unet": unet,
+    "unet_shapes": unet_shapes,
 }
 
 
