@@ -187,6 +187,23 @@ def write_sidecar(path: str | os.PathLike[str], card: ModelCard) -> Path:
     return atomic_write(sidecar_path(path), lambda tmp: tmp.write_text(text))
 
 
+def read_verified_bytes(path: str | os.PathLike[str]) -> bytes:
+    """The file's bytes, read once and checked against the sha256 its sidecar records.
+
+    Engines are deserialized from exactly these bytes, so a file swapped after its
+    card was read is still refused.
+    """
+    side = sidecar_path(path)
+    try:
+        recorded = json.loads(side.read_text()).get("sha256")
+        data = Path(path).read_bytes()
+    except (OSError, ValueError, AttributeError) as exc:
+        raise SegError(f"{path}: cannot read it with its card {side.name} ({exc}); rebuild it") from None
+    if hashlib.sha256(data).hexdigest() != recorded:
+        raise SegError(f"{side}: the model card does not match {Path(path).name}; rebuild, or delete the stale .json")
+    return data
+
+
 def embed_card(model: Any, card: ModelCard) -> None:
     """Put the card into an `onnx.ModelProto`'s metadata_props (replacing an older one)."""
     for prop in list(model.metadata_props):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from segrt.errors import MissingDependency, SegError
-from segrt.meta import ModelCard
+from segrt.meta import ModelCard, read_verified_bytes
 from segrt.timing import stopwatch
 
 if TYPE_CHECKING:
@@ -235,7 +235,7 @@ class TensorRTBackend:
         _check(cudart.cudaSetDevice(self._device_index)[0], f"selecting CUDA device {self._device_index}")
         logger = self._logger = _error_logger()
         self._runtime = trt.Runtime(logger)
-        engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+        engine = self._runtime.deserialize_cuda_engine(read_verified_bytes(self.path))
         if engine is None:
             raise _refuse(self.path, self.card, f"TensorRT cannot deserialize it ({logger.last_error()})")
         self._engine = engine
