@@ -121,7 +121,8 @@ def write_calibration_npz(images: Sequence[np.ndarray], card: ModelCard, folder:
     paths = []
     for index, image in enumerate(images):
         path = folder / f"calib_{index:05d}.npz"
-        np.savez(path, **{card.input_name: graph_input(image, card)})
+        arrays: dict[str, Any] = {card.input_name: graph_input(image, card)}
+        np.savez(path, **arrays)
         paths.append(path)
     return paths
 
