@@ -166,6 +166,7 @@ def match_nodes(model_proto: Any, patterns: Sequence[str]) -> list[str]:
     typo would otherwise silently keep nothing in FP32.
     """
     names = [node.name for node in model_proto.graph.node]
+    layers = [n.name for n in model_proto.graph.node if n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul")]
     matched: list[str] = []
     for pattern in patterns:
         try:
@@ -174,8 +175,8 @@ def match_nodes(model_proto: Any, patterns: Sequence[str]) -> list[str]:
             raise SegError(f"--keep-fp32 {pattern!r}: not a regular expression ({exc})") from None
         hits = [name for name in names if regex.search(name)]
         if not hits:
-            examples = ", ".join(n for n in names if n)[:200]
-            raise SegError(f"--keep-fp32 {pattern!r}: matches no node of the graph (node names: {examples} ...)")
+            examples = ", ".join(layers[-3:] or names[-3:])
+            raise SegError(f"--keep-fp32 {pattern!r}: matches no node of the graph (its last layers: {examples})")
         matched.extend(name for name in hits if name not in matched)
     return matched
 

@@ -155,7 +155,8 @@ def test_keep_fp32_that_matches_nothing_or_is_not_a_regex_is_refused(exported):
     model = onnx.load(str(exported("unet")))
     head = _last_conv(exported("unet"))
     assert precision.match_nodes(model, ["head/Conv"]) == [head]
-    with pytest.raises(SegError, match=r"--keep-fp32 'nosuchnode': matches no node of the graph \(node names: "):
+    listed = rf"--keep-fp32 'nosuchnode': matches no node of the graph \(its last layers: .*{re.escape(head)}\)"
+    with pytest.raises(SegError, match=listed):
         precision.match_nodes(model, ["nosuchnode"])
     with pytest.raises(SegError, match=r"--keep-fp32 '\(': not a regular expression"):
         precision.match_nodes(model, ["("])
