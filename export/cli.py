@@ -267,6 +267,7 @@ def _read_classes(text: str) -> tuple[str, ...]:
 def build_model_step(args: argparse.Namespace) -> Any:
     """MODEL and its flags -> a SegmentationModel."""
     import torch
+
     from segexport.models import build_model
 
     torch.manual_seed(args.seed)
@@ -355,6 +356,7 @@ def run(args: argparse.Namespace, console: Any) -> int:
     from segrt.image import read_image
     from segrt.meta import read_card
 
+    check_precision_flags(args)
     report = Report(console)
     image = read_image(args.image)
     source = Path(args.model)
@@ -381,20 +383,26 @@ def later_steps(args: argparse.Namespace, onnx_path: Path, card: Any, image: Any
     engine_step(args, graphs, image, out, report)
 
 
+def check_precision_flags(args: argparse.Namespace) -> None:
+    """Refuse inconsistent precision flags before any work is done."""
+    if args.int8 and args.calib is None:
+        raise SegError(
+            "--int8 needs --calib DIR: a folder of images like the ones the model will see (a few dozen "
+            "frames of your camera will do), to measure the value ranges INT8 must cover"
+        )
+    if not (args.fp16 or args.int8) and (args.calib is not None or args.keep_fp32):
+        raise SegError("--calib and --keep-fp32 only apply with --fp16 or --int8")
+    if args.calib is not None and not args.calib.is_dir():
+        raise SegError(f"{args.calib}: no such folder of calibration images (--calib)")
+
+
 def precision_steps(
     args: argparse.Namespace, onnx_path: Path, card: Any, image: Any, out: Path, report: Report
 ) -> dict[str, Path]:
     """Write the FP16 / INT8 ONNX graphs asked for; returns {precision: ONNX path}, "fp32" included."""
     graphs = {"fp32": onnx_path}
     wanted = (["fp16"] if args.fp16 else []) + (["int8", "int8-cpu"] if args.int8 else [])
-    if args.int8 and args.calib is None:
-        raise SegError(
-            "--int8 needs --calib DIR: a folder of images like the ones the model will see (a few dozen "
-            "frames of your camera will do), to measure the value ranges INT8 must cover"
-        )
     if not wanted:
-        if args.calib is not None or args.keep_fp32:
-            raise SegError("--calib and --keep-fp32 only apply with --fp16 or --int8")
         return graphs
     from segexport import precision
 

@@ -93,7 +93,8 @@ def resolve_model_file(
     if backend == "tensorrt" or (backend is None and engine.is_file() and _has_tensorrt()):
         candidates = [engine]
     elif precision == "int8" and backend in (None, "ort", "ort-cpu"):
-        candidates = [folder / artifact_name(stem, "int8-cpu"), folder / artifact_name(stem, "int8")]
+        # only the CPU-flavoured graph: ONNX Runtime's CPU optimizer mishandles the TensorRT one's Q/DQ
+        candidates = [folder / artifact_name(stem, "int8-cpu")]
     else:
         candidates = [folder / artifact_name(stem, precision)]
     for candidate in candidates:

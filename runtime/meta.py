@@ -26,6 +26,8 @@ CARD_KEY = "segexport.card"
 CARD_VERSION = 1
 PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu")
 RESIZE_MODES = ("fixed", "shorter")
+_UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it) ...
+os.umask(_UMASK)  # ... and put back at once
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
         raise SegError(f"{path.parent}: cannot write here ({exc.strerror}); choose another output directory") from None
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the result should read like any file the user writes
     try:
         write(tmp)
         os.replace(tmp, path)
