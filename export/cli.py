@@ -217,7 +217,9 @@ class Report:
             yield detail
         seconds = time.perf_counter() - start
         self.steps.append((title, seconds, detail["text"]))
-        self.console.print(f"[green]✓[/] {title} [dim]({seconds:.1f} s)[/] {detail['text']}", highlight=False)
+        self.console.print(
+            f"[green]✓[/] {title} [dim]({seconds:.1f} s)[/] {detail['text']}", highlight=False, soft_wrap=True
+        )
 
     def add_file(self, path: Path) -> None:
         self.files.append(path)
@@ -329,6 +331,7 @@ def export_step(args: argparse.Namespace, model: Any, out: Path, image: Any, rep
         f"{out / 'model.onnx'} was not written",
         "the export changed the model's answers; report it with the model, or lower --min-agreement if you accept it",
     )
+    card = card.replace(checks={"parity": parity.record("PyTorch (eager, CPU)", args.image.name)})
     path = out / "model.onnx"
     with report.step("write model.onnx and its model card"):
         onnx_export.save_onnx(proto, path, card)
@@ -450,7 +453,7 @@ def engine_step(args: argparse.Namespace, graphs: dict[str, Path], image: Any, o
     from segexport import onnx_export
     from segexport import tensorrt_build as tb
     from segrt.errors import MissingDependency
-    from segrt.meta import file_sha256, read_card, sidecar_path
+    from segrt.meta import file_sha256, read_card, sidecar_path, write_sidecar
 
     fp16, int8 = bool(getattr(args, "fp16", False)), bool(getattr(args, "int8", False))
     wanted = args.engine or fp16 or int8
@@ -484,7 +487,8 @@ def engine_step(args: argparse.Namespace, graphs: dict[str, Path], image: Any, o
         with tempfile.TemporaryDirectory(prefix=".segexport-", dir=out) as scratch:
             scratch_engine = Path(scratch) / target.name
             engine, record = tb.build_engine(source, card, options, report.console)
-            tb.save_engine(scratch_engine, engine, tb.engine_card(card, record, file_sha256(source)))
+            engine_card = tb.engine_card(card, record, file_sha256(source))
+            tb.save_engine(scratch_engine, engine, engine_card)
             low, _, high = record.profile
             title = f"TensorRT {record.tensorrt_version} {card.precision} engine on {record.gpu.name}"
             detail = f"input {list(low)} .. {list(high)}, {len(engine) / 2**20:.1f} MB"
@@ -502,6 +506,14 @@ def engine_step(args: argparse.Namespace, graphs: dict[str, Path], image: Any, o
                 "the engine's labels differ from its ONNX graph's; try another --builder-opt-level, or lower "
                 "--min-agreement if you accept it",
             )
+            checks = {
+                "parity": {
+                    "reference": f"{source.name} on ONNX Runtime CPU",
+                    "image": args.image.name,
+                    "label_agreement": round(agreement, 6),
+                }
+            }
+            write_sidecar(scratch_engine, engine_card.replace(checks=checks))
             os.replace(scratch_engine, target)
             os.replace(sidecar_path(scratch_engine), sidecar_path(target))
         report.add_file(target)

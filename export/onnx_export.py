@@ -30,6 +30,15 @@ class Parity:
     agreement: float  # share of label-map pixels that are equal, 0..1
     max_abs_logit_diff: float | None  # None where the compared graph exposes no logits
 
+    def record(self, reference: str, image: str) -> dict[str, Any]:
+        """The figures as the model card keeps them."""
+        return {
+            "reference": reference,
+            "image": image,
+            "label_agreement": round(self.agreement, 6),
+            "max_abs_logit_diff": self.max_abs_logit_diff,
+        }
+
 
 def package_versions() -> dict[str, str]:
     """Versions of what made an artefact, for its model card."""

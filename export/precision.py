@@ -509,7 +509,9 @@ def make_precision_graph(
             proto = quantize_int8_cpu(fp32_path, npz_files, scratch, keep_fp32=keep, verbose=verbose)
     parity = compare_with_fp32(proto, precision, fp32_path, image, card)
     check_agreement(parity, minimum, f"{target} was not written", _KEEP_FP32_FIX)
-    save_onnx(proto, target, make_card(card, precision, proto, file_sha256(fp32_path)))
+    new_card = make_card(card, precision, proto, file_sha256(fp32_path))
+    checks = {"parity": parity.record(f"{Path(fp32_path).name} on ONNX Runtime CPU", "the --image photo")}
+    save_onnx(proto, target, new_card.replace(checks=checks))
     return PrecisionResult(precision=precision, path=target, parity=parity, summary=summarize(proto, precision))
 
 

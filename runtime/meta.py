@@ -58,6 +58,7 @@ class ModelCard:
     versions: dict[str, str] = field(default_factory=dict)
     source_sha256: str = ""  # the file this one was made from (FP32 ONNX for FP16/INT8, ONNX for engines)
     tensorrt: dict[str, Any] = field(default_factory=dict)  # engines only: version, GPU, profile, build time
+    checks: dict[str, Any] = field(default_factory=dict)  # the parity figures this file passed before it was written
     card_version: int = CARD_VERSION
 
     def __post_init__(self) -> None:

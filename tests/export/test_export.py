@@ -62,6 +62,9 @@ def test_card_is_embedded_and_in_the_sidecar_with_the_file_sha(exported):
     assert card.classes[15] == "person" and len(card.palette) == 21
     assert card.mean == pytest.approx((0.485, 0.456, 0.406)) and card.input_size == (96, 96)
     assert {"torch", "onnx", "onnxruntime"} <= set(card.versions)
+    parity = card.checks["parity"]
+    assert parity["label_agreement"] >= 0.999 and parity["max_abs_logit_diff"] < 1e-3
+    assert parity["reference"] == "PyTorch (eager, CPU)" and parity["image"] == "astronaut.jpg"
 
 
 def test_unfused_export_is_the_plain_network(exported):

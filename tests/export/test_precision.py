@@ -68,6 +68,7 @@ def _check_graphs(folder: Path, fp32: Path, photo: np.ndarray) -> dict[str, floa
         card = read_card(path)  # the sidecar, checked against the file's sha256
         assert card.precision == name
         assert card.source_sha256 == file_sha256(fp32)
+        assert card.checks["parity"]["label_agreement"] == pytest.approx(agreements[name], abs=1e-6)
         assert card.classes == read_card(fp32).classes
         model = onnx.load(str(path))
         embedded = json.loads({p.key: p.value for p in model.metadata_props}[CARD_KEY])
