@@ -340,24 +340,10 @@ def export_step(args: argparse.Namespace, model: Any, out: Path, image: Any, rep
     return path, card
 
 
-def prepare_out(path: Path) -> Path:
-    """Create the output folder and prove it is writable before minutes of work go into it."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".segexport-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise SegError(
-            f"{path}: cannot write to the output folder ({exc.strerror}); choose another with --out"
-        ) from None
-    return path
-
-
 def run(args: argparse.Namespace, console: Any) -> int:
     """The whole chain for one command line; returns the exit code."""
     from segrt.image import read_image
-    from segrt.meta import read_card
+    from segrt.meta import prepare_output_folder, read_card
 
     check_precision_flags(args)
     report = Report(console)
@@ -366,14 +352,14 @@ def run(args: argparse.Namespace, console: Any) -> int:
     if source.suffix == ".onnx":
         if not source.is_file():
             raise SegError(f"{source}: no such ONNX file")
-        out = prepare_out(args.out or source.parent)
+        out = prepare_output_folder(args.out or source.parent, "--out")
         onnx_path, card = source, read_card(source)
     else:
         with report.step(f"build {args.model}") as detail:
             model = build_model_step(args)
             size = "x".join(map(str, model.input_size))
             detail["text"] = f"{len(model.classes)} classes, input {size} ({model.resize})"
-        out = prepare_out(args.out or Path("build") / model.name)
+        out = prepare_output_folder(args.out or Path("build") / model.name, "--out")
         onnx_path, card = export_step(args, model, out, image, report)
     later_steps(args, onnx_path, card, image, out, report)
     report.print_summary()

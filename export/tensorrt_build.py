@@ -457,23 +457,15 @@ def _console_logger(console: Console, verbosity: int) -> Any:
     """A TensorRT logger printing at `verbosity` on the console and keeping errors for exception texts."""
     import tensorrt as trt
 
+    from segrt.backends.tensorrt import tensorrt_logger
+
     threshold = int(getattr(trt.ILogger, severity_name(verbosity)))
 
-    class ConsoleLogger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
+    def emit(severity: trt.ILogger.Severity, msg: str) -> None:
+        if int(severity) <= threshold:
+            console.print(f"[dim]TensorRT {severity.name}:[/] {msg}", highlight=False)
 
-        def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
-            if int(severity) <= int(trt.ILogger.ERROR):
-                self.errors.append(msg)
-            if int(severity) <= threshold:
-                console.print(f"[dim]TensorRT {severity.name}:[/] {msg}", highlight=False)
-
-        def last_error(self) -> str:
-            return self.errors[-1] if self.errors else "no message from TensorRT; run with -vv for its log"
-
-    return ConsoleLogger()
+    return tensorrt_logger(emit, "; run with -vv for its log")
 
 
 @contextmanager

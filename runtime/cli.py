@@ -220,19 +220,6 @@ def run(args: argparse.Namespace) -> int:
     return 1 if summary.failures else 0
 
 
-def _prepare_out(folder: Path) -> None:
-    """Fail before any work if the output folder cannot be made or written."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".segrun-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise SegError(
-            f"{folder}: cannot write to the output folder ({exc.strerror}); choose another with -o"
-        ) from None
-
-
 def _progress(index: int, total: int | None, width: int = 20) -> str:
     """`[ 12/340 ███░░░░░░░  4%]` for a known count, `[12]` for a stream."""
     if not total:

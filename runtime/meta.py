@@ -179,6 +179,21 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
     return path
 
 
+def prepare_output_folder(folder: str | os.PathLike[str], flag: str) -> Path:
+    """Create `folder` and prove it is writable before any work goes into it; `flag` names the option to change."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise SegError(
+            f"{folder}: cannot write to the output folder ({exc.strerror}); choose another with {flag}"
+        ) from None
+    return folder
+
+
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 

@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import importlib.metadata
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -233,7 +234,7 @@ class TensorRTBackend:
         import tensorrt as trt
 
         _check(cudart.cudaSetDevice(self._device_index)[0], f"selecting CUDA device {self._device_index}")
-        logger = self._logger = _error_logger()
+        logger = self._logger = tensorrt_logger(_warn_on_warnings)
         self._runtime = trt.Runtime(logger)
         engine = self._runtime.deserialize_cuda_engine(read_verified_bytes(self.path))
         if engine is None:
@@ -431,11 +432,11 @@ class TensorRTBackend:
             self.close()
 
 
-def _error_logger() -> Any:
-    """A TensorRT logger that keeps errors for the exception text and passes warnings on."""
+def tensorrt_logger(emit: Callable[[Any, str], None], hint: str = "") -> Any:
+    """A TensorRT logger that keeps the errors (for exception texts) and hands every message to `emit`."""
     import tensorrt as trt
 
-    class ErrorLogger(trt.ILogger):
+    class Logger(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
             self.errors: list[str] = []
@@ -443,10 +444,16 @@ def _error_logger() -> Any:
         def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
             if int(severity) <= int(trt.ILogger.ERROR):
                 self.errors.append(msg)
-            elif int(severity) == int(trt.ILogger.WARNING):
-                warnings.warn(f"TensorRT: {msg}", RuntimeWarning, stacklevel=2)
+            emit(severity, msg)
 
         def last_error(self) -> str:
-            return self.errors[-1] if self.errors else "no message from TensorRT"
+            return self.errors[-1] if self.errors else f"no message from TensorRT{hint}"
 
-    return ErrorLogger()
+    return Logger()
+
+
+def _warn_on_warnings(severity: Any, msg: str) -> None:
+    import tensorrt as trt
+
+    if int(severity) == int(trt.ILogger.WARNING):
+        warnings.warn(f"TensorRT: {msg}", RuntimeWarning, stacklevel=2)
