@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 from pathlib import Path
 
@@ -140,6 +141,7 @@ def test_user_model_from_module_and_factory(tmp_path, monkeypatch):
     """)
     )
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "mynets", raising=False)
     assert main(["mynets:build", "--input-size", "32x48", "--out", "out"]) == 0
     card = read_card(tmp_path / "out" / "model.onnx")
     assert card.classes == ("sky", "road", "car") and card.model == "build" and card.input_size == (32, 48)

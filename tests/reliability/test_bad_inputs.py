@@ -421,6 +421,7 @@ def offline(monkeypatch):
 @pytest.mark.parametrize("row", ROWS, ids=[row.name for row in ROWS])
 def test_bad_input_row(row, exported, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "mynets", raising=False)  # each row's own mynets.py, not an earlier one
     row.make(tmp_path, exported)
     values = {"tmp": str(tmp_path), "unet": str(exported("unet"))}
     command, *argv = [arg.format(**values) for arg in row.argv]
