@@ -30,9 +30,10 @@ from segrt.meta import atomic_write, write_bytes_atomic
 CLASSES = ("background", "ellipse", "rectangle", "triangle", "star", "ring", "band")
 PALETTE = voc_palette(len(CLASSES))
 SHAPE_KINDS = CLASSES[1:6]  # the compact shapes; "band" is a wavy strip across the whole image
-TEXTURES = ("flat", "gradient", "stripes", "speckle", "checker")
+TEXTURES = ("flat", "gradient", "stripes", "speckle", "checker")  # of shapes, drawn independently of the class
+BACKGROUND_TEXTURES = ("flat", "gradient", "clouds", "speckle")  # a backdrop: smoother, like walls and floors
 SIDE_RANGE = (192, 320)  # image height and width are drawn from this range independently
-MIN_VISIBLE = 0.5  # a shape is redrawn elsewhere if a later one would hide more than half of it
+MIN_VISIBLE = 0.75  # a shape is redrawn elsewhere if a later one would hide more than a quarter of it
 MIN_COLOUR_DISTANCE = 90.0  # RGB distance of a shape's colour from the background's and earlier shapes'
 
 
@@ -173,6 +174,13 @@ def _texture(kind: str, colour: tuple[int, int, int], seed: int, height: int, wi
         return np.where(on[..., None], fill, other)
     if kind == "speckle":
         return fill + rng.normal(0, rng.uniform(12, 28), size=(height, width, 1)).astype(np.float32)
+    if kind == "clouds":  # smooth blotches: coarse noise enlarged with bicubic interpolation
+        from PIL import Image
+
+        coarse = rng.normal(0, 1, size=(int(rng.integers(3, 8)), int(rng.integers(3, 8)))).astype(np.float32)
+        smooth = np.asarray(Image.fromarray(coarse, mode="F").resize((width, height), Image.Resampling.BICUBIC))
+        tint = rng.uniform(0.6, 1.0, size=3).astype(np.float32)
+        return fill + rng.uniform(20, 45) * smooth[..., None] * tint
     raise ValueError(f"unknown texture {kind!r}")
 
 
@@ -252,24 +260,25 @@ def _random_shape(
     }
     if kind == "band":
         centre = (float(rng.uniform(0.2, 0.8) * width), float(rng.uniform(0.2, 0.8) * height))
-        half_width = float(rng.uniform(0.04, 0.09) * side)
+        half_width = float(rng.uniform(0.05, 0.1) * side)
         amplitude = float(rng.uniform(0.0, 0.08) * side)
         period = float(rng.uniform(0.6, 1.4) * side)
         return Shape(
             kind, centre, (half_width, amplitude), period=period, phase=float(rng.uniform(0, 2 * np.pi)), **common
         )
-    radius = float(side * rng.uniform(0.09, 0.26))
-    aspect = {"ellipse": (0.45, 1.0), "rectangle": (0.35, 1.0), "triangle": (0.6, 1.2), "ring": (0.65, 1.0)}
+    radius = float(side * rng.uniform(0.11, 0.28))
+    aspect = {"ellipse": (0.45, 1.0), "rectangle": (0.35, 1.0), "triangle": (0.7, 1.2), "ring": (0.65, 1.0)}
     low, high = aspect.get(kind, (0.85, 1.0))
     radii = (radius, radius * float(rng.uniform(low, high)))
-    centre = (float(rng.uniform(0.12, 0.88) * width), float(rng.uniform(0.12, 0.88) * height))
+    margin = 0.6 * radius  # mostly inside the frame: a shape cut in half by the border is no longer its class
+    centre = (float(rng.uniform(margin, width - margin)), float(rng.uniform(margin, height - margin)))
     return Shape(
         kind,
         centre,
         radii,
-        inner=float(rng.uniform(0.4, 0.55) if kind == "star" else rng.uniform(0.45, 0.7)),
-        points=int(rng.integers(5, 8)),
-        skew=float(rng.uniform(-0.7, 0.7)),
+        inner=float(rng.uniform(0.38, 0.5) if kind == "star" else rng.uniform(0.45, 0.65)),
+        points=int(rng.integers(5, 7)),
+        skew=float(rng.uniform(-0.6, 0.6)),
         **common,
     )
 
@@ -294,10 +303,10 @@ def _clutter(rng: np.random.Generator, height: int, width: int, background: tupl
 
 
 def random_scene(rng: np.random.Generator) -> Scene:
-    """Draw one scene: 1-5 shapes (and a band in 40 % of images), each at least half visible."""
+    """Draw one scene: 2-6 shapes (and a band in 40 % of images), each at least 75 % visible."""
     height, width = (int(v) for v in rng.integers(SIDE_RANGE[0], SIDE_RANGE[1] + 1, size=2))
     background = tuple(int(v) for v in rng.integers(0, 256, size=3))
-    kinds = [str(k) for k in rng.choice(SHAPE_KINDS, size=int(rng.integers(1, 6)))]
+    kinds = [str(k) for k in rng.choice(SHAPE_KINDS, size=int(rng.integers(2, 7)))]
     if rng.random() < 0.4:
         kinds.insert(int(rng.integers(0, len(kinds) + 1)), "band")
     shapes: list[Shape] = []
@@ -316,7 +325,7 @@ def random_scene(rng: np.random.Generator) -> Scene:
         height=height,
         width=width,
         background=background,  # type: ignore[arg-type]
-        background_texture=str(rng.choice(TEXTURES)),
+        background_texture=str(rng.choice(BACKGROUND_TEXTURES)),
         shapes=tuple(shapes),
         clutter=tuple(_clutter(rng, height, width, background)),  # type: ignore[arg-type]
         light=(
