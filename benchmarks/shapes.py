@@ -8,7 +8,7 @@ blur, noise and JPEG loss. Colour and texture are drawn independently of the
 class, so only geometry tells the classes apart. The same command and seed give
 byte-identical files.
 
-    python -m segbench.shapes OUT_DIR --train 1600 --val 200 --seed 0
+    python -m segbench.shapes OUT_DIR --train 3200 --val 200 --seed 0   # the reference model's data
 """
 
 from __future__ import annotations
@@ -416,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Generate the labelled shapes segmentation set in Pascal-VOC layout (deterministic per seed).",
     )
     parser.add_argument("out_dir", type=Path, help="output folder (created; files of the same names are replaced)")
-    parser.add_argument("--train", type=int, default=1600, help="training samples (default 1600)")
+    parser.add_argument("--train", type=int, default=3200, help="training samples (default 3200)")
     parser.add_argument("--val", type=int, default=200, help="validation samples (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="seed; the same seed gives the same files (default 0)")
     args = parser.parse_args(argv)

@@ -26,30 +26,13 @@ from typing import Any
 import numpy as np
 
 from segbench import shapes
-from segbench.dataset import VOID_LABEL, VocDataset
+from segbench.accuracy import confusion_matrix, iou_per_class
+from segbench.dataset import VocDataset
 from segrt.errors import SegError
 from segrt.meta import atomic_write, write_bytes_atomic
 
 CHECKPOINT_NAME = "unet_shapes.pt"
 CARD_NAME = "unet_shapes.json"
-
-
-# --- scoring (numpy) ---------------------------------------------------------------------------------
-
-
-def confusion(truth: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """num_classes x num_classes pixel counts, rows = truth, columns = prediction; void (255) pixels skipped."""
-    keep = truth != VOID_LABEL
-    index = truth[keep].astype(np.int64) * num_classes + labels[keep].astype(np.int64)
-    return np.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-
-
-def iou_per_class(counts: np.ndarray) -> np.ndarray:
-    """Intersection over union of each class from a confusion matrix (NaN for a class never seen nor predicted)."""
-    hits = np.diag(counts).astype(np.float64)
-    union = counts.sum(axis=0) + counts.sum(axis=1) - hits
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, hits / union, np.nan)
 
 
 # --- data --------------------------------------------------------------------------------------------
@@ -81,7 +64,7 @@ def load_resized(dataset: VocDataset, size: int) -> tuple[Any, Any]:
         image = torch.from_numpy(sample.image.copy()).permute(2, 0, 1)[None].float()
         resized = F.interpolate(image, size=(size, size), mode="bilinear", align_corners=False)
         images[index] = resized[0].round().clamp(0, 255).to(torch.uint8)
-        truth = torch.from_numpy(sample.labels)[None, None].float()
+        truth = torch.from_numpy(sample.labels.copy())[None, None].float()
         labels[index] = F.interpolate(truth, size=(size, size), mode="nearest-exact")[0, 0].to(torch.uint8)
     return images, labels
 
@@ -198,7 +181,7 @@ def evaluate(model: Any, dataset: VocDataset) -> np.ndarray:
     with torch.no_grad():
         for sample in dataset:
             labels = fused(torch.from_numpy(sample.image.copy())[None])[0].numpy()
-            counts += confusion(sample.labels, labels, len(model.classes))
+            counts += confusion_matrix(labels, sample.labels, len(model.classes))
     return counts
 
 

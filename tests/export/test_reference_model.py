@@ -11,8 +11,8 @@ import torch
 
 import segrt
 from segbench import shapes
+from segbench.accuracy import confusion_matrix, iou_per_class
 from segbench.dataset import VocDataset
-from segbench.train_reference import confusion, iou_per_class
 from segexport import DEFAULT_MODEL
 from segexport.cli import main as segexport_main
 from segexport.models import SHAPES_WEIGHTS, build_model
@@ -32,7 +32,7 @@ def fresh_val(tmp_path_factory: pytest.TempPathFactory) -> VocDataset:
 
 
 def _miou(labels_of, dataset: VocDataset) -> tuple[float, np.ndarray]:
-    counts = sum(confusion(s.labels, labels_of(s.image), len(shapes.CLASSES)) for s in dataset)
+    counts = sum(confusion_matrix(labels_of(s.image), s.labels, len(shapes.CLASSES)) for s in dataset)
     ious = iou_per_class(counts)
     return float(np.nanmean(ious)), ious
 
@@ -91,3 +91,19 @@ def test_wrong_options_are_refused_in_one_sentence(tmp_path: Path) -> None:
     torch.save({"head.weight": torch.zeros(7, 16, 1, 1)}, tmp_path / "partial.pt")
     with pytest.raises(SegError, match=r"checkpoint does not fit the model: missing"):
         build_model("unet_shapes", checkpoint=tmp_path / "partial.pt")
+
+
+def test_training_command_runs_end_to_end_on_a_tiny_set(tmp_path: Path) -> None:
+    """A few steps of `python -m segbench.train_reference`: data generated, checkpoint and card written,
+    and the checkpoint loads into the bundled model's architecture (so the shipped pair can be remade)."""
+    from segbench import train_reference
+
+    args = ["--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--train", "8", "--val", "2"]
+    args += ["--steps", "3", "--coarse-steps", "1", "--batch", "4", "--threads", "1"]
+    assert train_reference.main(args) == 0
+    card = json.loads((tmp_path / "out" / "unet_shapes.json").read_text())
+    assert card["classes"] == CARD["classes"] and card["unet"] == CARD["unet"]
+    assert card["training"]["command"] == "python -m segbench.train_reference " + " ".join(args)
+    assert set(card["val"]["iou"]) == set(shapes.CLASSES) and 0.0 <= card["val"]["miou"] <= 1.0
+    model = build_model("unet_shapes", checkpoint=tmp_path / "out" / "unet_shapes.pt")
+    assert model.notes[0].startswith("loaded")
