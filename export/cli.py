@@ -119,8 +119,9 @@ def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
         "--calib",
         type=Path,
         metavar="DIR",
-        help="folder of calibration images (searched recursively), like the ones the model will see; "
-        "each is fed to the graph at its own size, as segrt does",
+        help="folder of calibration images (searched recursively), like the ones the model will see, or a .txt "
+        "list of them (a Pascal-VOC ImageSets/Segmentation/train.txt works); each is fed to the graph at its own "
+        "size, as segrt does",
     )
     group.add_argument(
         "--calib-count",
@@ -381,8 +382,8 @@ def check_precision_flags(args: argparse.Namespace) -> None:
         )
     if not (args.fp16 or args.int8) and (args.calib is not None or args.keep_fp32):
         raise SegError("--calib and --keep-fp32 only apply with --fp16 or --int8")
-    if args.calib is not None and not args.calib.is_dir():
-        raise SegError(f"{args.calib}: no such folder of calibration images (--calib)")
+    if args.calib is not None and not (args.calib.is_dir() or (args.calib.suffix == ".txt" and args.calib.is_file())):
+        raise SegError(f"{args.calib}: no such folder of calibration images, or .txt list of them (--calib)")
 
 
 def precision_steps(

@@ -71,10 +71,13 @@ def find_calibration_images(folder: str | os.PathLike[str], count: int) -> list[
     being calibrated on one second of footage.
     """
     folder = Path(folder)
-    if not folder.is_dir():
+    if folder.is_file() and folder.suffix == ".txt":
+        files = list_file_images(folder)
+    elif not folder.is_dir():
         what = "is not a folder" if folder.exists() else "no such folder"
         raise SegError(f"--calib {folder}: {what}; give a folder of images like the ones the model will see")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    else:
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise SegError(
             f"--calib {folder}: no image files ({', '.join(IMAGE_SUFFIXES)}); "
@@ -86,6 +89,24 @@ def find_calibration_images(folder: str | os.PathLike[str], count: int) -> list[
         return files
     picks = np.unique(np.linspace(0, len(files) - 1, count).round().astype(int))
     return [files[i] for i in picks]
+
+
+def list_file_images(list_file: Path) -> list[Path]:
+    """The images a .txt list names, one per line: paths relative to the list, or the ids of a
+    Pascal-VOC split file (`ImageSets/Segmentation/train.txt` -> `JPEGImages/<id>.jpg`), so INT8 can be
+    calibrated on a dataset's train split and never on the images it is scored on."""
+    names = [line.strip() for line in list_file.read_text().splitlines() if line.strip()]
+    voc_root = list_file.parents[2] if list_file.parent.name == "Segmentation" else None
+    files = []
+    for name in names:
+        if voc_root is not None and not Path(name).suffix:
+            files.append(voc_root / "JPEGImages" / f"{name}.jpg")
+        else:
+            files.append(list_file.parent / name)
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise SegError(f"--calib {list_file}: names {len(missing)} missing image(s), first {missing[0]}")
+    return sorted(files)
 
 
 def read_calibration_images(

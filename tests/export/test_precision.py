@@ -246,3 +246,20 @@ def test_unfused_graph_is_calibrated_on_preprocessed_images(exported, calib_dir,
 def test_a_reduced_precision_graph_is_not_converted_again(unet_graphs, photo):
     with pytest.raises(SegError, match=r"is a fp16 graph; convert the FP32 model\.onnx instead"):
         precision.make_precision_graph("int8-cpu", unet_graphs / "model.fp16.onnx", photo, calib_images=[photo])
+
+
+def test_calibration_images_from_a_voc_split_file(tmp_path):
+    """`--calib .../ImageSets/Segmentation/train.txt` takes the train images and nothing else."""
+    from PIL import Image
+
+    root = tmp_path / "voc"
+    (root / "JPEGImages").mkdir(parents=True)
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    for name in ("t1", "t2", "v1"):
+        Image.new("RGB", (8, 8)).save(root / "JPEGImages" / f"{name}.jpg")
+    split = root / "ImageSets" / "Segmentation" / "train.txt"
+    split.write_text("t1\nt2\n")
+    assert [p.name for p in precision.find_calibration_images(split, 10)] == ["t1.jpg", "t2.jpg"]
+    split.write_text("t1\nt3\n")
+    with pytest.raises(SegError, match="names 1 missing image"):
+        precision.find_calibration_images(split, 10)
