@@ -124,7 +124,8 @@ def _precision_flags(precision: str, model: ModelSpec) -> list[str]:
         return ["--fp16"]
     from segexport import ASSETS
 
-    return ["--int8", "--calib", str(model.calib or ASSETS)]
+    count = ["--calib-count", str(model.calib_count)] if model.calib_count else []
+    return ["--int8", "--calib", str(model.calib or ASSETS), *count]
 
 
 def run_segexport(argv: list[str], log: TextIO | None = None) -> None:

@@ -47,7 +47,8 @@ MODEL_KEYS = {
     "weights": "segexport --weights",
     "input_size": "segexport --input-size (HxW, or S for the shorter side)",
     "args": "more segexport flags, as a list of strings",
-    "calib": "folder of calibration images for INT8 (default: the bundled photo's folder)",
+    "calib": "INT8 calibration images: a folder, or a .txt list such as a VOC train.txt (default: the photo's folder)",
+    "calib_count": "segexport --calib-count: how many calibration images (default segexport's)",
     "dataset": "Pascal-VOC folder for mIoU (JPEGImages/, SegmentationClass/, ImageSets/Segmentation/val.txt)",
     "shapes": "overrides the suite's shapes for this model",
     "runs": "list of { backend, precision, fused, device }",
@@ -68,6 +69,7 @@ class ModelSpec:
     args: tuple[str, ...] = ()
     label: str = ""
     calib: Path | None = None
+    calib_count: int | None = None
     dataset: Path | None = None
 
     def export_args(self) -> list[str]:
@@ -212,6 +214,7 @@ def _model_cases(
         args=tuple(args),
         label=_get(table, "label", str, where, f"{key}.label", default=default_label),
         calib=Path(calib) if calib else None,
+        calib_count=_get(table, "calib_count", int, where, f"{key}.calib_count", default=None),
         dataset=Path(dataset) if dataset else None,
     )
     if "shapes" in table:
