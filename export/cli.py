@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segexport import ASSETS, DEFAULT_MODEL
+from segexport import DEFAULT_MODEL, parity_image
 from segrt.errors import SegError, interrupt_on_sigterm
 
 
@@ -80,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     onnx_group.add_argument(
         "--image",
         type=Path,
-        default=ASSETS / "astronaut.jpg",
-        help="photo for the parity checks (default: the bundled 612x640 photo)",
+        help="image for the parity checks (default: the model's own sample image where it ships one, "
+        "else the bundled 612x640 photo)",
     )
     onnx_group.add_argument(
         "--min-agreement",
@@ -322,7 +322,7 @@ def export_step(args: argparse.Namespace, model: Any, out: Path, image: Any, rep
         output_name=proto.graph.output[0].name,
         versions=onnx_export.package_versions(),
     )
-    with report.step("parity: ONNX Runtime vs PyTorch on the photo") as detail:
+    with report.step(f"parity: ONNX Runtime vs PyTorch on {args.image.name}") as detail:
         parity = onnx_export.check_parity(proto, model, image, card)
         diff = f"max |logit diff| {parity.max_abs_logit_diff:.2e}, " if parity.max_abs_logit_diff is not None else ""
         detail["text"] = f"{diff}label agreement {100 * parity.agreement:.3f} %"
@@ -348,13 +348,17 @@ def run(args: argparse.Namespace, console: Any) -> int:
 
     check_precision_flags(args)
     report = Report(console)
-    image = read_image(args.image)
     source = Path(args.model)
+    card = None
     if source.suffix == ".onnx":
         if not source.is_file():
             raise SegError(f"{source}: no such ONNX file")
+        card = read_card(source)
+    args.image = args.image or parity_image(card.model if card else args.model)
+    image = read_image(args.image)
+    if card is not None:
         out = prepare_output_folder(args.out or source.parent, "--out")
-        onnx_path, card = source, read_card(source)
+        onnx_path = source
     else:
         with report.step(f"build {args.model}") as detail:
             model = build_model_step(args)
@@ -483,7 +487,7 @@ def engine_step(args: argparse.Namespace, graphs: dict[str, Path], image: Any, o
             report.console.print(
                 f"[green]✓[/] {title} [dim]({record.build_seconds:.1f} s)[/] {detail}", highlight=False
             )
-            with report.step(f"parity: {target.name} vs ONNX Runtime (CPU) on the photo") as step:
+            with report.step(f"parity: {target.name} vs ONNX Runtime (CPU) on {args.image.name}") as step:
                 agreement = tb.engine_agreement(scratch_engine, source, card, image, options.shapes)
                 step["text"] = f"label agreement {100 * agreement:.3f} %"
             onnx_export.check_agreement(

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from segexport import WEIGHTS
 from segexport.unet import UNet
 from segrt.errors import SegError
 from segrt.image import voc_palette
@@ -330,7 +331,7 @@ def unet(
     )
 
 
-SHAPES_WEIGHTS = Path(__file__).parent / "weights"
+SHAPES_WEIGHTS = WEIGHTS
 
 
 def unet_shapes(

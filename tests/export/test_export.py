@@ -185,3 +185,10 @@ def test_interrupted_write_leaves_no_file_and_keeps_the_old_one(tmp_path, monkey
     assert code == 130
     assert (out / "model.onnx").read_bytes() == before
     assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "model.onnx.json"]
+
+
+def test_parity_runs_on_the_models_own_sample_where_it_ships_one():
+    from segexport import parity_image
+
+    assert parity_image("unet_shapes").name == "unet_shapes_sample.jpg"  # in-distribution for the shapes model
+    assert parity_image("fcn_resnet50").name == parity_image("mynets:build").name == "astronaut.jpg"
