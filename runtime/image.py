@@ -135,27 +135,30 @@ def preprocess(batch: np.ndarray, card: ModelCard) -> np.ndarray:
     return np.ascontiguousarray((resized * scale + shift).transpose(0, 3, 1, 2))
 
 
-def postprocess(logits: np.ndarray, height: int, width: int, *, block_rows: int = 32) -> np.ndarray:
+def postprocess(logits: np.ndarray, height: int, width: int) -> np.ndarray:
     """float N x C x h x w logits -> uint8 N x height x width labels (upsample, then argmax).
 
-    Works channel-last, where the argmax over classes reads contiguous memory, and
-    upsamples the rows a block at a time straight into the argmax, so the full-size
-    float logits (33 MB per 612x640 frame of 21 classes) never exist at once.
+    Works channel-last, where the argmax over classes reads contiguous memory, one
+    image and one block of output rows at a time straight into the argmax, so the
+    working set stays in cache and the full-size float logits (33 MB per 612x640
+    frame of 21 classes) never exist at once.
     """
     channel_last = np.ascontiguousarray(logits.transpose(0, 2, 3, 1), dtype=np.float32)
     src_h, src_w = channel_last.shape[1:3]
     y0, y1, wy = resize_weights(src_h, height)
     x0, x1, wx = resize_weights(src_w, width)
-    cols = channel_last[:, :, x0]
-    cols *= (1 - wx)[:, None]
-    cols += channel_last[:, :, x1] * wx[:, None]
     labels = np.empty((len(logits), height, width), np.uint8)
-    for start in range(0, height, block_rows):
-        rows = slice(start, start + block_rows)
-        block = cols[:, y0[rows]]
-        block *= (1 - wy[rows])[:, None, None]
-        block += cols[:, y1[rows]] * wy[rows][:, None, None]
-        labels[:, rows] = block.argmax(axis=-1)
+    block_rows = max(4, (1 << 20) // (width * channel_last.shape[3] * 4))  # about 1 MB of upsampled logits
+    for source, target in zip(channel_last, labels, strict=True):  # one image, one block of rows at a time
+        for start in range(0, height, block_rows):
+            rows = slice(start, start + block_rows)
+            band = source[y0[rows]]  # block x w x C: the source rows this block reads
+            band *= (1 - wy[rows])[:, None, None]
+            band += source[y1[rows]] * wy[rows][:, None, None]
+            block = band[:, x0]
+            block *= (1 - wx)[:, None]
+            block += band[:, x1] * wx[:, None]
+            target[rows] = block.argmax(axis=-1)
     return labels
 
 
