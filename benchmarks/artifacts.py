@@ -122,10 +122,11 @@ class ExportCache:
 def _precision_flags(precision: str, model: ModelSpec) -> list[str]:
     if precision == "fp16":
         return ["--fp16"]
-    from segexport import ASSETS
+    from segexport import parity_image
 
     count = ["--calib-count", str(model.calib_count)] if model.calib_count else []
-    return ["--int8", "--calib", str(model.calib or ASSETS), *count]
+    # without a calib folder: the folder of the model's own sample image (or of the bundled photo)
+    return ["--int8", "--calib", str(model.calib or parity_image(model.name).parent), *count]
 
 
 def run_segexport(argv: list[str], log: TextIO | None = None) -> None:

@@ -44,7 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--backend", default="ort-cpu", help=f"{', '.join(BACKENDS)} (default ort-cpu)")
     one.add_argument("--precision", default="fp32", help=f"{', '.join(PRECISIONS)} (default fp32)")
     one.add_argument("--no-fuse", action="store_true", help="the --no-fuse graph with host pre/post-processing")
-    one.add_argument("--calib", help="INT8 calibration images folder (default: the bundled photo's folder)")
+    one.add_argument(
+        "--calib",
+        help="INT8 calibration images: a folder or a .txt list (default: the folder of the model's sample "
+        "image, else of the bundled photo)",
+    )
     one.add_argument("--device", help="pytorch-eager only: cpu or cuda")
     one.add_argument("--shape", action="append", metavar="NxHxW", help="batch x image size; repeat (default 1x612x640)")
     run = parser.add_argument_group("running")

@@ -47,7 +47,7 @@ MODEL_KEYS = {
     "weights": "segexport --weights",
     "input_size": "segexport --input-size (HxW, or S for the shorter side)",
     "args": "more segexport flags, as a list of strings",
-    "calib": "INT8 calibration images: a folder, or a .txt list such as a VOC train.txt (default: the photo's folder)",
+    "calib": "INT8 calibration images: a folder, or a .txt list such as a VOC train.txt (default: the sample's folder)",
     "calib_count": "segexport --calib-count: how many calibration images (default segexport's)",
     "dataset": "Pascal-VOC folder for mIoU (JPEGImages/, SegmentationClass/, ImageSets/Segmentation/val.txt)",
     "shapes": "overrides the suite's shapes for this model",
