@@ -1,7 +1,8 @@
 """The files a case runs: exported on demand with segexport into a cache folder, and whether a backend is here.
 
 One folder per model and graph kind (fused or --no-fuse), named from the segexport
-arguments, so a second run reuses the exports. The precision files land beside
+arguments and a fingerprint of the exporter (its source and the versions of the tools it
+calls), so a second run reuses the exports and a changed exporter never does. The precision files land beside
 model.onnx under the names segrt.meta.artifact_name gives them. A step that cannot be
 done (no such exporter flag yet, a failed parity check, no TensorRT) raises SegError
 with the reason; the suite reports the case as skipped with it.
@@ -71,7 +72,7 @@ class ExportCache:
     failures: dict[str, str] = field(default_factory=dict)
 
     def folder(self, model: ModelSpec, *, fused: bool) -> Path:
-        key = hashlib.sha256(json.dumps(model.export_args()).encode()).hexdigest()[:10]
+        key = hashlib.sha256(json.dumps([model.export_args(), exporter_fingerprint()]).encode()).hexdigest()[:10]
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", model.name)
         return self.root / f"{slug}-{key}{'' if fused else '-unfused'}"
 
@@ -117,6 +118,30 @@ class ExportCache:
                 self.failures[key] = str(exc)
         if key in self.failures:
             raise SegError(self.failures[key])
+
+
+EXPORT_TOOLS = ("torch", "torchvision", "onnx", "onnxslim", "onnxruntime", "nvidia-modelopt", "tensorrt")
+
+
+@cache
+def exporter_fingerprint() -> str:
+    """A hash of what decides an export's bytes: the segexport/segrt sources and the installed tool versions."""
+    from importlib import metadata
+
+    digest = hashlib.sha256()
+    for package in ("segexport", "segrt"):
+        spec = importlib.util.find_spec(package)
+        assert spec is not None and spec.submodule_search_locations is not None
+        folder = Path(next(iter(spec.submodule_search_locations)))
+        for source in sorted(folder.rglob("*.py")):
+            digest.update(source.relative_to(folder).as_posix().encode())
+            digest.update(source.read_bytes())
+    for tool in EXPORT_TOOLS:
+        try:
+            digest.update(f"{tool}=={metadata.version(tool)}".encode())
+        except metadata.PackageNotFoundError:
+            digest.update(f"{tool} absent".encode())
+    return digest.hexdigest()
 
 
 def _precision_flags(precision: str, model: ModelSpec) -> list[str]:
