@@ -231,11 +231,8 @@ def _progress(index: int, total: int | None, width: int = 20) -> str:
 def print_summary(summary: RunSummary, wall_s: float, out: Path, classes: Sequence[str] | None) -> None:
     log = sys.stderr
     done = len(summary.latencies_ms)
-    print(
-        f"segrun: {done} frame(s) segmented, {len(summary.failures)} skipped, {summary.written} file(s) "
-        f"written to {out}/ in {wall_s:.1f} s",
-        file=log,
-    )
+    written = f"{summary.written} file(s) written to {out}/" if summary.written else "no files written"
+    print(f"segrun: {done} frame(s) segmented, {len(summary.failures)} skipped, {written} in {wall_s:.1f} s", file=log)
     if done:
         stats = LatencyStats.from_samples(summary.latencies_ms)
         print(

@@ -39,7 +39,7 @@ def test_folder_run_skips_bad_files_reports_them_and_writes_every_good_result(ex
     ]
     seg = segrt.load(exported("unet"))
     assert (read_labels_png(out / "images" / "good.png") == seg(segrt.read_image(folder / "good.png"))).all()
-    assert "2 frame(s) segmented, 3 skipped" in err
+    assert f"2 frame(s) segmented, 3 skipped, 6 file(s) written to {out}/" in err
     for name in ("bad.jpg", "empty.png", "deep.png"):
         assert f"skipped {folder / name}" in err
     assert "p50" in err and "p99" in err and "FPS" in err
@@ -53,7 +53,7 @@ def test_all_good_inputs_exit_zero_and_stats_list_classes(exported, photo_path, 
     )
     err = capsys.readouterr().err
     assert code == 0
-    assert not (tmp_path / "o").exists()
+    assert not (tmp_path / "o").exists() and "no files written" in err
     shares = [float(line.split()[-2]) for line in err.splitlines() if line.startswith("segrun:   ")]
     assert shares and abs(sum(shares) - 100.0) < 0.1
 
