@@ -94,7 +94,7 @@ class ExportCache:
         flavour = "int8-cpu" if precision == "int8" and backend == "ort-cpu" else precision
         onnx = folder / artifact_name("model", flavour)
         if precision != "fp32":
-            self._once(onnx, [str(fp32), *_precision_flags(precision, model), "--onnx-only"])
+            self._once(onnx, [str(fp32), *_precision_flags(flavour, model), "--onnx-only"])
         if backend != "tensorrt":
             return onnx
         size = "x".join(map(str, shape))
@@ -144,14 +144,16 @@ def exporter_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def _precision_flags(precision: str, model: ModelSpec) -> list[str]:
-    if precision == "fp16":
+def _precision_flags(flavour: str, model: ModelSpec) -> list[str]:
+    """segexport flags writing one precision graph: fp16, int8 (TensorRT Q/DQ) or int8-cpu."""
+    if flavour == "fp16":
         return ["--fp16"]
     from segexport import parity_image
 
     count = ["--calib-count", str(model.calib_count)] if model.calib_count else []
+    target = ["--int8-target", "cpu" if flavour == "int8-cpu" else "tensorrt"]
     # without a calib folder: the folder of the model's own sample image (or of the bundled photo)
-    return ["--int8", "--calib", str(model.calib or parity_image(model.name).parent), *count]
+    return ["--int8", *target, "--calib", str(model.calib or parity_image(model.name).parent), *count]
 
 
 def run_segexport(argv: list[str], log: TextIO | None = None) -> None:

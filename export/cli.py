@@ -15,6 +15,13 @@ from typing import Any
 from segexport import DEFAULT_MODEL, parity_image
 from segrt.errors import SegError, interrupt_on_sigterm
 
+INT8_TARGETS = ("tensorrt", "cpu", "both")
+
+
+def int8_flavours(target: str | None) -> list[str]:
+    """The INT8 graphs `--int8 --int8-target TARGET` writes, as segrt.meta precisions."""
+    return {"tensorrt": ["int8"], "cpu": ["int8-cpu"]}.get(target or "both", ["int8", "int8-cpu"])
+
 
 def parse_size(text: str) -> tuple[int, ...]:
     """ "520x520" -> (520, 520), a fixed H x W; "520" -> (520,), the shorter side."""
@@ -114,6 +121,12 @@ def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also write model.int8.onnx (Q/DQ for TensorRT, ModelOpt) and model.int8-cpu.onnx (Q/DQ for "
         "ONNX Runtime CPU), calibrated on --calib",
+    )
+    group.add_argument(
+        "--int8-target",
+        choices=INT8_TARGETS,
+        help="which INT8 graph --int8 writes: tensorrt (model.int8.onnx), cpu (model.int8-cpu.onnx, and no "
+        "engine), or both (default)",
     )
     group.add_argument(
         "--calib",
@@ -386,6 +399,8 @@ def check_precision_flags(args: argparse.Namespace) -> None:
         )
     if not (args.fp16 or args.int8) and (args.calib is not None or args.keep_fp32):
         raise SegError("--calib and --keep-fp32 only apply with --fp16 or --int8")
+    if args.int8_target is not None and not args.int8:
+        raise SegError(f"--int8-target {args.int8_target} only applies with --int8")
     if args.calib is not None and not (args.calib.is_dir() or (args.calib.suffix == ".txt" and args.calib.is_file())):
         raise SegError(f"{args.calib}: no such folder of calibration images, or .txt list of them (--calib)")
 
@@ -395,7 +410,7 @@ def precision_steps(
 ) -> dict[str, Path]:
     """Write the FP16 / INT8 ONNX graphs asked for; returns {precision: ONNX path}, "fp32" included."""
     graphs = {"fp32": onnx_path}
-    wanted = (["fp16"] if args.fp16 else []) + (["int8", "int8-cpu"] if args.int8 else [])
+    wanted = (["fp16"] if args.fp16 else []) + (int8_flavours(args.int8_target) if args.int8 else [])
     if not wanted:
         return graphs
     from segexport import precision
@@ -446,7 +461,9 @@ def engine_step(args: argparse.Namespace, graphs: dict[str, Path], image: Any, o
     from segrt.errors import MissingDependency
     from segrt.meta import file_sha256, read_card, sidecar_path, write_sidecar
 
-    fp16, int8 = bool(getattr(args, "fp16", False)), bool(getattr(args, "int8", False))
+    fp16 = bool(getattr(args, "fp16", False))
+    # --int8-target cpu writes no TensorRT graph, so it asks for no INT8 engine
+    int8 = bool(getattr(args, "int8", False)) and "int8" in int8_flavours(getattr(args, "int8_target", None))
     wanted = args.engine or fp16 or int8
     if args.onnx_only or not wanted:
         if graphs["fp32"] == Path(args.model) and len(graphs) == 1:

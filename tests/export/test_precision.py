@@ -190,6 +190,21 @@ def test_int8_needs_calib_and_calib_needs_a_precision(exported, tmp_path, capsys
     assert list(tmp_path.iterdir()) == []
 
 
+def test_int8_target_cpu_writes_only_the_cpu_graph_and_asks_for_no_engine(exported, calib_dir, tmp_path, capsys):
+    calib = ["--calib", str(calib_dir), "--calib-count", "2"]
+    # no --onnx-only: the CPU graph is not a TensorRT input, so TensorRT is never looked for (exit 0, not 3)
+    assert main([str(exported("unet")), "--int8", "--int8-target", "cpu", *calib, "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.int8-cpu.onnx", "model.int8-cpu.onnx.json"]
+    assert read_card(tmp_path / "model.int8-cpu.onnx").precision == "int8-cpu"
+    assert "TensorRT" not in capsys.readouterr().err
+
+
+def test_int8_target_without_int8_is_refused(exported, tmp_path, capsys):
+    code = main([str(exported("unet")), "--int8-target", "cpu", "--out", str(tmp_path)])
+    assert code == 2 and "--int8-target cpu only applies with --int8" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_calibration_folder_errors_name_the_folder(tmp_path, exported, capsys):
     missing = tmp_path / "missing"
     with pytest.raises(SegError, match=rf"--calib {re.escape(str(missing))}: no such folder"):
