@@ -38,6 +38,35 @@ def environment() -> dict[str, Any]:
     }
 
 
+class OtherLoad:
+    """How much CPU other processes took while the run measured: busy neighbours inflate every timing.
+
+    The machine's non-idle CPU time minus this process's (and its children's) over the
+    run, as a share of the cores' wall time. Read by the report, which warns above 10 %.
+    """
+
+    def __init__(self) -> None:
+        self.start = self._snapshot()
+
+    @staticmethod
+    def _snapshot() -> tuple[float, float, float]:
+        import time
+
+        import psutil
+
+        machine = psutil.cpu_times()
+        busy = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
+        own = psutil.Process().cpu_times()
+        return time.monotonic(), busy, own.user + own.system + own.children_user + own.children_system
+
+    def share(self) -> float:
+        """Other processes' CPU use since construction, 0..1 of all cores."""
+        wall0, busy0, own0 = self.start
+        wall1, busy1, own1 = self._snapshot()
+        cores = os.cpu_count() or 1
+        return max(0.0, ((busy1 - busy0) - (own1 - own0)) / max(wall1 - wall0, 1e-9) / cores)
+
+
 def versions() -> dict[str, str]:
     found = {}
     for name in PACKAGES:

@@ -17,6 +17,8 @@ from segbench.suite import BASELINE
 from segrt.errors import SegError
 from segrt.meta import atomic_write
 
+BUSY_MACHINE = 0.10  # share of the CPU taken by other processes above which the report warns
+
 RESULTS, REPORT = "results.json", "report.md"
 
 INCLUDES = f"""\
@@ -242,7 +244,13 @@ def machine_line(env: dict[str, Any]) -> str:
     gpus = ", ".join(d["name"] for d in gpu.get("devices", [])) or "no GPU"
     commit = (env.get("git") or {}).get("commit", "unknown")[:10]
     dirty = " (uncommitted changes)" if (env.get("git") or {}).get("dirty") else ""
-    return f"{env['cpu']}, {env['cores_usable']} cores usable; {gpus}; commit {commit}{dirty}"
+    line = f"{env['cpu']}, {env['cores_usable']} cores usable; {gpus}; commit {commit}{dirty}"
+    other = env.get("other_processes_cpu")
+    if other is not None:
+        line += f"; other processes used {100 * other:.0f} % of the CPU during the run"
+        if other > BUSY_MACHINE:
+            line += " (**busy machine: these timings are inflated; rerun on a quiet one**)"
+    return line
 
 
 def console_tables(record: dict[str, Any]) -> list[Any]:

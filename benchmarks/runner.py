@@ -281,12 +281,13 @@ def run_suite(
     progress: Any = None,
 ) -> dict[str, Any]:
     """Run every case; returns the run record (environment, settings, cases) that report.py writes."""
-    from segbench.machine import environment
+    from segbench.machine import OtherLoad, environment
     from segbench.report import add_speedups
     from segexport import ASSETS
     from segrt.image import read_image
 
     started = time.time()
+    other_load = OtherLoad()
     photo_path = suite.image or ASSETS / "astronaut.jpg"
     runner = Runner(suite, read_image(photo_path), ExportCache(cache, log), dataset)
     cases = []
@@ -314,7 +315,7 @@ def run_suite(
         },
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "duration_s": time.time() - started,
-        "environment": environment(),
+        "environment": {**environment(), "other_processes_cpu": round(other_load.share(), 4)},
         "references": runner.reference_scores(),
         "cases": cases,
     }
