@@ -435,7 +435,15 @@ def _use_dla(builder: trt.Builder, config: trt.IBuilderConfig, core: int) -> Non
 
     cores = builder.num_DLA_cores
     if not 0 <= core < cores:
-        where = f"DLA cores 0..{cores - 1}" if cores else "no DLA core (DLA is on Jetson AGX/NX Orin and Xavier)"
+        # DLA is hardware on Jetson AGX/NX Orin and Xavier, and software only in some TensorRT releases
+        # ("Working with DLA", TensorRT 11.4.1 docs): up to 10.7 (JetPack 6 ships 10.3), none in 11.0-11.3,
+        # and again from 11.4.1 on JetPack 7.2.2 or later.
+        where = (
+            f"DLA cores 0..{cores - 1}"
+            if cores
+            else f"no DLA core for TensorRT {trt.__version__} (DLA is on Jetson AGX/NX Orin and Xavier, with "
+            "TensorRT 10.7 or older, or 11.4.1 or newer on JetPack 7.2.2+); drop --dla-core to build for the GPU"
+        )
         raise SegError(f"--dla-core {core}: this device has {where}")
     config.default_device_type = trt.DeviceType.DLA
     config.DLA_core = core

@@ -166,6 +166,29 @@ def test_network_flags_ask_for_strong_typing_on_10_only(monkeypatch):
     assert tb.network_flags(tb.tensorrt_api("10.3.0")) == 2
 
 
+def test_dla_core_is_checked_against_the_device_then_set_with_gpu_fallback(monkeypatch):
+    """The builder-config calls of --dla-core, on stand-ins for TensorRT's builder and config."""
+    fake = types.SimpleNamespace(
+        __version__="11.2.0",
+        DeviceType=types.SimpleNamespace(DLA="DLA"),
+        BuilderFlag=types.SimpleNamespace(GPU_FALLBACK=7),
+    )
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    flags: list[int] = []
+    config = types.SimpleNamespace(set_flag=flags.append)
+
+    with pytest.raises(
+        SegError, match=r"--dla-core 0: this device has no DLA core for TensorRT 11\.2\.0 .*drop --dla-core"
+    ):
+        tb._use_dla(types.SimpleNamespace(num_DLA_cores=0), config, 0)
+    with pytest.raises(SegError, match=r"--dla-core 2: this device has DLA cores 0\.\.1$"):
+        tb._use_dla(types.SimpleNamespace(num_DLA_cores=2), config, 2)
+    assert flags == [] and not hasattr(config, "DLA_core")
+
+    tb._use_dla(types.SimpleNamespace(num_DLA_cores=2), config, 1)
+    assert (config.default_device_type, config.DLA_core, flags) == ("DLA", 1, [7])
+
+
 def test_tensorrt_log_follows_the_verbosity():
     assert [tb.severity_name(v) for v in (0, 1, 2, 3, 7)] == ["ERROR", "WARNING", "INFO", "VERBOSE", "VERBOSE"]
 
