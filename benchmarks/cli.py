@@ -65,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--iterations", type=int, help="timed calls per case (overrides the suite)")
     run.add_argument("--seconds", type=float, help="time budget per case (overrides the suite)")
     run.add_argument("--threads", type=int, help="CPU threads for ONNX Runtime and torch")
+    run.add_argument(
+        "--camera-fps",
+        type=float,
+        metavar="FPS",
+        help="also run each batch-1 case with frames arriving at FPS, counting dropped and late frames "
+        "(overrides the suite)",
+    )
+    run.add_argument("--camera-seconds", type=float, help="seconds of camera frames per case (default 10)")
     run.add_argument("--no-baseline", action="store_true", help="do not add the pytorch-eager baseline")
     run.add_argument("--list", action="store_true", help="print the cases and exit")
     return parser
@@ -102,12 +110,19 @@ def suite_from_args(args: argparse.Namespace) -> Suite:
         suite = suite_from_dict(data)
     else:
         raise SegError("give a suite file (benchmarks/suites/cpu-quick.toml) or --model NAME; see segbench --help")
-    for name in ("warmup", "iterations", "seconds", "threads"):
+    for name in ("warmup", "iterations", "seconds", "threads", "camera_fps", "camera_seconds"):
         value = getattr(args, name)
         if value is not None and value < (0 if name == "warmup" else 1e-9):
-            raise SegError(f"--{name} {value}: must be {'>= 0' if name == 'warmup' else 'positive'}")
+            flag = "--" + name.replace("_", "-")
+            raise SegError(f"{flag} {value}: must be {'>= 0' if name == 'warmup' else 'positive'}")
     return suite.with_overrides(
-        warmup=args.warmup, iterations=args.iterations, seconds=args.seconds, threads=args.threads, image=args.image
+        warmup=args.warmup,
+        iterations=args.iterations,
+        seconds=args.seconds,
+        threads=args.threads,
+        image=args.image,
+        camera_fps=args.camera_fps,
+        camera_seconds=args.camera_seconds,
     )
 
 
@@ -147,9 +162,16 @@ class Progress:
         self.bar.advance(self.cases)
         if result["status"] == "ok":
             e2e = result["timing"]["e2e"]
+            camera = result.get("camera")
+            at_rate = (
+                f", at {camera['fps']:g} FPS {100 * camera['deadline_miss_share']:.0f} % of frames missed "
+                "their deadline"
+                if camera
+                else ""
+            )
             self.console.print(
                 f"[green]✓[/] {escape(result['id'])}: e2e p50 {e2e['p50']:.2f} ms, {e2e['fps']:.1f} FPS, "
-                f"agreement {100 * result['accuracy']['pixel_agreement']:.2f} %",
+                f"agreement {100 * result['accuracy']['pixel_agreement']:.2f} %{at_rate}",
                 highlight=False,
             )
         else:

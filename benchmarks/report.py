@@ -41,6 +41,10 @@ INCLUDES = f"""\
   network cost less than the run-to-run spread.
 - **speed-up** = e2e p50 of `{BASELINE}` / e2e p50 of the case, same model, batch and image size, same
   run and machine (the baseline on the case's device where it ran there, else on the CPU).
+- **at camera rate** (suites with `camera_fps`): frames arrive every 1/fps s whether or not the pipeline
+  is free; each time it is free it takes the newest frame and the ones it missed are **dropped**; a
+  processed frame is **late** when its labels come after the next frame arrived; **deadline misses** =
+  (dropped + late) / frames; **capture→labels** is from a frame's arrival to its label map, waiting included.
 - **agreement**: share of label pixels equal to the FP32 PyTorch reference's on the same input images; the
   reference runs the exported network with the deploy graph's steps (resize to the network size without
   antialiasing), so `{BASELINE}`, which resizes with antialiasing as torchvision's preset does, differs on
@@ -204,6 +208,7 @@ def markdown(record: dict[str, Any], plots: list[str]) -> str:
         absent = sorted({c["resources"]["device"]["absent"] for c in ok if "absent" in c["resources"]["device"]})
         if absent:
             lines += [f"Device memory, power and energy per frame: absent ({'; '.join(absent)}).", ""]
+        lines += camera_lines(record)
         lines += per_class_lines(record)
     others = [c for c in record["cases"] if c["status"] != "ok"]
     if others:
@@ -214,6 +219,43 @@ def markdown(record: dict[str, Any], plots: list[str]) -> str:
         lines += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots] + [""]
     lines += ["## Environment", "", "```", json.dumps(env, indent=1, default=str), "```", ""]
     return "\n".join(lines)
+
+
+def camera_lines(record: dict[str, Any]) -> list[str]:
+    """The batch-1 cases with frames arriving at the suite's camera rate (segbench.camera)."""
+    cases = [c for c in record["cases"] if c["status"] == "ok" and "camera" in c]
+    if not cases:
+        return []
+    first = cases[0]["camera"]
+    lines = [
+        f"## At camera rate: a frame every {1000 / first['fps']:.1f} ms ({first['fps']:g} FPS) for "
+        f"{first['seconds']:g} s, the newest frame taken whenever the pipeline is free",
+        "",
+    ]
+    header = [
+        "model", "pipeline", "H x W", "frames", "processed", "dropped", "late", "deadline misses",
+        "capture→labels p50 ms", "p99", "processed FPS",
+    ]  # fmt: skip
+    rows = []
+    for case in cases:
+        cam = case["camera"]
+        latency = cam["capture_to_labels_ms"]
+        rows.append(
+            [
+                case["label"],
+                case["pipeline"],
+                f"{case['height']}x{case['width']}",
+                str(cam["frames_offered"]),
+                str(cam["frames_processed"]),
+                str(cam["frames_dropped"]),
+                str(cam["frames_late"]),
+                percent(cam["deadline_miss_share"]),
+                ms(latency["p50"]),
+                ms(latency["p99"]),
+                f"{cam['processed_fps']:.1f}",
+            ]
+        )
+    return [*lines, *_table(header, rows), ""]
 
 
 def per_class_lines(record: dict[str, Any]) -> list[str]:

@@ -112,6 +112,7 @@ class Runner:
                     return pipeline.timings
 
                 timed = self._time(call, case.batch, window)
+            camera = self._camera(case, call)
             predict = lambda image: pipeline(np.array(image[None]))[0]  # noqa: E731 - a writable copy for torch
             dataset = self._dataset_score(case, predict, details.pop("classes"))
         finally:
@@ -128,6 +129,8 @@ class Runner:
                 "dataset": dataset,
             },
         }
+        if camera is not None:
+            result["camera"] = camera
         network = timed_network(timed) if case.is_baseline else self._network(case, batch)
         result["network"] = network
         if "p50_ms" in network:
@@ -168,6 +171,14 @@ class Runner:
             window=window,
             on_sample=self.on_sample,
         )
+
+    def _camera(self, case: Case, call: Callable[[], object]) -> dict[str, Any] | None:
+        """The case at the suite's camera rate (batch 1 only: a camera delivers one frame at a time)."""
+        if self.suite.camera_fps is None or case.batch != 1:
+            return None
+        from segbench.camera import run_at_camera_rate
+
+        return run_at_camera_rate(call, self.suite.camera_fps, self.suite.camera_seconds).as_dict()
 
     def _network(self, case: Case, batch: np.ndarray) -> dict[str, Any]:
         """The bare network on the same backend and precision: --no-fuse graph, tensor already pre-processed."""
@@ -311,6 +322,8 @@ def run_suite(
             "iterations": suite.iterations,
             "seconds": suite.seconds,
             "threads": suite.threads,
+            "camera_fps": suite.camera_fps,
+            "camera_seconds": suite.camera_seconds,
             "notes": list(suite.notes),
         },
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),

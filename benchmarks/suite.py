@@ -39,6 +39,8 @@ SUITE_KEYS = {
     "seconds": "time budget per case: stop sampling once it is spent (at least 3 samples)",
     "threads": "CPU threads for ONNX Runtime and torch (default: their own choice)",
     "baseline": "add the pytorch-eager baseline to each model that lacks one (default true)",
+    "camera_fps": "also run each batch-1 case at this camera frame rate, counting dropped and late frames",
+    "camera_seconds": "how many seconds of camera frames (default 10)",
     "model": "the [[model]] tables",
 }
 MODEL_KEYS = {
@@ -119,6 +121,8 @@ class Suite:
     iterations: int = 10
     seconds: float | None = None
     threads: int | None = None
+    camera_fps: float | None = None
+    camera_seconds: float = 10.0
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def with_overrides(self, **changes: Any) -> Suite:
@@ -156,6 +160,10 @@ def suite_from_dict(data: dict[str, Any], *, source: Path | None = None) -> Suit
     threads = _get(data, "threads", int, where, "threads", default=None)
     if warmup < 0 or iterations < 1 or (seconds is not None and seconds <= 0) or (threads is not None and threads < 1):
         raise SegError(f"{where}: warmup must be >= 0, iterations >= 1, seconds and threads positive")
+    camera_fps = _get(data, "camera_fps", (int, float), where, "camera_fps", default=None)
+    camera_seconds = _get(data, "camera_seconds", (int, float), where, "camera_seconds", default=10.0)
+    if (camera_fps is not None and camera_fps <= 0) or camera_seconds <= 0:
+        raise SegError(f"{where}: camera_fps and camera_seconds must be positive")
     image = _get(data, "image", str, where, "image", default=None)
     models = _get(data, "model", list, where, "model", default=None)
     if not models:
@@ -176,6 +184,8 @@ def suite_from_dict(data: dict[str, Any], *, source: Path | None = None) -> Suit
         iterations=iterations,
         seconds=float(seconds) if seconds is not None else None,
         threads=threads,
+        camera_fps=float(camera_fps) if camera_fps is not None else None,
+        camera_seconds=float(camera_seconds),
         cases=tuple(cases),
         notes=tuple(notes),
     )

@@ -28,6 +28,8 @@ description = "two shapes, every kind of case"
 shapes = ["1x48x64", "2x48x64"]
 warmup = 1
 iterations = 3
+camera_fps = 100
+camera_seconds = 0.3
 [[model]]
 name = "unet"
 input_size = "32x32"
@@ -190,6 +192,25 @@ def test_report_names_every_figure_and_every_skip(tiny_run: tuple[int, Path, Pat
     env = record["environment"]
     assert env["cores_logical"] >= 1 and env["cpu"] and env["versions"]["onnxruntime"] and env["versions"]["torch"]
     assert env["git"] is None or len(env["git"]["commit"]) == 40
+
+
+def test_batch_1_cases_also_run_at_camera_rate(tiny_run: tuple[int, Path, Path]) -> None:
+    _, out, _ = tiny_run
+    record = json.loads((out / "results.json").read_text())
+    assert (record["suite"]["camera_fps"], record["suite"]["camera_seconds"]) == (100.0, 0.3)
+    ok = [c for c in record["cases"] if c["status"] == "ok"]
+    assert {c["batch"] for c in ok if "camera" in c} == {1}  # a camera delivers one frame at a time
+    assert all("camera" in c for c in ok if c["batch"] == 1)
+    text = (out / "report.md").read_text()
+    assert "## At camera rate: a frame every 10.0 ms (100 FPS) for 0.3 s" in text
+    for case in (c for c in ok if c["batch"] == 1):
+        camera = case["camera"]
+        assert camera["frames_offered"] == 30
+        assert camera["frames_processed"] + camera["frames_dropped"] == 30 and camera["frames_processed"] >= 1
+        assert len(camera["latencies_ms"]) == camera["frames_processed"]
+        # a frame's labels come no sooner than the pipeline's fastest call after its arrival
+        assert camera["capture_to_labels_ms"]["p50"] >= 0.9 * case["timing"]["e2e"]["min"]
+        assert f"| {case['label']} | {case['pipeline']} | 48x64 | 30 | {camera['frames_processed']} |" in text
 
 
 def test_an_interrupted_run_leaves_no_results(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from segbench.cli import main
+from segbench.cli import build_parser, main, suite_from_args
 from segbench.suite import load_suite
 from segrt.errors import SegError
 
@@ -41,6 +41,17 @@ def test_a_suite_expands_to_shapes_times_runs_with_the_baseline_added(tmp_path: 
     assert suite.cases[0].model.export_args() == ["unet", "--input-size", "64x64", "--unet-base", "8"]
     assert suite.iterations == 3 and suite.warmup == 2 and suite.seconds is None
     assert any("added the pytorch-eager baseline" in note for note in suite.notes)
+
+
+def test_camera_rate_comes_from_the_file_or_the_command_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "camera_fps = 30\ncamera_seconds = 5\n" + VALID)
+    suite = load_suite(path)
+    assert (suite.camera_fps, suite.camera_seconds) == (30.0, 5.0)
+    args = build_parser().parse_args([str(path), "--camera-fps", "60"])
+    assert (suite_from_args(args).camera_fps, suite_from_args(args).camera_seconds) == (60.0, 5.0)
+    with pytest.raises(SegError, match=r"--camera-seconds -1\.0: must be positive"):
+        suite_from_args(build_parser().parse_args([str(path), "--camera-seconds", "-1"]))
+    assert load_suite(write(tmp_path, VALID)).camera_fps is None
 
 
 def test_baseline_false_adds_none(tmp_path: Path) -> None:
@@ -81,6 +92,8 @@ def test_cpu_full_has_the_cases_the_committed_results_need() -> None:
         (('backend = "ort-cpu" }', 'backend = "ort-cpu", device = "cuda" }'), "device applies to pytorch-eager only"),
         (('args = ["--unet-base", "8"]', 'arg = ["--unet-base", "8"]'), "unknown key 'arg' in model[0]"),
         (("[[model]]", "[model]"), "model must be list"),
+        (("iterations = 3", "iterations = 3\ncamera_fps = 0"), "camera_fps and camera_seconds must be positive"),
+        (("iterations = 3", 'iterations = 3\ncamera_fps = "30"'), "camera_fps must be int or float, not str"),
     ],
 )
 def test_errors_name_the_file_and_the_key_in_one_line(tmp_path: Path, change: tuple[str, str], message: str) -> None:
