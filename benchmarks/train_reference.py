@@ -42,11 +42,23 @@ def ensure_data(root: Path, *, train: int, val: int, seed: int) -> Path:
     """Generate the shapes set under `root` unless the same one (same counts and seed) is already there."""
     info_path = root / "dataset.json"
     if info_path.is_file():
-        info = json.loads(info_path.read_text())
+        info = _read_dataset_info(info_path)
         if (info.get("train"), info.get("val"), info.get("seed")) == (train, val, seed):
             return root
     print(f"generating {train} train + {val} val samples (seed {seed}) into {root} ...", flush=True)
     return shapes.generate(root, train=train, val=val, seed=seed)
+
+
+def _read_dataset_info(info_path: Path) -> dict[str, Any]:
+    """The generator's record of a shapes set; a damaged one is refused, as its images may be half written too."""
+    fix = f"delete {info_path.parent} and run again to regenerate it (or python -m segbench.shapes {info_path.parent})"
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SegError(f"{info_path}: not a readable dataset.json ({exc}); {fix}") from None
+    if not isinstance(info, dict):
+        raise SegError(f"{info_path}: not a segbench.shapes dataset.json (no settings object); {fix}")
+    return info
 
 
 def load_resized(dataset: VocDataset, size: int) -> tuple[Any, Any]:
