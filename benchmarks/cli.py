@@ -11,7 +11,6 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -73,7 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(overrides the suite)",
     )
     run.add_argument("--camera-seconds", type=float, help="seconds of camera frames per case (default 10)")
-    run.add_argument("--no-baseline", action="store_true", help="do not add the pytorch-eager baseline")
+    run.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="do not add the pytorch-eager baseline (one that a suite's runs name still runs)",
+    )
     run.add_argument("--list", action="store_true", help="print the cases and exit")
     return parser
 
@@ -90,9 +93,7 @@ def suite_from_args(args: argparse.Namespace) -> Suite:
     if args.suite and args.model:
         raise SegError("give a suite file or --model, not both")
     if args.suite:
-        suite = load_suite(args.suite)
-        if args.no_baseline:
-            suite = replace(suite, cases=tuple(c for c in suite.cases if not c.is_baseline))
+        suite = load_suite(args.suite, add_baseline=False if args.no_baseline else None)
     elif args.model:
         run: dict[str, Any] = {"backend": args.backend, "precision": args.precision, "fused": not args.no_fuse}
         if args.device:

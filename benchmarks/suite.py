@@ -130,8 +130,12 @@ class Suite:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-def load_suite(path: str | os.PathLike[str]) -> Suite:
-    """Read and validate a suite file; raises SegError naming the file and the key."""
+def load_suite(path: str | os.PathLike[str], *, add_baseline: bool | None = None) -> Suite:
+    """Read and validate a suite file; raises SegError naming the file and the key.
+
+    `add_baseline` overrides the file's `baseline` key (segbench --no-baseline), so the
+    suite's notes say what was added only when it was.
+    """
     path = Path(path)
     if sys.version_info >= (3, 11):
         import tomllib
@@ -145,6 +149,8 @@ def load_suite(path: str | os.PathLike[str]) -> Suite:
         raise SegError(f"{path}: cannot read the suite file ({exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise SegError(f"{path}: not valid TOML ({exc})") from None
+    if add_baseline is not None:
+        data["baseline"] = add_baseline
     return suite_from_dict(data, source=path)
 
 

@@ -132,3 +132,16 @@ def test_list_prints_the_cases(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main([str(write(tmp_path, VALID)), "--list", "--no-baseline"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "unet@64x64 | ort-cpu fp32 fused | 1x64x80" and len(lines) == 6
+
+
+def test_no_baseline_adds_none_and_leaves_no_note_saying_it_did(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID)
+    suite = suite_from_args(build_parser().parse_args([str(path), "--no-baseline"]))
+    assert not any(case.is_baseline for case in suite.cases) and len(suite.cases) == 2 * 3
+    assert suite.notes == ()
+    named = VALID.replace(
+        'runs = [{ backend = "ort-cpu" }', 'runs = [{ backend = "pytorch-eager" }, { backend = "ort-cpu" }'
+    )
+    suite = suite_from_args(build_parser().parse_args([str(write(tmp_path, named)), "--no-baseline"]))
+    assert [c.pipeline for c in suite.cases if c.is_baseline] == ["pytorch-eager cpu"] * 2  # the one the file names
+    assert suite.notes == ()
