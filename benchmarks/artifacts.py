@@ -19,6 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, TextIO
 
+from segbench.machine import tensorrt_version
 from segbench.suite import BASELINE, Case, ModelSpec
 from segrt.errors import MissingDependency, SegError
 
@@ -120,7 +121,7 @@ class ExportCache:
             raise SegError(self.failures[key])
 
 
-EXPORT_TOOLS = ("torch", "torchvision", "onnx", "onnxslim", "onnxruntime", "nvidia-modelopt", "tensorrt")
+EXPORT_TOOLS = ("torch", "torchvision", "onnx", "onnxslim", "onnxruntime", "nvidia-modelopt")  # and TensorRT
 
 
 @cache
@@ -141,6 +142,7 @@ def exporter_fingerprint() -> str:
             digest.update(f"{tool}=={metadata.version(tool)}".encode())
         except metadata.PackageNotFoundError:
             digest.update(f"{tool} absent".encode())
+    digest.update(f"tensorrt=={tensorrt_version()}".encode())  # whichever wheel (or JetPack) installed it
     return digest.hexdigest()
 
 

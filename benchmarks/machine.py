@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import subprocess
@@ -12,7 +13,8 @@ from typing import Any
 
 # CPU features that decide how fast FP32/INT8 graphs run on the host.
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16", "asimddp", "sve")
-PACKAGES = ("segexport", "numpy", "onnxruntime", "onnxruntime-gpu", "torch", "torchvision", "tensorrt", "onnx")
+PACKAGES = ("segexport", "numpy", "onnxruntime", "onnxruntime-gpu", "torch", "torchvision", "onnx", "cuda-python",
+            "cuda-bindings", "nvidia-ml-py")  # fmt: skip
 
 
 def environment() -> dict[str, Any]:
@@ -67,20 +69,50 @@ class OtherLoad:
         return max(0.0, ((busy1 - busy0) - (own1 - own0)) / max(wall1 - wall0, 1e-9) / cores)
 
 
+ABSENT = "absent"  # the version recorded for a package that is not installed: said, never left out
+# TensorRT's pip wheels name their distribution after the CUDA major (the `tensorrt` one is a meta package
+# that may be missing); JetPack installs the module without any distribution metadata.
+TENSORRT_DISTRIBUTIONS = ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt_libs", "tensorrt-cu13-libs",
+                          "tensorrt-cu12-libs")  # fmt: skip
+
+
 def versions() -> dict[str, str]:
-    found = {}
-    for name in PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
+    """The version of every package the figures depend on, "absent" for those not installed."""
+    found = {name: _distribution_version(name) or ABSENT for name in PACKAGES}
+    found["tensorrt"] = tensorrt_version()
     if "torch" in sys.modules:  # the CUDA build torch was compiled against, once torch is loaded anyway
         found["torch_cuda"] = str(sys.modules["torch"].version.cuda)
     return found
 
 
+def tensorrt_version() -> str:
+    """TensorRT's version from whichever wheel installed it, else from the module itself (JetPack), else "absent"."""
+    for name in TENSORRT_DISTRIBUTIONS:
+        version = _distribution_version(name)
+        if version:
+            return version if name == "tensorrt" else f"{version} ({name})"
+    if importlib.util.find_spec("tensorrt") is None:
+        return ABSENT
+    try:
+        import tensorrt
+    except Exception as exc:  # a module whose native libraries fail to load: say so rather than lose the run
+        return f"{ABSENT} (import tensorrt failed: {type(exc).__name__}: {exc})"
+    return f"{getattr(tensorrt, '__version__', 'unknown')} (import tensorrt)"
+
+
+def _distribution_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def gpu_info() -> dict[str, Any]:
-    """GPU names, driver and CUDA driver version through NVML, or why there are none."""
+    """GPU names, driver and CUDA driver version through NVML, or why there are none.
+
+    Each NVML query is guarded on its own: one a driver refuses is recorded as
+    {"absent": reason}, and the others are still read (this runs after every case).
+    """
     try:
         import pynvml
     except ImportError:
@@ -90,19 +122,37 @@ def gpu_info() -> dict[str, Any]:
     except pynvml.NVMLError as exc:
         return {"absent": f"no NVIDIA driver answers NVML ({exc})"}
     try:
-        cuda = pynvml.nvmlSystemGetCudaDriverVersion()
-        devices = []
-        for index in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            memory = pynvml.nvmlDeviceGetMemoryInfo(handle).total
-            devices.append({"name": _text(pynvml.nvmlDeviceGetName(handle)), "memory_gb": round(memory / 1e9, 1)})
+        cuda = _nvml(pynvml, pynvml.nvmlSystemGetCudaDriverVersion)
+        count = _nvml(pynvml, pynvml.nvmlDeviceGetCount)
+        driver = _nvml(pynvml, pynvml.nvmlSystemGetDriverVersion)
         return {
-            "driver": _text(pynvml.nvmlSystemGetDriverVersion()),
-            "cuda_driver": f"{cuda // 1000}.{cuda % 1000 // 10}",
-            "devices": devices,
+            "driver": driver if isinstance(driver, dict) else _text(driver),
+            "cuda_driver": f"{cuda // 1000}.{cuda % 1000 // 10}" if isinstance(cuda, int) else cuda,
+            "devices": [_gpu_device(pynvml, index) for index in range(count)] if isinstance(count, int) else count,
         }
     finally:
-        pynvml.nvmlShutdown()
+        _nvml(pynvml, pynvml.nvmlShutdown)
+
+
+def _gpu_device(pynvml: Any, index: int) -> dict[str, Any]:
+    handle = _nvml(pynvml, pynvml.nvmlDeviceGetHandleByIndex, index)
+    if isinstance(handle, dict):
+        return {"index": index, "name": handle}
+    name = _nvml(pynvml, pynvml.nvmlDeviceGetName, handle)
+    memory = _nvml(pynvml, pynvml.nvmlDeviceGetMemoryInfo, handle)
+    return {
+        "index": index,
+        "name": name if isinstance(name, dict) else _text(name),
+        "memory_gb": memory if isinstance(memory, dict) else round(memory.total / 1e9, 1),
+    }
+
+
+def _nvml(pynvml: Any, query: Any, *args: Any) -> Any:
+    """One NVML query's answer, or {"absent": reason} when the driver refuses it."""
+    try:
+        return query(*args)
+    except pynvml.NVMLError as exc:
+        return {"absent": f"NVML {query.__name__}: {exc}"}
 
 
 def git_commit() -> dict[str, Any] | None:

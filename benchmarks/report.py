@@ -282,8 +282,7 @@ def per_class_lines(record: dict[str, Any]) -> list[str]:
 
 
 def machine_line(env: dict[str, Any]) -> str:
-    gpu = env.get("gpu", {})
-    gpus = ", ".join(d["name"] for d in gpu.get("devices", [])) or "no GPU"
+    gpus = ", ".join(gpu_names(env.get("gpu", {}))) or "no GPU"
     commit = (env.get("git") or {}).get("commit", "unknown")[:10]
     dirty = " (uncommitted changes)" if (env.get("git") or {}).get("dirty") else ""
     line = f"{env['cpu']}, {env['cores_usable']} cores usable; {gpus}; commit {commit}{dirty}"
@@ -293,6 +292,14 @@ def machine_line(env: dict[str, Any]) -> str:
         if other > BUSY_MACHINE:
             line += " (**busy machine: these timings are inflated; rerun on a quiet one**)"
     return line
+
+
+def gpu_names(gpu: dict[str, Any]) -> list[str]:
+    """The GPUs NVML named; one whose name NVML refused is shown by its index."""
+    devices = gpu.get("devices", [])
+    if not isinstance(devices, list):  # the device count itself was refused
+        return [f"GPUs unknown ({devices.get('absent', devices)})"]
+    return [d["name"] if isinstance(d.get("name"), str) else f"GPU {d.get('index', '?')}" for d in devices]
 
 
 def console_tables(record: dict[str, Any]) -> list[Any]:

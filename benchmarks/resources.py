@@ -100,17 +100,18 @@ class _Nvml:
             return
         try:
             pynvml.nvmlInit()
-            self.handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            self.memory_before = pynvml.nvmlDeviceGetMemoryInfo(handle).used
         except pynvml.NVMLError as exc:
             self.reason = f"NVML is not available here ({exc})"
             return
-        self.nvml = pynvml
-        self.memory_before = pynvml.nvmlDeviceGetMemoryInfo(self.handle).used
+        self.nvml, self.handle = pynvml, handle
 
     def sample(self) -> None:
+        """One reading of each counter; one the board refuses this time is skipped, not fatal to the sampler thread."""
         nvml, handle = self.nvml, self.handle
-        self.memory.add(nvml.nvmlDeviceGetMemoryInfo(handle).used)
         for series, read in (
+            (self.memory, lambda: nvml.nvmlDeviceGetMemoryInfo(handle).used),
             (self.power_w, lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0),
             (self.sm_mhz, lambda: nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM)),
             (self.energy_mj, lambda: nvml.nvmlDeviceGetTotalEnergyConsumption(handle)),

@@ -1,11 +1,14 @@
 """The run's record of its machine: other processes' CPU use, which inflates timings, is measured and reported."""
 
+import importlib.util
 import os
 import subprocess
 import sys
 import time
+import types
+from importlib import metadata
 
-from segbench.machine import OtherLoad
+from segbench.machine import PACKAGES, OtherLoad, gpu_info, tensorrt_version, versions
 from segbench.report import machine_line
 
 BURN = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
@@ -34,3 +37,92 @@ def test_machine_line_reports_other_load_and_warns_when_busy() -> None:
     assert quiet.endswith("other processes used 2 % of the CPU during the run")
     busy = machine_line({**env, "other_processes_cpu": 0.35})
     assert "other processes used 35 % of the CPU" in busy and "busy machine" in busy
+
+
+class FakeNvml(types.ModuleType):
+    """An NVML whose driver answers some queries and refuses others, as a half-broken driver does."""
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self) -> None:
+        super().__init__("pynvml")
+        self.shut_down = False
+
+    def nvmlInit(self) -> None:
+        pass
+
+    def nvmlShutdown(self) -> None:
+        self.shut_down = True
+        raise self.NVMLError("Uninitialized")
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        raise self.NVMLError("Not Supported")
+
+    def nvmlSystemGetCudaDriverVersion(self) -> int:
+        return 12040
+
+    def nvmlDeviceGetCount(self) -> int:
+        return 2
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
+        return index
+
+    def nvmlDeviceGetName(self, handle: int) -> bytes:
+        if handle == 1:
+            raise self.NVMLError("GPU is lost")
+        return b"NVIDIA H200"
+
+    def nvmlDeviceGetMemoryInfo(self, handle: int) -> types.SimpleNamespace:
+        return types.SimpleNamespace(total=141e9, used=1e9)
+
+
+def test_each_refused_nvml_query_is_recorded_as_absent_and_the_rest_are_read(monkeypatch) -> None:
+    nvml = FakeNvml()
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    gpu = gpu_info()
+    assert gpu["driver"] == {"absent": "NVML nvmlSystemGetDriverVersion: Not Supported"}
+    assert gpu["cuda_driver"] == "12.4"
+    assert gpu["devices"][0] == {"index": 0, "name": "NVIDIA H200", "memory_gb": 141.0}
+    assert gpu["devices"][1]["name"] == {"absent": "NVML nvmlDeviceGetName: GPU is lost"}
+    assert nvml.shut_down
+    line = machine_line({"cpu": "x", "cores_usable": 2, "gpu": gpu})
+    assert line.startswith("x, 2 cores usable; NVIDIA H200, GPU 1;")
+
+
+def test_every_package_is_named_with_its_version_or_absent(monkeypatch) -> None:
+    real = metadata.version
+
+    def version(name: str) -> str:
+        if name in ("onnxruntime-gpu", "cuda-python") or name.startswith("tensorrt"):
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(metadata, "version", version)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    found = versions()
+    assert set(PACKAGES) | {"tensorrt"} <= set(found)
+    assert found["onnxruntime-gpu"] == found["cuda-python"] == found["tensorrt"] == "absent"
+    assert found["numpy"] == real("numpy")
+
+
+def test_tensorrt_version_comes_from_the_cuda_named_wheel_or_the_module(monkeypatch, tmp_path) -> None:
+    real = metadata.version
+
+    def only(distribution: str):
+        def version(name: str) -> str:
+            if name == distribution:
+                return "10.13.3.9"
+            if name.startswith("tensorrt"):
+                raise metadata.PackageNotFoundError(name)
+            return real(name)
+
+        return version
+
+    monkeypatch.setattr(metadata, "version", only("tensorrt-cu12"))
+    assert tensorrt_version() == "10.13.3.9 (tensorrt-cu12)"
+    monkeypatch.setattr(metadata, "version", only("nothing"))
+    (tmp_path / "tensorrt.py").write_text('__version__ = "10.3.0"\n')  # JetPack: a module, no wheel metadata
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+    assert tensorrt_version() == "10.3.0 (import tensorrt)"
