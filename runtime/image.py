@@ -18,6 +18,8 @@ from segrt.meta import ModelCard, atomic_write
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
 # Pillow modes converted to RGB without loss of meaning; anything else is refused.
 _CONVERTIBLE_MODES = {"RGB", "L", "P", "RGBA", "LA", "PA", "RGBX", "CMYK", "YCbCr", "1", "La", "RGBa"}
 
@@ -36,13 +38,11 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     try:
         if path.stat().st_size == 0:
             raise SegError(f"{path}: empty file, not an image")
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            mode = img.mode
-            if mode not in _CONVERTIBLE_MODES:
-                raise SegError(f"{path}: {_mode_words(mode)} image (Pillow mode {mode}); convert it to 8-bit RGB first")
+        with Image.open(path) as opened:
+            _refuse_deep_pixels(path, opened.mode, opened.format)
+            img = ImageOps.exif_transpose(opened)
             img.load()
-            rgb = img if mode == "RGB" else img.convert("RGB")
+            rgb = img if img.mode == "RGB" else img.convert("RGB")
             array = np.asarray(rgb, dtype=np.uint8)
     except SegError:
         raise
@@ -57,6 +57,25 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     except Image.DecompressionBombError as exc:
         raise SegError(f"{path}: refused, too many pixels ({exc})") from None
     return check_image(array, str(path))
+
+
+def _refuse_deep_pixels(path: Path, mode: str, file_format: str | None) -> None:
+    """Refuse pixels of more than 8 bits or of floats: mapping them to 8 bits needs a range only the user knows."""
+    if mode not in _CONVERTIBLE_MODES:
+        raise SegError(f"{path}: {_mode_words(mode)} image (Pillow mode {mode}); convert it to 8-bit RGB first")
+    if file_format == "PNG" and png_bit_depth(path) == 16:  # Pillow opens RGB(A) 16 as 8-bit, dropping a byte
+        raise SegError(
+            f"{path}: 16-bit-per-channel image (PNG bit depth 16, Pillow mode {mode}); convert it to 8-bit RGB first"
+        )
+
+
+def png_bit_depth(path: str | os.PathLike[str]) -> int | None:
+    """The bit depth byte of a PNG's IHDR chunk (always the first chunk), or None if the header is not there."""
+    with open(path, "rb") as fh:
+        header = fh.read(26)
+    if len(header) < 26 or header[:8] != _PNG_SIGNATURE or header[12:16] != b"IHDR":
+        return None
+    return header[24]
 
 
 def _mode_words(mode: str) -> str:
@@ -81,6 +100,14 @@ def check_image(image: object, source: str = "image") -> np.ndarray:
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise SegError(f"{source}: empty image, shape {tuple(image.shape)}")
     return np.ascontiguousarray(image)
+
+
+def check_batch(batch: object, source: str = "batch") -> None:
+    """Refuse anything but a non-empty uint8 N x H x W x 3 array: the host steps compute nonsense on others."""
+    if not isinstance(batch, np.ndarray):
+        raise SegError(f"{source}: expected a numpy array, got {type(batch).__name__}")
+    if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[3] != 3 or 0 in batch.shape:
+        raise SegError(f"{source}: expected a uint8 N x H x W x 3 batch, got {batch.dtype} {tuple(batch.shape)}")
 
 
 def resize_weights(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -127,6 +154,7 @@ def resize_bilinear(array: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def preprocess(batch: np.ndarray, card: ModelCard) -> np.ndarray:
     """uint8 N x H x W x 3 -> normalized float32 N x 3 x h x w at the network's input size."""
+    check_batch(batch)
     height, width = batch.shape[1:3]
     net_h, net_w = card.network_size(height, width)
     resized = resize_bilinear(batch.astype(np.float32), net_h, net_w)

@@ -11,13 +11,16 @@ from segrt.image import (
     check_image,
     colorize,
     overlay,
+    png_bit_depth,
     postprocess,
+    preprocess,
     read_image,
     read_labels_png,
     resize_bilinear,
     voc_palette,
     write_labels_png,
 )
+from segrt.meta import ModelCard
 
 
 def _nhwc(values: list[list[float]]) -> np.ndarray:
@@ -106,6 +109,27 @@ def test_sixteen_bit_images_are_refused_with_the_reason(tmp_path):
         read_image(_save(tmp_path, "d.png", deep))
 
 
+@pytest.mark.parametrize("channels", [3, 4])
+def test_sixteen_bit_rgb_and_rgba_pngs_are_refused_not_truncated(tmp_path, png16, channels):
+    """Pillow opens them as 8-bit RGB/RGBA (dropping the low byte); the IHDR bit depth gives them away."""
+    deep = np.random.default_rng(3).integers(0, 65536, (6, 5, channels), dtype=np.uint16)
+    path = png16(tmp_path / "deep.png", deep)
+    with Image.open(path) as img:  # the trap: Pillow reports an ordinary 8-bit mode
+        assert img.mode == ("RGB", "RGBA")[channels - 3]
+    assert png_bit_depth(path) == 16
+    with pytest.raises(
+        SegError, match=r"deep\.png: 16-bit-per-channel image \(PNG bit depth 16.*convert it to 8-bit RGB"
+    ):
+        read_image(path)
+
+
+def test_eight_bit_png_depth_is_read_and_other_files_have_none(tmp_path):
+    assert png_bit_depth(_save(tmp_path, "a.png", Image.fromarray(RGB))) == 8
+    assert png_bit_depth(_save(tmp_path, "a.jpg", Image.fromarray(RGB))) is None
+    (tmp_path / "short.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    assert png_bit_depth(tmp_path / "short.png") is None
+
+
 @pytest.mark.parametrize(
     ("content", "words"),
     [(b"", "empty file"), (b"hello, not an image", "not an image"), (None, "no such file")],
@@ -176,3 +200,17 @@ def test_label_png_round_trip_keeps_class_ids_and_palette(tmp_path):
     with Image.open(path) as img:
         assert img.mode == "P" and img.getpalette()[3:6] == [128, 0, 0]
     assert [p.name for p in tmp_path.iterdir()] == ["l.png"]  # no temporary file left
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [RGB, RGB[None].astype(np.float32), RGB[None, ..., :1], np.zeros((0, 4, 4, 3), np.uint8), RGB[None].tolist()],
+    ids=["rank 3", "float32", "one channel", "empty", "list"],
+)
+def test_preprocess_refuses_anything_but_a_uint8_nhwc_batch(batch):
+    card = ModelCard(
+        model="m", classes=("a",), palette=((0, 0, 0),), mean=(0.5,) * 3, std=(0.5,) * 3, input_size=(8, 8)
+    )
+    with pytest.raises(SegError, match=r"^batch: expected a (uint8 N x H x W x 3 batch|numpy array)"):
+        preprocess(batch, card)
+    assert preprocess(RGB[None], card).shape == (1, 3, 8, 8)
