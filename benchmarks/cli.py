@@ -61,7 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", type=Path, help="Pascal-VOC folder for mIoU (overrides the suite's)")
     run.add_argument("--image", type=Path, help="photo to run on (default: the suite's, or the bundled 612x640 one)")
     run.add_argument("--warmup", type=int, help="untimed calls per case (overrides the suite)")
-    run.add_argument("--iterations", type=int, help="timed calls per case (overrides the suite)")
+    run.add_argument("--iterations", type=int, help="timed calls per case, at least (overrides the suite)")
+    run.add_argument(
+        "--min-seconds", type=float, help="keep sampling a case at least this long, too (overrides the suite)"
+    )
     run.add_argument("--seconds", type=float, help="time budget per case (overrides the suite)")
     run.add_argument("--threads", type=int, help="CPU threads for ONNX Runtime and torch")
     run.add_argument(
@@ -111,20 +114,27 @@ def suite_from_args(args: argparse.Namespace) -> Suite:
         suite = suite_from_dict(data)
     else:
         raise SegError("give a suite file (benchmarks/suites/cpu-quick.toml) or --model NAME; see segbench --help")
-    for name in ("warmup", "iterations", "seconds", "threads", "camera_fps", "camera_seconds"):
+    for name in ("warmup", "iterations", "min_seconds", "seconds", "threads", "camera_fps", "camera_seconds"):
         value = getattr(args, name)
         if value is not None and value < (0 if name == "warmup" else 1e-9):
             flag = "--" + name.replace("_", "-")
             raise SegError(f"{flag} {value}: must be {'>= 0' if name == 'warmup' else 'positive'}")
-    return suite.with_overrides(
+    suite = suite.with_overrides(
         warmup=args.warmup,
         iterations=args.iterations,
+        min_seconds=args.min_seconds,
         seconds=args.seconds,
         threads=args.threads,
         image=args.image,
         camera_fps=args.camera_fps,
         camera_seconds=args.camera_seconds,
     )
+    if suite.min_seconds is not None and suite.seconds is not None and suite.min_seconds > suite.seconds:
+        raise SegError(
+            f"a case's minimum sampling time ({suite.min_seconds:g} s) is above its budget ({suite.seconds:g} s); "
+            f"give --min-seconds and --seconds that fit"
+        )
+    return suite
 
 
 class Progress:
@@ -155,7 +165,9 @@ class Progress:
         self.bar.reset(self.samples, total=self.iterations, description="export, load, warm up")
 
     def sample(self, count: int) -> None:
-        self.bar.update(self.samples, completed=count, description="timed samples")
+        # past `iterations` a case samples on until its minimum time: the bar then counts what it has
+        total = max(self.iterations, count)
+        self.bar.update(self.samples, completed=count, total=total, description="timed samples")
 
     def finish_case(self, result: dict[str, Any]) -> None:
         from rich.markup import escape

@@ -1,4 +1,4 @@
-"""The timing loop: warm-up, then timed calls until a count or a time budget, with each call's stages.
+"""The timing loop: warm-up, then timed calls until a count and a minimum time (within a budget), with stages.
 
 A call is anything that turns the case's input batch into labels and returns the
 stage times (ms) it recorded, as `Segmenter.timings` does. The loop times the whole
@@ -78,13 +78,17 @@ def time_calls(
     frames_per_call: int,
     warmup: int,
     iterations: int,
+    min_seconds: float | None = None,
     seconds: float | None = None,
     window: Window | None = None,
     on_sample: Callable[[int], None] | None = None,
     clock: Callable[[], int] = time.perf_counter_ns,
 ) -> Timed:
-    """Run `call` `warmup` times untimed, then `iterations` times timed, or until `seconds` are spent.
+    """Run `call` `warmup` times untimed, then timed until both `iterations` calls and `min_seconds` are done.
 
+    Both, because a fixed count gives a fast model a fraction of a second of samples
+    (its p99 is then its largest sample) and a slow model a count that is enough.
+    `seconds` is the budget that ends the loop earlier (never below MIN_SAMPLES).
     The garbage collector is paused while timing (as `timeit` does) so a collection
     of earlier garbage does not land in one sample.
     """
@@ -93,13 +97,17 @@ def time_calls(
     e2e: list[float] = []
     per_call: list[Mapping[str, float]] = []
     budget_ns = int(seconds * 1e9) if seconds else None
+    min_ns = int(min_seconds * 1e9) if min_seconds else 0
     gc.collect()
     gc_was_on = gc.isenabled()
     gc.disable()
     try:
         start = clock()
-        while len(e2e) < iterations:
-            if budget_ns is not None and len(e2e) >= MIN_SAMPLES and clock() - start >= budget_ns:
+        while True:
+            elapsed = clock() - start
+            if len(e2e) >= iterations and elapsed >= min_ns:
+                break
+            if budget_ns is not None and len(e2e) >= MIN_SAMPLES and elapsed >= budget_ns:
                 break
             before = clock()
             stages = call()

@@ -146,6 +146,7 @@ def summary_row(case: dict[str, Any]) -> dict[str, str]:
         "p99": ms(e2e["p99"]),
         "mean ± std": f"{ms(e2e['mean'])} ± {ms(e2e['std'])}",
         "FPS": fmt(e2e["fps"], 2 if e2e["fps"] < 10 else 1),
+        "samples": str(e2e["count"]),
         "network p50 ms": ms(case["network"].get("p50_ms")),
         "outside network": percent(case.get("outside_network_share")),
         "speed-up": fmt(case["speedup"].get("p50"), 2, "x"),
@@ -180,12 +181,8 @@ def markdown(record: dict[str, Any], plots: list[str]) -> str:
     if suite.get("description"):
         lines += [suite["description"], ""]
     lines += [f"{machine_line(env)}. Run {record['started']}, {record['duration_s'] / 60:.1f} min.", ""]
-    budget = f", or until {suite['seconds']} s are spent" if suite.get("seconds") else ""
-    lines += [
-        f"Each case: {suite['warmup']} warm-up calls, then {suite['iterations']} timed calls{budget}, "
-        f"on the photo {Path(suite['image']).name} resized to H x W (flipped copies fill a batch).",
-        "",
-    ]
+    lines += [f"Each case: {sampling_words(suite)}, on the photo {Path(suite['image']).name} resized to H x W "
+              "(flipped copies fill a batch).", ""]  # fmt: skip
     lines += [f"- {note}" for note in suite.get("notes", [])] + ([""] if suite.get("notes") else [])
     if ok:
         rows = [summary_row(c) for c in ok]
@@ -219,6 +216,16 @@ def markdown(record: dict[str, Any], plots: list[str]) -> str:
         lines += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots] + [""]
     lines += ["## Environment", "", "```", json.dumps(env, indent=1, default=str), "```", ""]
     return "\n".join(lines)
+
+
+def sampling_words(suite: dict[str, Any]) -> str:
+    """How long each case was sampled, as the suite asked: a count, a minimum time, a budget."""
+    words = f"{suite['warmup']} warm-up calls, then at least {suite['iterations']} timed calls"
+    if suite.get("min_seconds"):
+        words += f" and at least {suite['min_seconds']:g} s of them"
+    if suite.get("seconds"):
+        words += f", stopped once {suite['seconds']:g} s are spent"
+    return words
 
 
 def camera_lines(record: dict[str, Any]) -> list[str]:

@@ -3,7 +3,8 @@
     name = "cpu-quick"
     shapes = ["1x612x640"]            # N x H x W of the uint8 images fed to each case
     warmup = 2
-    iterations = 10                   # samples per case; `seconds = 30` stops a case earlier
+    iterations = 10                   # at least this many samples per case
+    min_seconds = 3                   # and at least this long; `seconds = 30` stops a case earlier
     [[model]]
     name = "fcn_resnet50"             # what `segexport` takes: a zoo name or package.module:factory
     weights = "none"
@@ -35,7 +36,8 @@ SUITE_KEYS = {
     "image": "the photo the cases run on (default: the bundled 612x640 photo)",
     "shapes": 'list of "NxHxW": batch size and image size',
     "warmup": "untimed calls before the samples",
-    "iterations": "timed calls per case",
+    "iterations": "timed calls per case, at least",
+    "min_seconds": "keep sampling until this many seconds are spent too, so fast cases get enough samples",
     "seconds": "time budget per case: stop sampling once it is spent (at least 3 samples)",
     "threads": "CPU threads for ONNX Runtime and torch (default: their own choice)",
     "baseline": "add the pytorch-eager baseline to each model that lacks one (default true)",
@@ -119,6 +121,7 @@ class Suite:
     image: Path | None = None
     warmup: int = 2
     iterations: int = 10
+    min_seconds: float | None = None
     seconds: float | None = None
     threads: int | None = None
     camera_fps: float | None = None
@@ -162,10 +165,13 @@ def suite_from_dict(data: dict[str, Any], *, source: Path | None = None) -> Suit
     shapes = _shapes(_get(data, "shapes", list, where, "shapes", default=["1x612x640"]), where, "shapes")
     warmup = _get(data, "warmup", int, where, "warmup", default=2)
     iterations = _get(data, "iterations", int, where, "iterations", default=10)
+    min_seconds = _get(data, "min_seconds", (int, float), where, "min_seconds", default=None)
     seconds = _get(data, "seconds", (int, float), where, "seconds", default=None)
     threads = _get(data, "threads", int, where, "threads", default=None)
-    if warmup < 0 or iterations < 1 or (seconds is not None and seconds <= 0) or (threads is not None and threads < 1):
-        raise SegError(f"{where}: warmup must be >= 0, iterations >= 1, seconds and threads positive")
+    positive = (v is None or v > 0 for v in (min_seconds, seconds, threads))
+    if warmup < 0 or iterations < 1 or not all(positive):
+        raise SegError(f"{where}: warmup must be >= 0, iterations >= 1, min_seconds, seconds and threads positive")
+    _check_time_limits(min_seconds, seconds, where)
     camera_fps = _get(data, "camera_fps", (int, float), where, "camera_fps", default=None)
     camera_seconds = _get(data, "camera_seconds", (int, float), where, "camera_seconds", default=10.0)
     if (camera_fps is not None and camera_fps <= 0) or camera_seconds <= 0:
@@ -188,6 +194,7 @@ def suite_from_dict(data: dict[str, Any], *, source: Path | None = None) -> Suit
         image=Path(image) if image else None,
         warmup=warmup,
         iterations=iterations,
+        min_seconds=float(min_seconds) if min_seconds is not None else None,
         seconds=float(seconds) if seconds is not None else None,
         threads=threads,
         camera_fps=float(camera_fps) if camera_fps is not None else None,
@@ -195,6 +202,12 @@ def suite_from_dict(data: dict[str, Any], *, source: Path | None = None) -> Suit
         cases=tuple(cases),
         notes=tuple(notes),
     )
+
+
+def _check_time_limits(min_seconds: float | None, seconds: float | None, where: str) -> None:
+    """A minimum above the budget would be cut by it every time: refuse it rather than measure something else."""
+    if min_seconds is not None and seconds is not None and min_seconds > seconds:
+        raise SegError(f"{where}: min_seconds {min_seconds:g} is above the budget seconds {seconds:g}; lower it")
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:

@@ -47,11 +47,40 @@ def test_fixed_count_times_every_call_after_warmup() -> None:
     assert timed.stats().fps == pytest.approx(2 * 1000 / 5.0)
 
 
+class CallClock:
+    """A clock that moves only while the timed call runs: each call takes `call_ms`."""
+
+    def __init__(self, call_ms: float) -> None:
+        self.now_ns = 0
+        self.call_ns = int(call_ms * 1e6)
+
+    def clock(self) -> int:
+        return self.now_ns
+
+    def call(self) -> dict[str, float]:
+        self.now_ns += self.call_ns
+        return {}
+
+
+def samples(call_ms: float, **limits: float) -> int:
+    """How many timed calls of `call_ms` each the loop takes under `limits` (iterations, min_seconds, seconds)."""
+    time = CallClock(call_ms)
+    timed = time_calls(time.call, frames_per_call=1, warmup=0, clock=time.clock, **limits)  # type: ignore[arg-type]
+    assert timed.e2e_ms == pytest.approx([call_ms] * len(timed.e2e_ms))
+    return len(timed.e2e_ms)
+
+
 def test_time_budget_stops_early_but_keeps_a_minimum() -> None:
-    timed = time_calls(lambda: {}, frames_per_call=1, warmup=0, iterations=1000, seconds=0.05, clock=fake_clock(10**7))
-    assert MIN_SAMPLES <= len(timed.e2e_ms) < 1000
-    tiny = time_calls(lambda: {}, frames_per_call=1, warmup=0, iterations=1000, seconds=1e-9, clock=fake_clock(10**7))
-    assert len(tiny.e2e_ms) == MIN_SAMPLES
+    assert samples(10, iterations=1000, seconds=0.05) == 5  # 5 calls of 10 ms spend the 50 ms
+    assert samples(10, iterations=1000, seconds=1e-9) == MIN_SAMPLES
+    assert samples(300, iterations=20, seconds=0.5) == MIN_SAMPLES  # 0.6 s after two: a third all the same
+
+
+def test_a_fast_call_samples_until_the_minimum_time_and_a_slow_one_until_the_count() -> None:
+    assert samples(10, iterations=20, min_seconds=1.0) == 100  # 20 calls take 0.2 s: on until 1 s
+    assert samples(1400, iterations=20, min_seconds=1.0, seconds=60) == 20  # 28 s: the count decides
+    assert samples(4000, iterations=20, min_seconds=1.0, seconds=60) == 15  # the budget ends it at 60 s
+    assert samples(10, iterations=20) == 20  # no minimum time: the count alone
 
 
 def test_stages_add_up_to_end_to_end() -> None:

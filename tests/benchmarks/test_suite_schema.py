@@ -79,6 +79,25 @@ def test_cpu_full_has_the_cases_the_committed_results_need() -> None:
             assert ("fcn_resnet50@520x520", pipeline, batch) in pipelines
 
 
+def test_cpu_full_samples_small_models_for_seconds_and_fcn_within_its_budget() -> None:
+    suite = load_suite(SUITES / "cpu-full.toml")
+    fcn_call_s, unet_slowest_call_s = 1.4, 0.09  # fcn_resnet50 batch 1, unet_shapes' slowest case (committed run)
+    assert suite.iterations * fcn_call_s <= suite.seconds  # the count, not the budget, ends fcn's cases
+    assert suite.min_seconds / unet_slowest_call_s >= 100 and suite.min_seconds <= suite.seconds
+
+
+def test_min_seconds_from_the_file_or_the_command_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "min_seconds = 4\nseconds = 30\n" + VALID)
+    suite = load_suite(path)
+    assert (suite.iterations, suite.min_seconds, suite.seconds) == (3, 4.0, 30.0)
+    assert suite_from_args(build_parser().parse_args([str(path), "--min-seconds", "8"])).min_seconds == 8.0
+    with pytest.raises(SegError, match=r"minimum sampling time \(40 s\) is above its budget \(30 s\)"):
+        suite_from_args(build_parser().parse_args([str(path), "--min-seconds", "40"]))
+    with pytest.raises(SegError, match=r"--min-seconds 0\.0: must be positive"):
+        suite_from_args(build_parser().parse_args([str(path), "--min-seconds", "0"]))
+    assert load_suite(write(tmp_path, VALID)).min_seconds is None
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -94,6 +113,8 @@ def test_cpu_full_has_the_cases_the_committed_results_need() -> None:
         (("[[model]]", "[model]"), "model must be list"),
         (("iterations = 3", "iterations = 3\ncamera_fps = 0"), "camera_fps and camera_seconds must be positive"),
         (("iterations = 3", 'iterations = 3\ncamera_fps = "30"'), "camera_fps must be int or float, not str"),
+        (("iterations = 3", "iterations = 3\nmin_seconds = -1"), "min_seconds, seconds and threads positive"),
+        (("iterations = 3", "iterations = 3\nmin_seconds = 9\nseconds = 5"), "min_seconds 9 is above the budget"),
     ],
 )
 def test_errors_name_the_file_and_the_key_in_one_line(tmp_path: Path, change: tuple[str, str], message: str) -> None:
