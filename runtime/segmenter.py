@@ -67,6 +67,8 @@ class Segmenter:
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for index, image in enumerate(checked):
             by_shape.setdefault(image.shape, []).append(index)
+        for shape in by_shape:  # every size first: a list is refused before any of it runs
+            self._check_fits((1, *shape))
         for indices in by_shape.values():
             labels = self.run_batch(np.stack([checked[i] for i in indices]))
             for i, label in zip(indices, labels, strict=True):
@@ -75,12 +77,10 @@ class Segmenter:
 
     def run_batch(self, batch: np.ndarray) -> np.ndarray:
         """uint8 N x H x W x 3 (validated) -> uint8 N x H x W; records `timings` in ms."""
+        self._check_fits(batch.shape)
         limit = self.backend.max_batch_shape()
-        if limit is not None:
-            if self.card.fused:  # an unfused engine sees the resized tensor, whatever the image size
-                _check_profile(batch.shape, limit, self.path)
-            if batch.shape[0] > limit[0]:
-                return np.concatenate([self.run_batch(batch[i : i + limit[0]]) for i in range(0, len(batch), limit[0])])
+        if limit is not None and batch.shape[0] > limit[0]:
+            return np.concatenate([self.run_batch(batch[i : i + limit[0]]) for i in range(0, len(batch), limit[0])])
         height, width = batch.shape[1:3]
         timings: dict[str, float] = {}
         with self._lock:
@@ -101,6 +101,12 @@ class Segmenter:
                 f"{tuple(batch.shape)} batch; its card does not describe this graph, re-export it"
             )
         return labels
+
+    def _check_fits(self, shape: tuple[int, ...]) -> None:
+        """Refuse images larger than an engine's profile (an unfused engine sees the resized tensor instead)."""
+        limit = self.backend.max_batch_shape()
+        if limit is not None and self.card.fused:
+            _check_profile(shape, limit, self.path)
 
     def close(self) -> None:
         """Free the backend's session or engine, buffers and streams."""

@@ -107,3 +107,58 @@ def test_corrupt_onnx_is_a_clear_error(tmp_path):
         (tmp_path / name).write_bytes(content)
         with pytest.raises(SegError, match=rf"{name}: ONNX Runtime cannot load it"):
             segrt.load(tmp_path / name)
+
+
+# --- what ONNX Runtime on a CPU cannot show: a stand-in backend ------------------------------------------
+
+
+def _hammer(call, workers: int = 4, calls_each: int = 3) -> None:
+    """Call `call(image)` from `workers` threads at once."""
+    image = np.zeros((8, 8, 3), np.uint8)
+    threads = [threading.Thread(target=lambda: [call(image) for _ in range(calls_each)]) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def test_segmenter_lets_one_thread_at_a_time_into_its_backend(stand_in):
+    """ONNX Runtime is thread-safe anyway; a TensorRT context is not, so the Segmenter's lock must serialize."""
+    unguarded = stand_in(delay_s=0.02).backend
+    _hammer(lambda image: unguarded.run(image[None]))
+    assert unguarded.most_inside > 1  # the detector sees overlapping callers when nothing serializes them
+    seg = stand_in(delay_s=0.02)
+    _hammer(seg)
+    assert seg.backend.most_inside == 1 and len(seg.backend.batch_shapes) == 12
+
+
+def test_images_larger_than_the_profile_are_refused_naming_the_limit(stand_in):
+    seg = stand_in(limit=(2, 100, 120, 3))
+    assert seg(np.zeros((100, 120, 3), np.uint8)).shape == (100, 120)
+    for height, width in ((101, 50), (50, 121)):
+        with pytest.raises(SegError, match=rf"image {height}x{width} is larger than stand-in\.engine's profile allows"):
+            seg(np.zeros((height, width, 3), np.uint8))
+    with pytest.raises(SegError, match=r"\(100x120\); resize it, or rebuild the engine with a larger --max-shape"):
+        seg([np.zeros((8, 8, 3), np.uint8), np.zeros((8, 130, 3), np.uint8)])
+    assert seg.backend.batch_shapes == [(1, 100, 120, 3)]  # nothing too large reached the backend
+
+
+def test_a_batch_above_the_profile_n_runs_in_profile_sized_chunks_in_order(stand_in):
+    seg = stand_in(limit=(2, 64, 64, 3))
+    batch = np.zeros((5, 10, 12, 3), np.uint8)
+    batch[..., 0] = np.arange(5)[:, None, None]  # the stand-in's labels are the red channel mod 3
+    labels = seg(batch)
+    assert seg.backend.batch_shapes == [(2, 10, 12, 3), (2, 10, 12, 3), (1, 10, 12, 3)]
+    assert labels.shape == (5, 10, 12) and [int(m[0, 0]) for m in labels] == [0, 1, 2, 0, 1]
+
+
+def test_an_unbounded_backend_gets_the_whole_batch(stand_in):
+    seg = stand_in()
+    seg(np.zeros((7, 300, 400, 3), np.uint8))
+    assert seg.backend.batch_shapes == [(7, 300, 400, 3)]
+
+
+def test_leaving_a_with_block_closes_the_backend(stand_in):
+    with stand_in() as seg:
+        seg(np.zeros((4, 4, 3), np.uint8))
+    assert seg.backend.closed
