@@ -11,7 +11,7 @@ from pathlib import Path
 
 from segrt.errors import MissingDependency, SegError
 from segrt.image import colorize, overlay, read_image
-from segrt.meta import ModelCard, artifact_name, read_card
+from segrt.meta import ModelCard, artifact_name, card_from_metadata, read_card, read_sidecar
 from segrt.segmenter import Segmenter
 
 __all__ = [
@@ -46,8 +46,10 @@ def load(
     provider for an ONNX file; or name one of "tensorrt", "ort", "ort-cpu",
     "ort-cuda", "ort-trt". `precision` ("fp32", "fp16", "int8") picks the matching
     file beside `path`; "int8" means the CPU-flavoured Q/DQ graph on ONNX Runtime's
-    CPU provider and the TensorRT one elsewhere. The model card is read and checked
-    before the model is loaded. Raises `SegError` naming the file on bad input.
+    CPU provider and the TensorRT one elsewhere. A sidecar card (`<file>.json`) is
+    read and checked, sha256 included, before the model is loaded, so a stale one
+    costs no session build; an ONNX file without one is loaded and its embedded card
+    read from the session. Raises `SegError` naming the file on bad input.
     """
     if backend is not None and backend not in BACKENDS:
         raise SegError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
@@ -70,9 +72,15 @@ def load(
         raise SegError(f"{path}: no such model file")
     from segrt.backends.onnxruntime import OnnxRuntimeBackend
 
+    # the sidecar first: a stale one is refused before a session is built (minutes with ort-trt)
+    sidecar_card = read_sidecar(path)
     ort_backend = OnnxRuntimeBackend(path, backend=backend or "ort", device=device, threads=threads)
-    card = read_card(path, metadata=ort_backend.metadata)
-    _check_card_matches(card, ort_backend.input_shape, path)
+    try:
+        card = sidecar_card or card_from_metadata(path, ort_backend.metadata)
+        _check_card_matches(card, ort_backend.input_shape, path)
+    except SegError:
+        ort_backend.close()
+        raise
     return Segmenter(ort_backend, card, path)
 
 
@@ -92,7 +100,7 @@ def resolve_model_file(
     engine = folder / artifact_name(stem, precision, engine=True)
     if backend == "tensorrt" or (backend is None and engine.is_file() and _has_tensorrt()):
         candidates = [engine]
-    elif precision == "int8" and backend in (None, "ort", "ort-cpu"):
+    elif precision == "int8" and _runs_on_ort_cpu(backend):
         # only the CPU-flavoured graph: ONNX Runtime's CPU optimizer mishandles the TensorRT one's Q/DQ
         candidates = [folder / artifact_name(stem, "int8-cpu")]
     else:
@@ -104,6 +112,15 @@ def resolve_model_file(
     raise SegError(
         f"{folder}: no {candidates[0].name} for precision {precision}; export it with `segexport MODEL{flag}`"
     )
+
+
+def _runs_on_ort_cpu(backend: str | None) -> bool:
+    """Whether an ONNX file opened with `backend` runs on ONNX Runtime's CPU provider."""
+    if backend in (None, "ort"):
+        from segrt.backends.onnxruntime import default_backend
+
+        return default_backend() == "ort-cpu"
+    return backend == "ort-cpu"
 
 
 def _has_tensorrt() -> bool:

@@ -287,8 +287,11 @@ def read_card(path: str | os.PathLike[str], metadata: Mapping[str, str] | None =
             f"{path}: the model card {sidecar_path(path).name} is missing; engines are only loaded with "
             f"their card (rebuild with `segexport MODEL.onnx --engine`)"
         )
-    if metadata is None:
-        metadata = onnx_metadata(path)
+    return card_from_metadata(path, onnx_metadata(path) if metadata is None else metadata)
+
+
+def card_from_metadata(path: str | os.PathLike[str], metadata: Mapping[str, str]) -> ModelCard:
+    """The card embedded in an ONNX file's metadata_props (the fallback when it has no sidecar)."""
     text = metadata.get(CARD_KEY)
     if text is None:
         raise SegError(f"{path}: no segexport model card in the file or beside it; export it with segexport")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,33 @@ def available_backends() -> list[str]:
     return [name for name, providers in PROVIDERS.items() if providers[0] in installed]
 
 
+def tensorrt_loadable() -> bool:
+    """Whether TensorRT's library is here: onnxruntime-gpu lists its TensorRT provider even without it."""
+    import ctypes.util
+    import importlib.util
+
+    if any(importlib.util.find_spec(name) is not None for name in ("tensorrt_libs", "tensorrt")):
+        return True
+    return ctypes.util.find_library("nvinfer") is not None
+
+
+def auto_backend(installed: Collection[str], tensorrt_present: Callable[[], bool] | None = None) -> str:
+    """What backend "ort" means with these providers installed: TensorRT EP, else CUDA EP, else CPU.
+
+    `tensorrt_present` (default `tensorrt_loadable`) is asked only when ORT lists its TensorRT provider.
+    """
+    if "TensorrtExecutionProvider" in installed and (tensorrt_present or tensorrt_loadable)():
+        return "ort-trt"
+    if "CUDAExecutionProvider" in installed:
+        return "ort-cuda"
+    return "ort-cpu"
+
+
+def default_backend() -> str:
+    """`auto_backend` for this machine's onnxruntime."""
+    return auto_backend(_ort().get_available_providers())
+
+
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """An ONNX file's custom metadata, as ONNX Runtime reads it."""
     ort = _ort()
@@ -50,19 +78,27 @@ def _first_line(exc: BaseException) -> str:
 class OnnxRuntimeBackend:
     """One `InferenceSession` with tuned options; output copied to the host.
 
-    `backend` is "ort-cpu", "ort-cuda", "ort-trt", or "ort" for the best installed.
-    On a GPU provider, inputs and outputs go through IO binding so ORT does not
-    allocate a new output buffer per call.
+    `backend` is "ort-cpu", "ort-cuda", "ort-trt", or "ort" for the best installed
+    (`auto_backend`). `io_binding` (default: on a GPU provider) runs through an
+    IO binding; a fused graph's uint8 labels are then written into one host buffer
+    bound once per batch shape and reused, so ORT allocates no output per call
+    (the caller gets a copy). An unfused graph's logits are bound to the host
+    without a buffer: ORT allocates them each call.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, backend: str = "ort", device: int = 0, threads: int | None = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        backend: str = "ort",
+        device: int = 0,
+        threads: int | None = None,
+        io_binding: bool | None = None,
     ) -> None:
         ort = _ort()
         self.path = Path(path)
         if backend == "ort":
-            names = available_backends()
-            backend = "ort-cuda" if "ort-cuda" in names else "ort-cpu"
+            backend = default_backend()
         if backend not in PROVIDERS:
             raise SegError(f"unknown backend {backend!r}; use one of ort, {', '.join(PROVIDERS)}, tensorrt")
         wanted = PROVIDERS[backend]
@@ -116,7 +152,11 @@ class OnnxRuntimeBackend:
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
         self.input_shape = tuple(inputs[0].shape)
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        self._binding = self.session.io_binding() if self.device != "cpu" else None
+        self.fused = outputs[0].type == "tensor(uint8)" and len(outputs[0].shape) == 3  # N x H x W labels
+        use_binding = self.device != "cpu" if io_binding is None else io_binding
+        self._binding = self.session.io_binding() if use_binding else None
+        self._labels: np.ndarray | None = None  # the bound output buffer, reused while the batch shape holds
+        self._labels_value: Any = None  # its OrtValue
         self.timings: dict[str, float] = {}
 
     def run(self, batch: np.ndarray) -> np.ndarray:
@@ -135,16 +175,29 @@ class OnnxRuntimeBackend:
         if self._binding is None:
             return self.session.run([self.output_name], {self.input_name: batch})[0]
         binding = self._binding
-        binding.clear_binding_inputs()
-        binding.clear_binding_outputs()
-        binding.bind_cpu_input(self.input_name, batch)
-        binding.bind_output(self.output_name, "cpu")
+        binding.bind_cpu_input(self.input_name, batch)  # binding a bound name again replaces it
+        if not self.fused:  # the logits' size is known only after the run
+            binding.bind_output(self.output_name, "cpu")
+            self.session.run_with_iobinding(binding)
+            return binding.copy_outputs_to_cpu()[0]
+        labels = self._bound_labels(tuple(batch.shape[:3]))
         self.session.run_with_iobinding(binding)
-        return binding.copy_outputs_to_cpu()[0]
+        binding.synchronize_outputs()
+        return labels.copy()  # the buffer is the next run's
+
+    def _bound_labels(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The host buffer ORT writes N x H x W labels into, bound anew only when the batch shape changes."""
+        if self._labels is None or self._labels.shape != shape:
+            assert self._binding is not None
+            self._labels = np.empty(shape, np.uint8)
+            self._labels_value = _ort().OrtValue.ortvalue_from_numpy(self._labels)
+            self._binding.bind_ortvalue_output(self.output_name, self._labels_value)
+        return self._labels
 
     def max_batch_shape(self) -> tuple[int, ...] | None:
         return None
 
     def close(self) -> None:
         self._binding = None
+        self._labels = self._labels_value = None
         self.session = None  # the session frees its arena when collected
