@@ -12,12 +12,17 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from segrt.errors import MissingDependency, SegError, interrupt_on_sigterm
 from segrt.image import colorize, overlay, read_image, write_image, write_labels_png
+from segrt.meta import prepare_output_folder
 from segrt.timing import LatencyStats
+
+if TYPE_CHECKING:
+    from segrt.segmenter import Segmenter
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
 SAVE_KINDS = ("labels", "overlay", "color")
@@ -31,14 +36,21 @@ class Frame:
     out_stem: Path  # output path without suffix, relative to --out
     image: np.ndarray | None = None
     error: str | None = None
+    missing_dependency: bool = False  # the error says what to install, not what is wrong with the input
 
 
 @dataclass
 class RunSummary:
     latencies_ms: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    missing_dependencies: list[str] = field(default_factory=list)  # the failures an install would fix
     class_pixels: np.ndarray = field(default_factory=lambda: np.zeros(256, np.int64))
     written: int = 0
+
+    def skip(self, failure: str, *, missing_dependency: bool = False) -> None:
+        self.failures.append(failure)
+        if missing_dependency:
+            self.missing_dependencies.append(failure)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,7 +123,22 @@ def list_sources(inputs: Sequence[str]) -> list[Source]:
         else:
             kind = "video" if path.suffix.lower() in VIDEO_SUFFIXES else "image"
             sources.append(Source(str(path), Path(path.stem), kind))
+    refuse_shared_outputs(sources)
     return sources
+
+
+def refuse_shared_outputs(sources: Sequence[Source]) -> None:
+    """Two inputs with one output name (a.jpg and a.png, or x/a.jpg and y/a.jpg) would overwrite each other."""
+    first_by_stem: dict[Path, Source] = {}
+    for source in sources:
+        if source.kind == "empty":  # writes nothing
+            continue
+        earlier = first_by_stem.setdefault(source.out_stem, source)
+        if earlier is not source:
+            raise SegError(
+                f"{earlier.location} and {source.location} would both write the outputs named "
+                f"{source.out_stem}; rename one, or segment them in separate runs with different -o"
+            )
 
 
 def iter_frames(sources: Sequence[Source], max_frames: int | None) -> Iterator[Frame]:
@@ -132,8 +159,10 @@ def iter_frames(sources: Sequence[Source], max_frames: int | None) -> Iterator[F
 def _video_frames(location: str | int, stem: Path, max_frames: int | None) -> Iterator[Frame]:
     try:
         import cv2
-    except ImportError:
-        raise MissingDependency(f"{location}: videos and cameras need OpenCV; pip install segexport[video]") from None
+    except ImportError:  # a skip, not the end of the run: the images beside the video still get segmented
+        reason = f"{location}: videos and cameras need OpenCV; install it with `pip install segexport[video]`"
+        yield Frame(str(location), stem, error=reason, missing_dependency=True)
+        return
     capture = cv2.VideoCapture(location)
     if not capture.isOpened():
         yield Frame(str(location), stem, error=f"{location}: cannot open the video or camera")
@@ -153,12 +182,14 @@ def _video_frames(location: str | int, stem: Path, max_frames: int | None) -> It
 # --- the run -----------------------------------------------------------------------------------------
 
 
-def save_outputs(frame: Frame, labels: np.ndarray, out: Path, kinds: Sequence[str], seg: object, alpha: float) -> int:
-    palette = seg.palette  # type: ignore[attr-defined]
+def save_outputs(
+    frame: Frame, labels: np.ndarray, out: Path, kinds: Sequence[str], palette: Sequence[Sequence[int]], alpha: float
+) -> int:
+    """Write the asked kinds of output for one frame; returns how many files were written."""
     stem = out / frame.out_stem
     written = 0
-    if "labels" in kinds:
-        write_labels_png(stem.with_suffix(".png"), labels, palette)
+    if "labels" in kinds:  # not with_suffix: frame.001 must give frame.001.png, not frame.png
+        write_labels_png(stem.with_name(stem.name + ".png"), labels, palette)
         written += 1
     if "overlay" in kinds:
         assert frame.image is not None
@@ -171,11 +202,15 @@ def save_outputs(frame: Frame, labels: np.ndarray, out: Path, kinds: Sequence[st
 
 
 def run(args: argparse.Namespace) -> int:
+    """Check every option, the output folder and the input names, then load the model and segment."""
     import segrt
 
     kinds = parse_save(args.save)
     if not 0.0 <= args.alpha <= 1.0:
         raise SegError(f"--alpha {args.alpha}: must be within 0..1")
+    sources = list_sources(args.inputs)
+    if kinds:
+        prepare_output_folder(args.out, "-o")
     seg = segrt.load(
         args.model,
         args.backend,
@@ -184,16 +219,25 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         cuda_graph=args.cuda_graph,
     )
-    log = sys.stderr
-    print(f"segrun: {seg}", file=log)
-    summary = RunSummary()
-    sources = list_sources(args.inputs)
-    total = len(sources) if all(s.kind != "video" for s in sources) else None  # a camera never ends
+    print(f"segrun: {seg}", file=sys.stderr)
     start = time.perf_counter()
+    with seg:
+        summary = segment_all(seg, sources, args, kinds)
+    print_summary(summary, time.perf_counter() - start, args.out, seg.classes if args.stats else None)
+    return exit_code(summary)
+
+
+def segment_all(
+    seg: Segmenter, sources: Sequence[Source], args: argparse.Namespace, kinds: Sequence[str]
+) -> RunSummary:
+    """Every frame of every source through `seg`; a frame that fails is skipped with its reason."""
+    log = sys.stderr
+    summary = RunSummary()
+    total = len(sources) if all(s.kind != "video" for s in sources) else None  # a camera never ends
     for index, frame in enumerate(iter_frames(sources, args.max_frames), 1):
         counter = _progress(index, total)
         if frame.error is not None or frame.image is None:
-            summary.failures.append(frame.error or f"{frame.source}: no image")
+            summary.skip(frame.error or f"{frame.source}: no image", missing_dependency=frame.missing_dependency)
             if not args.quiet:
                 print(f"{counter} skipped: {frame.error}", file=log)
             continue
@@ -201,11 +245,12 @@ def run(args: argparse.Namespace) -> int:
             began = time.perf_counter_ns()
             labels = seg(frame.image)
             elapsed_ms = (time.perf_counter_ns() - began) / 1e6
-            summary.written += save_outputs(frame, labels, args.out, kinds, seg, args.alpha)
+            summary.written += save_outputs(frame, labels, args.out, kinds, seg.palette, args.alpha)
         except SegError as exc:
-            summary.failures.append(str(exc))
+            failure = _naming(frame.source, str(exc))
+            summary.skip(failure, missing_dependency=isinstance(exc, MissingDependency))
             if not args.quiet:
-                print(f"{counter} skipped: {exc}", file=log)
+                print(f"{counter} skipped: {failure}", file=log)
             continue
         summary.latencies_ms.append(elapsed_ms)
         if args.stats:
@@ -213,11 +258,21 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             height, width = frame.image.shape[:2]
             print(f"{counter} {frame.source}  {height}x{width}  {elapsed_ms:.1f} ms", file=log)
-    seg.close()
-    print_summary(summary, time.perf_counter() - start, args.out, seg.classes if args.stats else None)
-    if not summary.latencies_ms:
-        raise SegError("no input could be segmented: " + (summary.failures[0] if summary.failures else "no inputs"))
-    return 1 if summary.failures else 0
+    return summary
+
+
+def _naming(source: str, message: str) -> str:
+    """`message` led by the input it is about (seg() speaks of "image", not of the file it came from)."""
+    return message if message.startswith(source) else f"{source}: {message}"
+
+
+def exit_code(summary: RunSummary) -> int:
+    """0 all segmented, 1 some skipped; nothing segmented raises: exit 3 if an install would help, else 2."""
+    if summary.latencies_ms:
+        return 1 if summary.failures else 0
+    if summary.missing_dependencies:
+        raise MissingDependency("no input could be segmented: " + summary.missing_dependencies[0])
+    raise SegError("no input could be segmented: " + (summary.failures[0] if summary.failures else "no inputs"))
 
 
 def _progress(index: int, total: int | None, width: int = 20) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -87,3 +89,134 @@ def test_video_frames_are_segmented(exported, tmp_path, photo, capsys):
     frames = sorted(p.name for p in (tmp_path / "out" / "clip").iterdir())
     assert frames == ["000000.png", "000001.png", "000002.png"]
     assert read_labels_png(tmp_path / "out" / "clip" / "000000.png").shape == (120, 160)
+
+
+# --- output names ---------------------------------------------------------------------------------------
+
+
+def _png(path, size=(16, 20), red=0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = np.zeros((*size, 3), np.uint8)
+    image[..., 0] = red
+    Image.fromarray(image).save(path)
+    return path
+
+
+def _written(out):
+    return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+
+
+def test_dotted_names_keep_every_dot(exported, tmp_path, capsys):
+    frames = tmp_path / "frames"
+    for name in ("frame.001.png", "frame.002.png"):
+        _png(frames / name)
+    single = _png(tmp_path / "shot.v2.png")
+    out = tmp_path / "out"
+    code = main([str(exported("unet")), str(frames), str(single), "-o", str(out), "--save", "labels,color"])
+    assert code == 0, capsys.readouterr().err
+    assert _written(out) == [
+        "frames/frame.001.color.png",
+        "frames/frame.001.png",
+        "frames/frame.002.color.png",
+        "frames/frame.002.png",
+        "shot.v2.color.png",
+        "shot.v2.png",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("files", "args", "pair"),
+    [
+        (["a.png", "a.jpg"], ["{tmp}/in"], ("a.jpg", "a.png")),  # one folder, two suffixes
+        (["x/a.png", "y/a.png"], ["{tmp}/in/x/a.png", "{tmp}/in/y/a.png"], ("x/a.png", "y/a.png")),
+        (["x/img/a.png", "y/img/a.png"], ["{tmp}/in/x/img", "{tmp}/in/y/img"], ("x/img/a.png", "y/img/a.png")),
+    ],
+    ids=["same stem in a folder", "same stem, two folders", "two folders of one name"],
+)
+def test_two_inputs_for_one_output_name_are_refused_before_any_work(stand_in_load, tmp_path, capsys, files, args, pair):
+    for name in files:
+        _png(tmp_path / "in" / name)
+    out = tmp_path / "out"
+    code = main(["model.onnx", *[a.format(tmp=tmp_path) for a in args], "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("segrun: error:") == 1
+    assert f"{tmp_path / 'in' / pair[0]} and {tmp_path / 'in' / pair[1]} would both write" in err
+    assert "rename one" in err and stand_in_load.loads == 0 and not out.exists()
+
+
+# --- failures name their input ----------------------------------------------------------------------------
+
+
+def test_a_frame_the_model_refuses_is_skipped_naming_its_file(stand_in_load, tmp_path, capsys):
+    small, large = _png(tmp_path / "small.png"), _png(tmp_path / "large.png", size=(65, 30))
+    code = main(["model.onnx", str(small), str(large), "-o", str(tmp_path / "out"), "--save", "labels"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"segrun: skipped {large}: image 65x30 is larger than stand-in.engine's profile allows (64x64)" in err
+    assert _written(tmp_path / "out") == ["small.png"]
+
+
+def test_every_failure_line_names_its_input(exported, folder, tmp_path, capsys):
+    main([str(exported("unet")), str(folder), "-o", str(tmp_path / "out"), "-q"])
+    failures = [line for line in capsys.readouterr().err.splitlines() if line.startswith("segrun: skipped ")]
+    assert len(failures) == 3 and all(line.startswith(f"segrun: skipped {folder}/") for line in failures)
+
+
+# --- videos without OpenCV ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_opencv(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cv2", None)  # `import cv2` raises ImportError
+
+
+def test_a_video_without_opencv_is_skipped_and_the_rest_of_the_folder_runs(stand_in_load, no_opencv, tmp_path, capsys):
+    media = tmp_path / "media"
+    _png(media / "a.png")
+    (media / "b.mp4").write_bytes(b"\0" * 64)
+    _png(media / "c.png")
+    out = tmp_path / "out"
+    code = main(["model.onnx", str(media), "-o", str(out), "--save", "labels"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert _written(out) == ["media/a.png", "media/c.png"]
+    assert (
+        f"skipped {media / 'b.mp4'}: videos and cameras need OpenCV; install it with `pip install segexport[video]`"
+        in err
+    )
+    assert "2 frame(s) segmented, 1 skipped" in err and "p50" in err
+    assert stand_in_load.backend.closed
+
+
+def test_only_videos_without_opencv_exit_3_after_the_summary(stand_in_load, no_opencv, tmp_path, capsys):
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\0" * 64)
+    code = main(["model.onnx", str(video), str(tmp_path / "missing.png"), "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "0 frame(s) segmented, 2 skipped" in err
+    assert f"segrun: error: no input could be segmented: {video}: videos and cameras need OpenCV" in err
+    assert stand_in_load.backend.closed
+
+
+def test_the_segmenter_is_closed_when_a_run_is_interrupted(stand_in_load, tmp_path, monkeypatch, capsys):
+    def interrupt(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stand_in_load.backend, "run", interrupt)
+    assert main(["model.onnx", str(_png(tmp_path / "a.png")), "-o", str(tmp_path / "out")]) == 130
+    assert stand_in_load.backend.closed
+
+
+# --- the output folder ----------------------------------------------------------------------------------------
+
+
+def test_an_unwritable_output_folder_is_refused_before_the_model_loads(stand_in_load, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("")
+    image = _png(tmp_path / "in" / "a.png")
+    code = main(["model.onnx", str(image), "-o", str(tmp_path / "a-file" / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("segrun: error:") == 1
+    assert f"{tmp_path / 'a-file' / 'out'}: cannot write to the output folder" in err and "-o" in err
+    assert stand_in_load.loads == 0
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a-file", "a.png", "in"]
