@@ -7,10 +7,14 @@ to prove the installed commands print no traceback either.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import shutil
+import struct
 import subprocess
 import sys
+import types
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +28,9 @@ from PIL import Image
 import segrt
 from segbench.cli import main as segbench_main
 from segexport.cli import main as segexport_main
+from segrt.backends import tensorrt as trt_backend
 from segrt.cli import main as segrun_main
-from segrt.errors import SegError
+from segrt.errors import MissingDependency, SegError
 from segrt.meta import ModelCard, read_card, sidecar_path, write_sidecar
 
 SMALL_UNET = ["unet", "--unet-base", "4", "--unet-depth", "2", "--input-size", "32x32"]
@@ -61,11 +66,26 @@ def _images(tmp: Path, exported: Callable[[str], Path]) -> None:
     exif[0x0112] = 8
     rotated.save(tmp / "exif.jpg", exif=exif)
     _image(tmp / "deep.png", np.full((8, 8), 60000, np.uint16))
+    _png16_rgb(tmp / "deep-rgb.png", np.full((8, 8, 3), 60000, np.uint16))
     (tmp / "empty.jpg").write_bytes(b"")
     (tmp / "text.jpg").write_text("a text file with an image suffix")
     full = io.BytesIO()
     Image.fromarray(np.repeat(rgb, 8, axis=0)).save(full, format="JPEG")
     (tmp / "truncated.jpg").write_bytes(full.getvalue()[:400])
+
+
+def _png16_rgb(path: Path, array: np.ndarray) -> None:
+    """A 48-bit RGB PNG, written by hand: Pillow cannot write one (and reads it as 8-bit RGB)."""
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    height, width, _ = array.shape
+    rows = b"".join(b"\0" + array[y].astype(">u2").tobytes() for y in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    )
 
 
 def _model_copy(tmp: Path, exported: Callable[[str], Path], name: str = "unet") -> Path:
@@ -365,6 +385,13 @@ ROWS = [
         ("deep.png: 16/32-bit integer image", "convert it to 8-bit RGB"),
         _images,
     ),
+    Row(
+        "16-bit RGB PNG",
+        ["segrun", "{unet}", "{tmp}/deep-rgb.png", *OUT],
+        2,
+        ("deep-rgb.png: 16-bit-per-channel image", "convert it to 8-bit RGB"),
+        _images,
+    ),
     Row("missing image", ["segrun", "{unet}", "{tmp}/nowhere.png", *OUT], 2, ("nowhere.png: no such file",)),
     Row(
         "grayscale, RGBA, CMYK, EXIF-rotated, 1x1: converted and segmented",
@@ -386,7 +413,7 @@ ROWS = [
         "a folder with good and bad files",
         ["segrun", "{unet}", "{tmp}/imgs", *OUT],
         1,
-        ("5 frame(s) segmented, 4 skipped", "skipped {tmp}/imgs/deep.png"),
+        ("5 frame(s) segmented, 5 skipped", "skipped {tmp}/imgs/deep.png", "skipped {tmp}/imgs/deep-rgb.png"),
         lambda t, e: (_images(t, e), shutil.copytree(t, t / "imgs")),
     ),
     # segbench
@@ -437,9 +464,159 @@ def test_bad_input_row(row, exported, tmp_path, monkeypatch, capsys):
     assert "Traceback" not in err
     if row.code == 2 and command != "segrun":
         assert err.count("error:") == 1, err
-    if command == "segexport" and row.code != 0:
-        leftovers = [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp") or p.parent.name == "out"]
-        assert not leftovers, leftovers
+    if (command == "segexport" and row.code != 0) or (command == "segrun" and row.code == 2):
+        assert not _leftovers(tmp_path), _leftovers(tmp_path)
+
+
+def _leftovers(tmp: Path) -> list[Path]:
+    """What a failed run must not leave: temporary files, scratch folders, files in an output folder."""
+    return [
+        path
+        for path in tmp.rglob("*")
+        if path.name.endswith(".tmp")
+        or path.name.startswith(".segexport-")
+        or (path.is_file() and {"out", "build"} & set(path.relative_to(tmp).parts[:-1]))
+    ]
+
+
+def test_the_leftover_check_sees_what_a_failed_run_could_leave(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model.onnx").write_bytes(b"an input, not a leftover")
+    (tmp_path / "build" / "unet").mkdir(parents=True)  # an empty output folder is not a half-written file
+    assert _leftovers(tmp_path) == []
+    made = [
+        tmp_path / "build" / "unet" / "model.onnx",
+        tmp_path / "out" / "sub" / "a.png",
+        tmp_path / "m" / ".model.onnx.x1.tmp",
+        tmp_path / "m" / ".segexport-abc",
+    ]
+    for path in made[:3]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    made[3].mkdir()
+    assert sorted(_leftovers(tmp_path)) == sorted(made)
+
+
+# --- segrt.load: every bad model file, card and option ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadRow:
+    """One bad `segrt.load` call: how to make its file, the call's options, the error type and its words."""
+
+    name: str
+    path: str
+    words: tuple[str, ...]
+    make: Callable[[Path, Callable[[str], Path]], None] = lambda tmp, exported: None
+    options: tuple[tuple[str, str], ...] = ()
+    error: type[SegError] = SegError
+    tensorrt: str | None = None  # install a stand-in `tensorrt` module of this version
+    gpu: str | None = None  # pretend this GPU (compute capability 9.0) is device 0
+
+
+def _engine_orin(tmp: Path, exported: Callable[[str], Path]) -> None:
+    _engine(tmp, b"serialized engine stand-in", version="10.3.0", gpu="Orin", compute_capability="8.7")
+
+
+def _card_on_a_relu(tmp: Path, exported: Callable[[str], Path]) -> None:
+    """A valid ONNX graph that is not a segmentation graph, with a valid card (its own sha256) beside it."""
+    _not_segmentation_onnx(tmp, exported)
+    write_sidecar(tmp / "m" / "model.onnx", read_card(exported("unet")))
+
+
+LOAD_ROWS = [
+    LoadRow("missing file", "{tmp}/nowhere.onnx", ("nowhere.onnx: no such file",)),
+    LoadRow(
+        "folder without a model",
+        "{tmp}/m",
+        ("m: no model.onnx for precision fp32", "export it with `segexport MODEL`"),
+        lambda t, e: (t / "m").mkdir(),
+    ),
+    LoadRow("random-byte onnx", MODEL, ("model.onnx: ONNX Runtime cannot load it", "re-export"), _random_onnx),
+    LoadRow("truncated onnx", MODEL, ("model.onnx: ONNX Runtime cannot load it",), _truncated_onnx),
+    LoadRow(
+        "valid onnx, not a segmentation graph", MODEL, ("model.onnx: no segexport model card",), _not_segmentation_onnx
+    ),
+    LoadRow(
+        "valid onnx, not a segmentation graph, with a card",
+        MODEL,
+        ("model.onnx: its model card says fused", "the graph's input is [1, 3]"),
+        _card_on_a_relu,
+    ),
+    LoadRow("card missing", MODEL, ("model.onnx: no segexport model card in the file or beside it",), _card_missing),
+    LoadRow("card malformed", MODEL, ("model.onnx.json: the model card is not valid JSON",), _card_malformed),
+    LoadRow("card of the unfused graph", MODEL, ("says unfused (N x 3 x H x W float)",), _card_disagrees),
+    LoadRow("card of another file", MODEL, ("model.onnx.json: the model card does not match model.onnx",), _card_stale),
+    LoadRow("engine without its card", ENGINE, ("model.engine.json is missing",), _engine_without_card),
+    LoadRow("engine changed after its card", ENGINE, ("does not match model.engine",), _engine_truncated_after_card),
+    LoadRow(
+        "engine of another TensorRT",
+        ENGINE,
+        ("built with TensorRT 10.3.0 and this machine has TensorRT 10.13.0", "`segexport {tmp}/m/model.onnx --engine`"),
+        _engine_orin,
+        tensorrt="10.13.0",
+    ),
+    LoadRow(
+        "engine of another GPU",
+        ENGINE,
+        ("built for Orin (compute capability 8.7) and this GPU is NVIDIA H100", "rebuild the engine on this machine"),
+        _engine_orin,
+        tensorrt="10.3.0",
+        gpu="NVIDIA H100",
+    ),
+    LoadRow("bad backend name", MODEL, ("unknown backend 'tpu'", "ort-cpu"), _random_onnx, (("backend", "tpu"),)),
+    LoadRow(
+        "bad precision",
+        "{tmp}/m",
+        ("precision 'int4' is not one of fp32, fp16, int8",),
+        _random_onnx,
+        (("precision", "int4"),),
+    ),
+    LoadRow(
+        "engine on an ONNX Runtime backend",
+        ENGINE,
+        ("an engine runs on the tensorrt backend only, not ort-cpu",),
+        _engine_orin,
+        (("backend", "ort-cpu"),),
+    ),
+    LoadRow(
+        "onnx on the tensorrt backend",
+        MODEL,
+        ("the tensorrt backend runs engines", "--engine"),
+        _random_onnx,
+        (("backend", "tensorrt"),),
+    ),
+]
+if importlib.util.find_spec("tensorrt") is None:
+    LOAD_ROWS.append(
+        LoadRow(
+            "engine, no TensorRT",
+            ENGINE,
+            ("model.engine: TensorRT is not installed", "pip install segexport[tensorrt]"),
+            _engine_orin,
+            error=MissingDependency,
+        )
+    )
+
+
+@pytest.mark.parametrize("row", LOAD_ROWS, ids=[row.name for row in LOAD_ROWS])
+def test_bad_load_row(row, exported, tmp_path, monkeypatch):
+    row.make(tmp_path, exported)
+    built_runtimes: list[object] = []
+    if row.tensorrt is not None:
+        stand_in = types.ModuleType("tensorrt")
+        stand_in.__version__ = row.tensorrt
+        stand_in.Runtime = lambda *args: built_runtimes.append(args)
+        monkeypatch.setitem(sys.modules, "tensorrt", stand_in)
+    if row.gpu is not None:
+        monkeypatch.setattr(trt_backend, "gpu_info", lambda device: trt_backend.GpuInfo(row.gpu, "9.0"))
+    with pytest.raises(SegError) as info:
+        segrt.load(row.path.format(tmp=tmp_path), **dict(row.options))
+    assert isinstance(info.value, row.error) and info.value.exit_code == row.error.exit_code
+    message = str(info.value)
+    for word in row.words:
+        assert word.format(tmp=tmp_path) in message, (word, message)
+    assert "\n" not in message and built_runtimes == []  # one sentence; no engine bytes reached TensorRT
 
 
 @pytest.mark.parametrize(
