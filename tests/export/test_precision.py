@@ -278,3 +278,29 @@ def test_calibration_images_from_a_voc_split_file(tmp_path):
     split.write_text("t1\nt3\n")
     with pytest.raises(SegError, match="names 1 missing image"):
         precision.find_calibration_images(split, 10)
+
+
+def test_engine_gate_checks_the_qdq_graph_against_its_node_by_node_labels(unet_graphs, photo, monkeypatch):
+    """An engine computing the Q/DQ graph's own arithmetic (what TensorRT implements) passes the engine gate."""
+    from segexport import tensorrt_build as tb
+
+    source = unet_graphs / "model.int8.onnx"
+    card = read_card(source)
+
+    class QdqArithmeticEngine:  # stands in for the INT8 engine: no TensorRT here
+        def __init__(self, path, backend=None):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+        def __call__(self, batch):
+            return np.stack([precision.qdq_labels(source, image, card) for image in batch])
+
+    monkeypatch.setattr(segrt, "load", QdqArithmeticEngine)
+    shapes = tb.shape_range(high=(1, 320, 320))
+    # Against optimized ONNX Runtime (the gate's old reference) this engine agreed 0.0 % (onnxruntime 1.32).
+    assert tb.engine_agreement(Path("model.int8.engine"), source, card, photo, shapes) == 1.0

@@ -12,7 +12,7 @@ pytest.importorskip("tensorrt")
 
 import segrt
 from segexport.cli import main
-from segexport.onnx_export import onnx_labels
+from segexport.precision import reference_outputs
 from segrt.backends import tensorrt as backend
 from segrt.errors import SegError
 from segrt.meta import file_sha256, read_card
@@ -30,10 +30,11 @@ SHAPES = ["--min-shape", "1x32x32", "--opt-shape", "2x480x640", "--max-shape", "
 
 
 def _agreement(engine_path, onnx_path, image) -> float:
+    """Engine vs ONNX Runtime on its graph, with the reference segexport's gates use (node by node for Q/DQ)."""
     card = read_card(onnx_path)
     with segrt.load(engine_path) as seg:
         labels = seg(image)
-    reference, _ = onnx_labels(onnx_path, image, card)
+    reference, _ = reference_outputs(onnx_path, image, card)
     return float((labels == reference).mean())
 
 
