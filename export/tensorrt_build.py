@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -316,25 +316,36 @@ def save_engine(path: Path, engine: bytes, card: ModelCard) -> Path:
     return path
 
 
-def engine_agreement(engine: Path, source: Path, card: ModelCard, image: np.ndarray, shapes: ShapeRange) -> float:
-    """Share of pixels where the engine (through `segrt.load`) and ONNX Runtime CPU on `source` agree.
-
-    The photo is resized to fit the profile first (a fused engine takes images only within
-    it); both sides see the same image.
-    """
+def parity_batch(image: np.ndarray, card: ModelCard, shapes: ShapeRange) -> np.ndarray:
+    """The photo as an N x H x W x 3 batch the engine's profile accepts: N is the profile's least batch
+    (`--min-shape 4x...` refuses one image), filled with the photo and its flips so the images differ;
+    a fused engine also gets the photo resized into the profile's H x W range."""
     import numpy as np
     from PIL import Image
-
-    import segrt
-    from segexport.onnx_export import onnx_labels
 
     if card.fused:
         height, width = fit_size(image.shape[0], image.shape[1], shapes)
         if (height, width) != image.shape[:2]:
             image = np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+    variants = (image, image[:, ::-1], image[::-1], image[::-1, ::-1])
+    return np.ascontiguousarray(np.stack([variants[i % len(variants)] for i in range(shapes.min[0])]))
+
+
+def engine_agreement(engine: Path, source: Path, card: ModelCard, image: np.ndarray, shapes: ShapeRange) -> float:
+    """Share of pixels where the engine (through `segrt.load`) and ONNX Runtime CPU on `source` agree.
+
+    Both sides see the same `parity_batch`; the reference is `precision.reference_outputs`, so a
+    Q/DQ source is compared with its node-by-node labels, as its precision gate was.
+    """
+    import numpy as np
+
+    import segrt
+    from segexport.precision import reference_outputs
+
+    batch = parity_batch(image, card, shapes)
     with segrt.load(engine, backend="tensorrt") as seg:
-        labels = np.asarray(seg(image))
-    reference, _ = onnx_labels(source, image, card)
+        labels = np.asarray(seg(batch))
+    reference = np.stack([reference_outputs(source, one, card)[0] for one in batch])
     return float(np.mean(labels == reference))
 
 
@@ -361,7 +372,8 @@ def build_engine(
     gpu = gpu_info(options.device)
     import tensorrt as trt
 
-    logger = _console_logger(console, options.verbosity)
+    failures: list[str] = []  # what went wrong inside TensorRT's callbacks, which must not raise
+    logger = _console_logger(console, options.verbosity, failures)
     builder = trt.Builder(logger)
     if builder is None:
         raise SegError(f"{onnx_path}: TensorRT could not create a builder ({logger.last_error()})")
@@ -400,16 +412,20 @@ def build_engine(
         config.builder_optimization_level = options.builder_opt_level
     if options.dla_core is not None:
         _use_dla(builder, config, options.dla_core)
-    _load_timing_cache(config, options.timing_cache, console)
+    _load_timing_cache(config, read_timing_cache(options.timing_cache), options.timing_cache, console)
 
-    with _progress_monitor(console) as monitor:
+    start = time.perf_counter()
+    with _progress_monitor(console, failures) as monitor:
         config.progress_monitor = monitor
-        start = time.perf_counter()
-        serialized = builder.build_serialized_network(network, config)
-        seconds = time.perf_counter() - start
+        serialized = _build_in_worker(builder, network, config, monitor, console)
+    seconds = time.perf_counter() - start
+    if failures:
+        console.print(
+            f"note: showing TensorRT's progress or log failed ({failures[0]}); the build itself was not affected",
+            markup=False,
+            highlight=False,
+        )
     if serialized is None:
-        if monitor.cancelled:
-            raise KeyboardInterrupt
         raise SegError(
             f"{onnx_path}: TensorRT could not build an engine ({logger.last_error()}); "
             f"try a larger --workspace or a narrower --min-shape/--max-shape"
@@ -450,9 +466,29 @@ def _use_dla(builder: trt.Builder, config: trt.IBuilderConfig, core: int) -> Non
     config.set_flag(trt.BuilderFlag.GPU_FALLBACK)  # layers DLA cannot run go to the GPU
 
 
-def _load_timing_cache(config: trt.IBuilderConfig, path: Path | None, console: Console) -> trt.ITimingCache:
-    """The timing cache in `path` (or a new one) installed in `config`; a cache from another GPU is replaced."""
-    data = path.read_bytes() if path is not None and path.is_file() else b""
+def read_timing_cache(path: Path | None) -> bytes:
+    """The bytes of the timing cache at `path`; b"" where there is none yet (the build writes it).
+
+    Called before any work (segexport checks its flags first), so an unreadable cache is one
+    SegError instead of a traceback after the ONNX steps.
+    """
+    if path is None or not path.exists():
+        return b""
+    if not path.is_file():
+        raise SegError(f"--timing-cache {path}: is not a file; give a file path (it is created if missing)")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise SegError(
+            f"--timing-cache {path}: cannot read it ({exc.strerror or exc}); fix its permissions or give another file"
+        ) from None
+
+
+def _load_timing_cache(
+    config: trt.IBuilderConfig, data: bytes, path: Path | None, console: Console
+) -> trt.ITimingCache:
+    """The timing cache `data` (read from `path`, or b"" for a new one) installed in `config`; a cache from
+    another GPU or TensorRT is replaced by a new one."""
     cache = config.create_timing_cache(data)
     if cache is None or not config.set_timing_cache(cache, False):
         console.print(f"timing cache {path} is unreadable or from another GPU or TensorRT; starting a new one")
@@ -461,8 +497,17 @@ def _load_timing_cache(config: trt.IBuilderConfig, path: Path | None, console: C
     return cache
 
 
-def _console_logger(console: Console, verbosity: int) -> Any:
-    """A TensorRT logger printing at `verbosity` on the console and keeping errors for exception texts."""
+def _describe(exc: BaseException) -> str:
+    text = (str(exc).strip().splitlines() or [""])[0][:200]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _console_logger(console: Console, verbosity: int, failures: list[str]) -> Any:
+    """A TensorRT logger printing at `verbosity` on the console and keeping errors for exception texts.
+
+    TensorRT calls it from its own threads through a noexcept C++ method: a failure to print is
+    recorded in `failures`, never raised.
+    """
     import tensorrt as trt
 
     from segrt.backends.tensorrt import tensorrt_logger
@@ -470,15 +515,102 @@ def _console_logger(console: Console, verbosity: int) -> Any:
     threshold = int(getattr(trt.ILogger, severity_name(verbosity)))
 
     def emit(severity: trt.ILogger.Severity, msg: str) -> None:
-        if int(severity) <= threshold:
-            console.print(f"[dim]TensorRT {severity.name}:[/] {msg}", highlight=False)
+        try:
+            if int(severity) <= threshold:
+                console.print(f"[dim]TensorRT {severity.name}:[/] {msg}", highlight=False)
+        except BaseException as exc:  # nothing may cross TensorRT's noexcept boundary
+            failures.append(f"log: {_describe(exc)}")
 
     return tensorrt_logger(emit, "; run with -vv for its log")
 
 
+# How often the main thread wakes from waiting on the build to see whether it was cancelled.
+_WAIT_SLICE_S = 0.1
+
+
 @contextmanager
-def _progress_monitor(console: Console) -> Iterator[Any]:
-    """A TensorRT IProgressMonitor drawing each build phase as a rich progress bar; Ctrl-C cancels."""
+def signals_caught(on_signal: Callable[[int], None]) -> Iterator[list[int]]:
+    """While the block runs, SIGINT and SIGTERM call `on_signal(signum)` instead of raising; yields the
+    signals received, so the caller raises KeyboardInterrupt when it is safe to.
+
+    Handlers can only be installed from the main thread; in another thread the block runs as it is
+    (Python delivers signals to the main thread only).
+    """
+    import signal
+    import threading
+
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        received.append(signum)
+        on_signal(signum)
+
+    previous: dict[signal.Signals, Any] = {}
+    try:
+        for caught in (signal.SIGINT, signal.SIGTERM):
+            previous[caught] = signal.signal(caught, handler)
+        yield received
+    finally:
+        for restored, old in previous.items():
+            signal.signal(restored, old if old is not None else signal.SIG_DFL)
+
+
+def _build_in_worker(
+    builder: trt.Builder, network: trt.INetworkDefinition, config: trt.IBuilderConfig, monitor: Any, console: Console
+) -> Any:
+    """`builder.build_serialized_network(network, config)` in a worker thread; its result (None on failure).
+
+    Python runs signal handlers only in the main thread, between bytecodes: a main thread sitting in
+    TensorRT's build would see Ctrl-C (or SIGTERM) only when the build ends. So the build runs in a
+    worker while the main thread waits in short slices with SIGINT/SIGTERM caught: a signal sets the
+    monitor's cancel flag (its step_complete then asks TensorRT to stop), the main thread waits for
+    the worker to return and raises KeyboardInterrupt, and the CLI writes no engine. The worker is
+    always waited for: leaving TensorRT mid-build and exiting could crash the process.
+    """
+    import threading
+
+    done = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def build() -> None:
+        try:
+            outcome["engine"] = builder.build_serialized_network(network, config)
+        except BaseException as exc:  # handed to the main thread
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=build, name="tensorrt-build", daemon=True)
+    with signals_caught(lambda signum: monitor.cancel()) as received:
+        worker.start()
+        announced = False
+        while not done.wait(_WAIT_SLICE_S):
+            if monitor.cancelled and not announced:
+                console.print("cancelling the TensorRT build (it stops after its current step) ...", highlight=False)
+                announced = True
+        worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    if received or monitor.cancelled:
+        if not announced:
+            console.print("cancelled the TensorRT build", highlight=False)
+        raise KeyboardInterrupt(f"signal {received[0]}" if received else "cancelled")
+    return outcome.get("engine")
+
+
+@contextmanager
+def _progress_monitor(console: Console, failures: list[str]) -> Iterator[Any]:
+    """A TensorRT IProgressMonitor drawing each build phase as a rich progress bar, cancellable.
+
+    TensorRT calls it from several of its own threads (its docs ask for a thread-safe monitor)
+    through noexcept C++ methods: every callback holds one lock and catches everything, recording
+    what failed in `failures`; a broken progress bar never breaks the build.
+    """
+    import threading
+
     import tensorrt as trt
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -486,26 +618,48 @@ def _progress_monitor(console: Console) -> Iterator[Any]:
         def __init__(self, progress: Progress) -> None:
             trt.IProgressMonitor.__init__(self)
             self.progress = progress
+            self.lock = threading.Lock()
             self.tasks: dict[str, TaskID] = {}
             self.depth: dict[str, int] = {}
-            self.cancelled = False
+            self._cancel = threading.Event()
+
+        @property
+        def cancelled(self) -> bool:
+            return self._cancel.is_set()
+
+        def cancel(self) -> None:
+            """Ask TensorRT to stop: the next step_complete returns False."""
+            self._cancel.set()
+
+        def _failed(self, where: str, exc: BaseException) -> None:
+            failures.append(f"{where}: {_describe(exc)}")
 
         def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
-            depth = self.depth.get(parent_phase, -1) + 1 if parent_phase else 0
-            self.depth[phase_name] = depth
-            self.tasks[phase_name] = self.progress.add_task("  " * depth + phase_name, total=num_steps)
+            try:
+                with self.lock:
+                    depth = self.depth.get(parent_phase, -1) + 1 if parent_phase else 0
+                    self.depth[phase_name] = depth
+                    self.tasks[phase_name] = self.progress.add_task("  " * depth + phase_name, total=num_steps)
+            except BaseException as exc:  # nothing may cross TensorRT's noexcept boundary
+                self._failed("phase_start", exc)
 
         def step_complete(self, phase_name: str, step: int) -> bool:
             try:
-                self.progress.update(self.tasks[phase_name], completed=step + 1)
-            except KeyboardInterrupt:  # Ctrl-C lands here while TensorRT builds: ask it to stop
-                self.cancelled = True
-            return not self.cancelled
+                with self.lock:
+                    self.progress.update(self.tasks[phase_name], completed=step + 1)
+            except BaseException as exc:  # nothing may cross TensorRT's noexcept boundary
+                self._failed("step_complete", exc)
+            return not self._cancel.is_set()
 
         def phase_finish(self, phase_name: str) -> None:
-            task = self.tasks.pop(phase_name, None)
-            if task is not None:
-                self.progress.remove_task(task)
+            try:
+                with self.lock:
+                    self.depth.pop(phase_name, None)
+                    task = self.tasks.pop(phase_name, None)
+                    if task is not None:
+                        self.progress.remove_task(task)
+            except BaseException as exc:  # nothing may cross TensorRT's noexcept boundary
+                self._failed("phase_finish", exc)
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:

@@ -359,3 +359,176 @@ def test_cpu_int8_graph_is_refused_naming_the_tensorrt_one(exported, tmp_path, c
 def test_an_onnx_model_without_engine_or_precision_flags_has_nothing_to_do(exported, capsys):
     assert main([str(exported("unet"))]) == 2
     assert "nothing to do" in capsys.readouterr().err
+
+
+# --- the build itself, on a stand-in for TensorRT ------------------------------------------------------
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    """A fresh stand-in `tensorrt` module (tests/export/stand_in_tensorrt.py) and a stand-in GPU."""
+    from segrt.backends import tensorrt as backend
+
+    spec = importlib.util.spec_from_file_location("tensorrt", Path(__file__).with_name("stand_in_tensorrt.py"))
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "tensorrt", module)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(backend, "gpu_info", lambda device=0: GpuInfo("Stand-in GPU", "8.7"))
+    return module
+
+
+def _build(onnx_path: Path, console=None, **options) -> tuple[bytes, tb.BuildRecord]:
+    from rich.console import Console
+
+    console = console or Console(file=io.StringIO())
+    return tb.build_engine(onnx_path, read_card(onnx_path), tb.BuildOptions(**options), console)
+
+
+def test_the_build_runs_in_a_worker_thread_and_returns_the_engine_bytes(stand_in, exported):
+    engine, record = _build(exported("unet"), shapes=tb.shape_range(high=(2, 480, 640)))
+    assert engine == b"stand-in serialized engine"
+    assert stand_in.STATE.build_thread == "tensorrt-build"  # the main thread stays free for Ctrl-C
+    assert record.profile == ((1, 64, 64, 3), (1, 480, 640, 3), (2, 480, 640, 3))
+    assert (record.tensorrt_version, record.gpu.name) == ("10.3.0.30", "Stand-in GPU")
+
+
+def test_timing_cache_is_written_and_the_next_build_is_given_it(stand_in, exported, tmp_path):
+    cache = tmp_path / "timing.cache"
+    _build(exported("unet"), timing_cache=cache)
+    first = cache.read_bytes()
+    assert first == stand_in.TIMED  # what the first build timed, written back
+    _build(exported("unet"), timing_cache=cache)
+    assert stand_in.STATE.timing_caches_given == [b"", first]  # the second build started from the first's cache
+    assert cache.read_bytes() == first + stand_in.TIMED
+
+
+def test_ctrl_c_during_the_build_cancels_it_through_the_monitor(stand_in, exported):
+    """SIGINT lands in the main thread while TensorRT builds in the worker: the next step_complete says stop."""
+    import os
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    stand_in.STATE.steps, stand_in.STATE.step_delay_s = 10_000, 0.002  # ~20 s unless cancelled
+
+    def interrupt(step: int) -> None:
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    stand_in.STATE.on_step = interrupt
+    with pytest.raises(KeyboardInterrupt):
+        _build(exported("unet"))
+    assert stand_in.STATE.cancelled_at is not None and 3 <= stand_in.STATE.cancelled_at < 1000
+    assert signal.getsignal(signal.SIGINT) is before  # the CLI's own Ctrl-C handling is back
+
+
+def test_failing_progress_and_log_callbacks_never_raise_into_tensorrt(stand_in, exported):
+    """TensorRT calls them through noexcept C++: an exception there would abort the process, not the build."""
+    from rich.console import Console
+
+    class BrokenConsole(Console):
+        def print(self, *objects, **kwargs):
+            if any("boom" in str(o) for o in objects):
+                raise UnicodeEncodeError("ascii", "boom", 0, 1, "cannot print this")
+            super().print(*objects, **kwargs)
+
+    def misbehave(monitor, logger) -> None:
+        assert monitor.step_complete("a phase never started", 0) is True  # KeyError inside, kept there
+        monitor.phase_finish("another phase never started")
+        logger.log(stand_in.ILogger.WARNING, "boom")  # the console cannot print it
+
+    stand_in.STATE.extra_calls = misbehave
+    stream = io.StringIO()
+    engine, _ = _build(exported("unet"), console=BrokenConsole(file=stream, width=400), verbosity=1)
+    assert engine == b"stand-in serialized engine"
+    note = stream.getvalue()
+    assert "showing TensorRT's progress or log failed (step_complete: KeyError" in note
+    assert "the build itself was not affected" in note
+
+
+def test_signals_are_held_for_a_block_and_handed_back(stand_in):
+    import os
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    seen: list[int] = []
+    with tb.signals_caught(seen.append) as received:
+        os.kill(os.getpid(), signal.SIGINT)
+        time_left = 100
+        while not received and time_left:  # the handler runs between bytecodes of this thread
+            time_left -= 1
+    assert received == seen == [signal.SIGINT]
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_unreadable_or_odd_timing_cache_is_one_clear_error(tmp_path, monkeypatch):
+    assert tb.read_timing_cache(None) == b"" and tb.read_timing_cache(tmp_path / "new.cache") == b""
+    with pytest.raises(SegError, match="is not a file"):
+        tb.read_timing_cache(tmp_path)
+    locked = tmp_path / "locked.cache"
+    locked.write_bytes(b"x")
+    real = Path.read_bytes
+
+    def refuse(self: Path) -> bytes:
+        if self == locked:
+            raise PermissionError(13, "Permission denied")
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(SegError, match=r"--timing-cache .*locked.cache: cannot read it \(Permission denied\)"):
+        tb.read_timing_cache(locked)
+
+
+# --- the engine's parity check ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_parity_batch_fills_the_profiles_least_batch_with_the_photo_and_its_flips(photo, batch):
+    shapes = tb.shape_range(low=(batch, 64, 64), high=(4, 320, 320))
+    images = tb.parity_batch(photo, _card(), shapes)
+    assert images.shape[0] == batch and images.dtype == np.uint8 and images.flags.c_contiguous
+    assert images.shape[1] <= 320 and images.shape[2] <= 320
+    assert (images[0] == tb.parity_batch(photo, _card(), tb.shape_range(high=(1, 320, 320)))[0]).all()
+    if batch > 1:
+        assert (images[1] == images[0][:, ::-1]).all() and not (images[1] == images[0]).all()
+    unfused = tb.parity_batch(photo, _card(fused=False), shapes)
+    assert unfused.shape == (batch, *photo.shape)  # the host resizes for an unfused engine
+
+
+def test_engine_gate_feeds_the_least_batch_and_uses_the_graphs_own_reference(exported, photo, monkeypatch):
+    """A stand-in engine that gives the reference's labels agrees 100 %, on a batch of the profile's min N."""
+    from segexport import precision
+
+    source = exported("unet")
+    card = read_card(source)
+    seen: list[tuple[int, ...]] = []
+
+    class StandInEngine:
+        def __init__(self, path, backend=None):
+            assert backend == "tensorrt"
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+        def __call__(self, batch):
+            seen.append(batch.shape)
+            return np.stack([precision.reference_outputs(source, image, card)[0] for image in batch])
+
+    monkeypatch.setattr(segrt, "load", StandInEngine)
+    shapes = tb.shape_range(low=(2, 64, 64), high=(2, 320, 320))
+    assert tb.engine_agreement(Path("model.engine"), source, card, photo, shapes) == 1.0
+    assert seen and seen[0][0] == 2  # a profile with min N 2 refuses a single image
+
+
+def test_reference_is_node_by_node_for_the_tensorrt_qdq_graph_only(exported, photo, monkeypatch):
+    from segexport import onnx_export, precision
+
+    calls: list[str] = []
+    monkeypatch.setattr(precision, "qdq_labels", lambda *a: calls.append("node by node") or np.zeros(1))
+    monkeypatch.setattr(onnx_export, "onnx_labels", lambda *a: calls.append("optimized") or (np.zeros(1), None))
+    card = read_card(exported("unet"))
+    for name in ("int8", "fp16", "fp32", "int8-cpu"):
+        precision.reference_outputs(b"graph", photo, card.replace(precision=name))
+    assert calls == ["node by node", "optimized", "optimized", "optimized"]

@@ -2,12 +2,15 @@
 
 The export runs in a real subprocess. A small wrapper holds it at the chosen moment
 -- half of model.onnx written to its temporary file, or inside the engine build
-(TensorRT itself is simulated: it cannot be installed here) -- and drops a marker
-file; the test then sends the signal and inspects the output folder.
+(TensorRT itself is simulated: it cannot be installed here; one variant replaces the
+whole build step, the other runs segexport's real build code on the stand-in
+`tensorrt` module of tests/export) -- and drops a marker file; the test then sends
+the signal and inspects the output folder.
 """
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -42,6 +45,34 @@ HOLD_DURING_ENGINE_BUILD = """
         time.sleep(60)
     tensorrt_build.engine_prerequisites = lambda *args, **kwargs: None
     tensorrt_build.build_engine = build_that_takes_long
+"""
+
+
+STAND_IN_TENSORRT = Path(__file__).parents[1] / "export" / "stand_in_tensorrt.py"
+
+# segexport's own build_engine, progress monitor and worker thread, on the stand-in TensorRT whose builder
+# steps every 10 ms until its progress monitor says stop; CANCELLED records the step where it was told to.
+HOLD_IN_TENSORRT_BUILD = f"""
+    import importlib.util, pathlib, sys
+    spec = importlib.util.spec_from_file_location("tensorrt", {str(STAND_IN_TENSORRT)!r})
+    trt = importlib.util.module_from_spec(spec)
+    sys.modules["tensorrt"] = trt
+    spec.loader.exec_module(trt)
+    from segrt.backends import tensorrt as backend
+    backend.gpu_info = lambda device=0: backend.GpuInfo("Stand-in GPU", "8.7")
+    from segexport import tensorrt_build
+    tensorrt_build.engine_prerequisites = lambda *args, **kwargs: None
+    trt.STATE.steps, trt.STATE.step_delay_s = 100_000, 0.01
+    def mark(step):
+        if step == 2:
+            pathlib.Path(MARKER).write_text("in TensorRT's build")
+    trt.STATE.on_step = mark
+    real_build = trt.Builder.build_serialized_network
+    def build_and_record(self, network, config):
+        engine = real_build(self, network, config)
+        pathlib.Path(MARKER).with_name("CANCELLED").write_text(str(trt.STATE.cancelled_at))
+        return engine
+    trt.Builder.build_serialized_network = build_and_record
 """
 
 
@@ -94,3 +125,19 @@ def test_kill_during_engine_build_keeps_the_onnx_files_whole_and_writes_no_engin
     for onnx in ("model.onnx", "model.fp16.onnx"):
         assert read_sidecar(out / onnx) is not None  # whole: the recorded sha256 matches
     assert read_card(out / "model.fp16.onnx").source_sha256 == file_sha256(out / "model.onnx")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_inside_tensorrts_build_cancels_it_through_the_monitor_and_writes_no_engine(signum, exported, tmp_path):
+    """The main thread is free while TensorRT builds (in a worker): the signal is seen at once, step_complete
+    returns False, the builder stops, and segexport exits 130 with nothing but the ONNX it was given."""
+    out = tmp_path / "out"
+    argv = [str(exported("unet")), "--engine", "--out", str(out)]
+    process = _run_until_marker(HOLD_IN_TENSORRT_BUILD, argv, tmp_path / "marker")
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and re.search(r"cancel\w* the TensorRT build", err), err
+    cancelled_at = (tmp_path / "CANCELLED").read_text()
+    assert cancelled_at.isdigit() and int(cancelled_at) < 5000, cancelled_at  # stopped by the monitor, not the end
+    assert not out.exists() or [p.name for p in out.iterdir()] == []
