@@ -65,24 +65,73 @@ def test_read_image_returns_rgb_uint8_or_raises_seg_error(tmp_path, data):
     assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 and min(image.shape[:2]) >= 1
 
 
-@pytest.fixture(scope="module")
-def segmenter(exported):
-    return segrt.load(exported("unet"))
+@pytest.fixture(scope="module", params=["unet", "unet-unfused"])
+def segmenter(request, exported):
+    """The fused graph, and the unfused one that goes through the host pre- and post-processing."""
+    return segrt.load(exported(request.param))
 
 
 DTYPES = st.sampled_from([np.uint8, np.int8, np.uint16, np.float32, np.float64, np.bool_])
+ANY_ARRAY = arrays(DTYPES, array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=24))
+IMAGE = arrays(np.uint8, st.tuples(st.integers(1, 24), st.integers(1, 24), st.just(3)))
+BATCH = arrays(np.uint8, st.tuples(st.integers(1, 3), st.integers(1, 24), st.integers(1, 24), st.just(3)))
+# mostly anything, often a valid image or batch (a random array rarely is one), sometimes a mirrored view
+ARRAYS = st.one_of(ANY_ARRAY, IMAGE, BATCH, IMAGE.map(lambda image: image[:, ::-1]))
+CARD = ModelCard(
+    model="m",
+    classes=("a", "b"),
+    palette=((0, 0, 0), (1, 1, 1)),
+    mean=(0.5, 0.5, 0.5),
+    std=(0.2, 0.2, 0.2),
+    input_size=(16,),
+    resize="shorter",
+    size_divisor=4,
+)
+
+
+def _is_image(array: np.ndarray) -> bool:
+    return array.dtype == np.uint8 and array.ndim == 3 and array.shape[2] == 3 and 0 not in array.shape
 
 
 @SETTINGS
-@given(array=arrays(DTYPES, array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=24)))
+@given(array=ARRAYS)
 def test_segmenter_returns_labels_of_the_image_shape_or_raises_seg_error(segmenter, array):
     try:
         labels = segmenter(array)
     except SegError:
+        assert not (_is_image(array) or (array.ndim == 4 and len(array) and _is_image(array[0])))
         return
     assert array.dtype == np.uint8 and array.shape[-1] == 3
     assert labels.dtype == np.uint8 and labels.shape == array.shape[:-1]
     assert int(labels.max()) < len(segmenter.classes)
+
+
+@SETTINGS
+@given(images=st.lists(st.one_of(ARRAYS, IMAGE), max_size=3))
+def test_segmenter_on_a_list_returns_one_label_map_per_image_or_raises_seg_error(segmenter, images):
+    try:
+        results = segmenter(images)
+    except SegError:
+        assert not images or not all(_is_image(image) for image in images)
+        return
+    assert all(_is_image(image) for image in images) and len(results) == len(images)
+    for image, labels in zip(images, results, strict=True):
+        assert labels.dtype == np.uint8 and labels.shape == image.shape[:2]
+        assert int(labels.max()) < len(segmenter.classes)
+
+
+@SETTINGS
+@given(array=st.one_of(ANY_ARRAY, BATCH))
+def test_preprocess_returns_the_network_tensor_or_raises_seg_error(array):
+    try:
+        tensor = preprocess(array, CARD)
+    except SegError:
+        assert not (array.ndim == 4 and 0 not in array.shape and _is_image(array[0]))
+        return
+    assert array.dtype == np.uint8 and array.ndim == 4 and array.shape[3] == 3
+    batch, height, width = array.shape[:3]
+    assert tensor.shape == (batch, 3, *CARD.network_size(height, width)) and tensor.dtype == np.float32
+    assert np.isfinite(tensor).all() and tensor.flags.c_contiguous
 
 
 @SETTINGS
