@@ -105,7 +105,8 @@ class OnnxRuntimeBackend:
         if wanted[0] not in ort.get_available_providers():
             raise MissingDependency(
                 f"{backend} needs ONNX Runtime's {wanted[0]}, which this onnxruntime does not have; "
-                f"install onnxruntime-gpu (`pip install segexport[gpu]`) or use backend='ort-cpu'"
+                f"make onnxruntime-gpu the only ONNX Runtime wheel (`pip uninstall -y onnxruntime "
+                f"onnxruntime-gpu && pip install onnxruntime-gpu`) or use backend='ort-cpu'"
             )
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
