@@ -2,10 +2,13 @@
 
 One folder per model and graph kind (fused or --no-fuse), named from the segexport
 arguments and a fingerprint of the exporter (its source and the versions of the tools it
-calls), so a second run reuses the exports and a changed exporter never does. The precision files land beside
-model.onnx under the names segrt.meta.artifact_name gives them. A step that cannot be
-done (no such exporter flag yet, a failed parity check, no TensorRT) raises SegError
-with the reason; the suite reports the case as skipped with it.
+calls), so a second run reuses the exports and a changed exporter never does. FP16 files
+land beside model.onnx under the names segrt.meta.artifact_name gives them; INT8 files in
+a subfolder named from their calibration (the bytes of the images segexport picks, and
+their count), so a graph calibrated on other data is never reused. A step that cannot be
+done raises SegError with the reason: MissingDependency where this machine lacks a piece
+(no TensorRT, no GPU; the case is skipped), SegError where the export itself failed (a
+failed parity check, an exporter error; the case failed).
 """
 
 from __future__ import annotations
@@ -70,7 +73,8 @@ class ExportCache:
 
     root: Path
     log: TextIO | None = None
-    failures: dict[str, str] = field(default_factory=dict)
+    failures: dict[str, SegError] = field(default_factory=dict)  # MissingDependency stays one: a skip, not a failure
+    calibration_keys: dict[tuple[Path | None, int | None, str], str] = field(default_factory=dict)
 
     def folder(self, model: ModelSpec, *, fused: bool) -> Path:
         key = hashlib.sha256(json.dumps([model.export_args(), exporter_fingerprint()]).encode()).hexdigest()[:10]
@@ -93,18 +97,29 @@ class ExportCache:
         fp32 = folder / "model.onnx"
         self._once(fp32, [*model.export_args(), *([] if fused else ["--no-fuse"]), "--out", str(folder)])
         flavour = "int8-cpu" if precision == "int8" and backend == "ort-cpu" else precision
-        onnx = folder / artifact_name("model", flavour)
+        graphs = folder / f"int8-calib-{self.calibration_key(model)}" if precision == "int8" else folder
+        onnx = graphs / artifact_name("model", flavour)
         if precision != "fp32":
-            self._once(onnx, [str(fp32), *_precision_flags(flavour, model), "--onnx-only"])
+            self._once(onnx, [str(fp32), *_precision_flags(flavour, model), "--onnx-only", "--out", str(graphs)])
         if backend != "tensorrt":
             return onnx
         size = "x".join(map(str, shape))
-        engines = folder / f"engines-{size}"
+        engines = graphs / f"engines-{size}"  # an INT8 engine lives with the calibration it came from
         profile = ["--min-shape", size, "--opt-shape", size, "--max-shape", size]
         timing_cache = ["--timing-cache", str(self.root / "tensorrt.timing-cache")]
         engine = engines / artifact_name("model", precision, engine=True)
         self._once(engine, [str(onnx), "--engine", *profile, *timing_cache, "--out", str(engines)])
         return engine
+
+    def calibration_key(self, model: ModelSpec) -> str:
+        """A hash of the images INT8 calibration reads (their bytes) and how many: the INT8 files' folder name."""
+        memo = (model.calib, model.calib_count, model.name)
+        if memo not in self.calibration_keys:
+            digest = hashlib.sha256(f"calib_count={model.calib_count}".encode())
+            for path in calibration_files(model):
+                digest.update(hashlib.sha256(path.read_bytes()).digest())
+            self.calibration_keys[memo] = digest.hexdigest()[:10]
+        return self.calibration_keys[memo]
 
     def _once(self, target: Path, argv: list[str]) -> None:
         if target.is_file():
@@ -150,12 +165,44 @@ def _precision_flags(flavour: str, model: ModelSpec) -> list[str]:
     """segexport flags writing one precision graph: fp16, int8 (TensorRT Q/DQ) or int8-cpu."""
     if flavour == "fp16":
         return ["--fp16"]
-    from segexport import parity_image
-
     count = ["--calib-count", str(model.calib_count)] if model.calib_count else []
     target = ["--int8-target", "cpu" if flavour == "int8-cpu" else "tensorrt"]
-    # without a calib folder: the folder of the model's own sample image (or of the bundled photo)
-    return ["--int8", *target, "--calib", str(model.calib or parity_image(model.name).parent), *count]
+    return ["--int8", *target, "--calib", str(calibration_source(model)), *count]
+
+
+def calibration_source(model: ModelSpec) -> Path:
+    """The model's calib folder or list; without one, the folder of its own sample image (or of the bundled photo)."""
+    from segexport import parity_image
+
+    return model.calib or parity_image(model.name).parent
+
+
+def calibration_files(model: ModelSpec) -> list[Path]:
+    """The image files segexport's INT8 calibration reads for this model: the very selection it makes."""
+    from segexport.precision import DEFAULT_CALIB_COUNT, find_calibration_images
+
+    return find_calibration_images(calibration_source(model), model.calib_count or DEFAULT_CALIB_COUNT)
+
+
+def check_calibration(model: ModelSpec, evaluated: list[Path], where: str) -> None:
+    """Refuse INT8 calibration that reads an image the run scores on (the agreement photo, a val image).
+
+    Calibrating on the evaluation image makes INT8 look better than it is on any other
+    frame. Compared by content, so a copy under another name is caught too.
+    """
+    hint = "the shipped suites calibrate on the generated shapes train split (python -m segbench.shapes build/shapes)"
+    try:
+        files = calibration_files(model)
+    except SegError as exc:
+        raise SegError(f"{where}: {model.label}: INT8 calibration: {exc}; {hint}") from None
+    scored = {hashlib.sha256(path.read_bytes()).digest(): path for path in evaluated}
+    for path in files:
+        image = scored.get(hashlib.sha256(path.read_bytes()).digest())
+        if image is not None:
+            raise SegError(
+                f"{where}: {model.label}: INT8 calibration ({calibration_source(model)}) includes {path.name}, the "
+                f"image {image} this run scores on; give calib = (--calib) images the run does not score, e.g. {hint}"
+            )
 
 
 def run_segexport(argv: list[str], log: TextIO | None = None) -> None:

@@ -52,6 +52,11 @@ class VocDataset:
     def __len__(self) -> int:
         return len(self.names)
 
+    @property
+    def image_paths(self) -> tuple[Path, ...]:
+        """The split's image files, in its order (what calibration must never be drawn from for a val split)."""
+        return tuple(self._image_paths)
+
     def __iter__(self) -> Iterator[Sample]:
         for index in range(len(self.names)):
             yield self[index]

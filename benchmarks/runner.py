@@ -20,7 +20,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from segbench import accuracy
-from segbench.artifacts import ExportCache, unavailable_reason
+from segbench.artifacts import ExportCache, check_calibration, unavailable_reason
 from segbench.measure import Timed, Window, time_calls
 from segbench.resources import ResourceSampler
 from segbench.suite import Case, ModelSpec, Suite
@@ -284,6 +284,24 @@ def describe(case: Case) -> dict[str, Any]:
     }
 
 
+def check_calibrations(suite: Suite, photo: Path, dataset: Path | None) -> None:
+    """Before any work: no INT8 case this machine runs may calibrate on the photo or the val images it is scored on."""
+    where = str(suite.source) if suite.source else "command line"
+    runnable = [c.model for c in suite.cases if c.precision == "int8" and unavailable_reason(c) is None]
+    for model in dict.fromkeys(runnable):
+        check_calibration(model, [photo, *val_images(dataset or model.dataset)], where)
+
+
+def val_images(root: Path | None) -> list[Path]:
+    """The image files of a labelled set's val split; none when there is no readable set (mIoU says why)."""
+    if root is None:
+        return []
+    try:
+        return list(accuracy.open_dataset(root).image_paths)
+    except SegError:
+        return []
+
+
 def run_suite(
     suite: Suite,
     *,
@@ -298,9 +316,10 @@ def run_suite(
     from segexport import ASSETS
     from segrt.image import read_image
 
+    photo_path = suite.image or ASSETS / "astronaut.jpg"
+    check_calibrations(suite, photo_path, dataset)
     started = time.time()
     other_load = OtherLoad()
-    photo_path = suite.image or ASSETS / "astronaut.jpg"
     runner = Runner(suite, read_image(photo_path), ExportCache(cache, log), dataset)
     cases = []
     for case in suite.cases:

@@ -1,13 +1,17 @@
-"""The export cache: a folder per model, graph kind and exporter, so stale exports are never reused."""
+"""The export cache: a folder per model, graph kind, exporter and INT8 calibration: stale exports are never reused."""
 
+import shutil
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from segbench import artifacts
-from segbench.artifacts import ExportCache, exporter_fingerprint
+from segbench.artifacts import ExportCache, check_calibration, exporter_fingerprint
 from segbench.suite import ModelSpec
+from segrt.errors import SegError
 
 
 @pytest.fixture(autouse=True)
@@ -37,3 +41,76 @@ def test_fingerprint_follows_tool_versions(monkeypatch) -> None:
     real_version = metadata.version
     monkeypatch.setattr(metadata, "version", lambda name: "99.0" if name == "onnxslim" else real_version(name))
     assert exporter_fingerprint() != before
+
+
+def write_images(folder: Path, seeds: list[int]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for seed in seeds:
+        pixels = np.random.default_rng(seed).integers(0, 255, (24, 32, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"frame_{seed:03d}.png")
+    return folder
+
+
+class FakeSegexport:
+    """Stands in for the segexport chain: records each command and writes the file it would write."""
+
+    def __init__(self) -> None:
+        self.commands: list[list[str]] = []
+
+    def __call__(self, argv: list[str], log: object = None) -> None:
+        self.commands.append(argv)
+        out = Path(argv[argv.index("--out") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        if "--int8" in argv:
+            target = argv[argv.index("--int8-target") + 1]
+            name = "model.int8-cpu.onnx" if target == "cpu" else "model.int8.onnx"
+        else:
+            name = "model.onnx"
+        (out / name).write_bytes(b"graph")
+
+
+def int8_file(cache: ExportCache, model: ModelSpec) -> Path:
+    return cache.model_file(model, backend="ort-cpu", precision="int8", fused=True, shape=(1, 24, 32))
+
+
+def test_int8_files_are_keyed_by_their_calibration_images_and_count(tmp_path: Path, monkeypatch) -> None:
+    fake = FakeSegexport()
+    monkeypatch.setattr(artifacts, "run_segexport", fake)
+    cache = ExportCache(tmp_path / "cache")
+    first = ModelSpec("unet", ("--weights", "none"), calib=write_images(tmp_path / "a", [1, 2, 3]))
+    path = int8_file(cache, first)
+    assert path.name == "model.int8-cpu.onnx" and path.parent.name.startswith("int8-calib-")
+    assert path.parent.parent == cache.folder(first, fused=True)
+    assert int8_file(cache, first) == path and len(fake.commands) == 2  # model.onnx, then the INT8 graph: reused
+
+    same_images = ModelSpec("unet", ("--weights", "none"), calib=write_images(tmp_path / "copy", [1, 2, 3]))
+    assert int8_file(ExportCache(tmp_path / "cache"), same_images) == path  # the same bytes: the same graph
+    other_images = ModelSpec("unet", ("--weights", "none"), calib=write_images(tmp_path / "b", [1, 2, 4]))
+    fewer = ModelSpec("unet", ("--weights", "none"), calib=first.calib, calib_count=2)
+    for other in (other_images, fewer):
+        exports = len(fake.commands)
+        other_path = int8_file(ExportCache(tmp_path / "cache"), other)
+        assert other_path.parent != path.parent and other_path.parent.parent == path.parent.parent
+        assert len(fake.commands) == exports + 1  # exported afresh, from the cached model.onnx
+        assert fake.commands[-1][fake.commands[-1].index("--calib") + 1] == str(other.calib)
+
+
+def test_calibration_that_reads_an_image_the_run_scores_is_refused(tmp_path: Path) -> None:
+    photo = write_images(tmp_path / "photo", [7]) / "frame_007.png"
+    calib = write_images(tmp_path / "calib", [1, 2])
+    check_calibration(ModelSpec("unet", calib=calib, label="unet"), [photo], "suite.toml")  # no overlap: accepted
+    shutil.copy(photo, calib / "renamed.png")
+    with pytest.raises(SegError) as caught:
+        check_calibration(ModelSpec("unet", calib=calib, label="unet"), [photo], "suite.toml")
+    message = str(caught.value)
+    assert message.startswith("suite.toml: unet: INT8 calibration") and "renamed.png" in message
+    assert str(photo) in message and "python -m segbench.shapes" in message
+    with pytest.raises(SegError, match=r"suite.toml: unet: INT8 calibration: --calib .*nowhere: no such folder"):
+        check_calibration(ModelSpec("unet", calib=tmp_path / "nowhere", label="unet"), [photo], "suite.toml")
+
+
+def test_without_calib_the_fcn_default_would_calibrate_on_the_bundled_photo_and_is_refused() -> None:
+    from segexport import ASSETS
+
+    with pytest.raises(SegError, match=r"astronaut\.jpg"):
+        check_calibration(ModelSpec("fcn_resnet50", label="fcn"), [ASSETS / "astronaut.jpg"], "command line")

@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segbench import runner
+from segbench import artifacts, runner
 from segbench.artifacts import unavailable_reason
 from segbench.cli import main
 from segbench.suite import load_suite
+from segrt.errors import MissingDependency, SegError
 from segrt.image import write_labels_png
 
 TINY_MODEL = ["--input-size", "32x32", "--unet-base", "4", "--unet-depth", "2"]
@@ -35,6 +36,7 @@ name = "unet"
 input_size = "32x32"
 args = ["--unet-base", "4", "--unet-depth", "2"]
 dataset = "{dataset}"
+calib = "{calib}"
 runs = [
   {{ backend = "ort-cpu" }},
   {{ backend = "ort-cpu", fused = false }},
@@ -43,6 +45,15 @@ runs = [
   {{ backend = "ort-cuda" }},
 ]
 """
+
+
+def write_calib(folder: Path, seed: int = 2, count: int = 3) -> Path:
+    """A folder of `count` random frames to calibrate INT8 on: neither the photo nor the labelled set."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        Image.fromarray(rng.integers(0, 255, (40, 52, 3), dtype=np.uint8)).save(folder / f"frame{index}.png")
+    return folder
 
 
 def write_voc(root: Path, count: int = 2) -> Path:
@@ -75,7 +86,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, bench_cache: Path) -> tup
     folder = tmp_path_factory.mktemp("tiny-suite")
     dataset = write_voc(folder / "voc")
     suite = folder / "tiny.toml"
-    suite.write_text(SUITE.format(dataset=dataset))
+    suite.write_text(SUITE.format(dataset=dataset, calib=write_calib(folder / "calib")))
     out = folder / "run"
     code = main([str(suite), "--out", str(out), "--cache", str(bench_cache)])
     return code, out, suite
@@ -152,10 +163,12 @@ def test_files_network_time_and_speedups(tiny_run: tuple[int, Path, Path]) -> No
         assert case["speedup"] == {"over": baseline["id"], "p50": pytest.approx(ratio)}
         network = case["network"]
         assert network["input"] == [2, 3, 32, 32] and network["p50_ms"] > 0
-        assert Path(network["file"]).parent.name.endswith("-unfused")
+        assert any(part.endswith("-unfused") for part in Path(network["file"]).parts)  # the --no-fuse graph
         expected = 1 - network["p50_ms"] / case["timing"]["e2e"]["p50"]
         assert case["outside_network_share"] == pytest.approx(expected)
     assert fused["network"] == unfused["network"]  # one measurement of the same bare network
+    assert all(case["network_input"] == [32, 32] for case in cases.values())  # the baseline's preset is 32x32 too
+    assert Path(int8["file"]).parent.name.startswith("int8-calib-")  # keyed by its calibration images
     assert Path(int8["network"]["file"]).name == "model.int8-cpu.onnx"
 
 

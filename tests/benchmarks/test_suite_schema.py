@@ -66,6 +66,14 @@ def test_shipped_suites_are_valid(name: str) -> None:
     assert any(case.is_baseline for case in suite.cases)
 
 
+@pytest.mark.parametrize("name", ["cpu-quick", "cpu-full", "gpu", "jetson"])
+def test_shipped_suites_calibrate_int8_on_the_shapes_train_split(name: str) -> None:
+    int8_models = {c.model for c in load_suite(SUITES / f"{name}.toml").cases if c.precision == "int8"}
+    assert {m.name for m in int8_models} == {"fcn_resnet50", "unet_shapes"}
+    for model in int8_models:  # never the default (for fcn_resnet50 the folder of the photo the agreement is on)
+        assert model.calib == Path("build/shapes/ImageSets/Segmentation/train.txt"), model.label
+
+
 def test_cpu_full_has_the_cases_the_committed_results_need() -> None:
     pipelines = {(c.model.label, c.pipeline, c.batch) for c in load_suite(SUITES / "cpu-full.toml").cases}
     for batch in (1, 4):
