@@ -73,6 +73,7 @@ class EagerPipeline:
         self.transforms, self.transforms_name = user_transforms(reference)
         self.network = with_aux_head(reference.model.network).to(self.device).eval()
         self.timings: dict[str, float] = {}
+        self.network_input: list[int] = []  # [H, W] the network ran at in the last call: the preset decides it
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         torch = self.torch
@@ -87,6 +88,7 @@ class EagerPipeline:
                 clock.mark("h2d")
             tensor = self.transforms(images)
             clock.mark("pre")
+            self.network_input = [int(v) for v in tensor.shape[-2:]]
             output = self.network(tensor)
             logits = output["out"] if isinstance(output, Mapping) else output
             clock.mark("compute")

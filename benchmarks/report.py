@@ -29,6 +29,9 @@ INCLUDES = f"""\
   and decoding the image file, colorizing or overlays, loading the model, warm-up calls.
   For `{BASELINE}`: `torch.from_numpy`, the weights' `transforms()`, the model's forward pass (aux head
   included), `F.interpolate` to the image size, `argmax`, `.numpy()`.
+- **network H x W**: the size the network ran at. `{BASELINE}` takes it from the weights' preset
+  (torchvision's resizes the shorter side to 520: 520x543 for a 612x640 photo), the exported graphs from
+  their model card (a fixed `--input-size 520x520`); where the two differ a note under the table says so.
 - **ms** figures are per call; a call processes N frames (the batch). **FPS** = N x 1000 / mean e2e ms.
 - **stages**: the pipeline's own timers inside the call (CUDA events for `{BASELINE}` on a GPU,
   `perf_counter_ns` elsewhere): {"; ".join(f"`{name}` {words}" for name, words in STAGES.items())}.
@@ -141,6 +144,7 @@ def summary_row(case: dict[str, Any]) -> dict[str, str]:
         "model": case["label"],
         "pipeline": case["pipeline"],
         "N x H x W": f"{case['batch']}x{case['height']}x{case['width']}",
+        "network H x W": size_text(case.get("network_input")),
         "e2e p50 ms": ms(e2e["p50"]),
         "p90": ms(e2e["p90"]),
         "p99": ms(e2e["p99"]),
@@ -155,6 +159,39 @@ def summary_row(case: dict[str, Any]) -> dict[str, str]:
         "peak RSS MB (added)": f"{host['rss_peak_mb']:.0f} ({host['rss_added_mb']:+.0f})",
         "J/frame": fmt(energy, 3),
     }
+
+
+def size_text(size: list[int] | None) -> str:
+    return "x".join(map(str, size)) if size else "—"
+
+
+def network_size_notes(cases: list[dict[str, Any]]) -> list[str]:
+    """One line per model and image size whose pipelines ran their networks at different sizes.
+
+    torchvision's preset resizes the shorter side (520x543 for a 612x640 photo) where the
+    exported graph resizes to its fixed input (520x520): the speed-up then includes that.
+    """
+    groups: dict[tuple[Any, ...], dict[tuple[int, ...], list[str]]] = {}
+    for case in cases:
+        if case.get("network_input"):
+            key = (case["label"], case["batch"], case["height"], case["width"])
+            groups.setdefault(key, {}).setdefault(tuple(case["network_input"]), []).append(case["pipeline"])
+    lines = []
+    for (label, batch, height, width), by_size in groups.items():
+        if len(by_size) < 2:
+            continue
+        smallest = min(h * w for h, w in by_size)
+        described = "; ".join(
+            f"{size_text(list(size))}"
+            + (f" (+{100 * (size[0] * size[1] / smallest - 1):.1f} % pixels)" if size[0] * size[1] > smallest else "")
+            + f": {', '.join(pipelines)}"
+            for size, pipelines in sorted(by_size.items(), key=lambda item: -item[0][0] * item[0][1])
+        )
+        lines.append(
+            f"- {label} at {batch}x{height}x{width}, the networks ran at different sizes ({described}); "
+            "a speed-up between them includes that difference."
+        )
+    return lines
 
 
 def stage_row(case: dict[str, Any], names: list[str]) -> list[str]:
@@ -184,10 +221,16 @@ def markdown(record: dict[str, Any], plots: list[str]) -> str:
     lines += [f"Each case: {sampling_words(suite)}, on the photo {Path(suite['image']).name} resized to H x W "
               "(flipped copies fill a batch).", ""]  # fmt: skip
     lines += [f"- {note}" for note in suite.get("notes", [])] + ([""] if suite.get("notes") else [])
+    failed = [c for c in record["cases"] if c["status"] == "failed"]
+    if failed:
+        lines += [f"**{len(failed)} of {len(record['cases'])} cases failed** (model, export, parity check or run): "
+                  "see [Failed](#failed) below; segbench exited 1.", ""]  # fmt: skip
     if ok:
         rows = [summary_row(c) for c in ok]
         lines += ["## End to end (ms per call of N frames; see below for what each figure includes)", ""]
         lines += [*_table(list(rows[0]), [list(r.values()) for r in rows]), ""]
+        notes = network_size_notes(ok)
+        lines += [*notes, ""] if notes else []
         names = used_stages(ok)
         lines += ["## Where the time goes (mean ms per call, by stage)", ""]
         header = ["model", "pipeline", "N x H x W", *names, "e2e mean"]

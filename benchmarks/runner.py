@@ -106,6 +106,7 @@ class Runner:
             with sampler:  # loading, warm-up and samples: the memory a user's process needs for this case
                 pipeline, details = self._open(case, file)
                 labels = pipeline(batch)  # the first warm-up call; its labels are scored
+                network_input = pipeline.network_input
 
                 def call() -> dict[str, float]:
                     pipeline(batch)
@@ -121,6 +122,7 @@ class Runner:
         result: dict[str, Any] = {
             "status": "ok",
             **details,
+            "network_input": network_input,  # [H, W]: what the speed-up compares is not always the same network size
             "timing": timed.as_dict(),
             "resources": sampler.summary(window),
             "accuracy": {
@@ -243,12 +245,14 @@ class Runner:
 
 
 class _SegmenterCall:
-    """A Segmenter with the EagerPipeline's call/timings/close shape."""
+    """A Segmenter with the EagerPipeline's call/timings/network_input/close shape."""
 
     def __init__(self, seg: Any) -> None:
         self.seg = seg
+        self.network_input: list[int] = []
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.network_input = list(self.seg.card.network_size(*batch.shape[1:3]))
         return self.seg(batch)
 
     @property

@@ -20,6 +20,8 @@ def test_torchvision_models_get_their_weights_preset() -> None:
     pipeline = EagerPipeline(reference("fcn_resnet50", "--weights", "none", "--input-size", "96x96"))
     assert isinstance(pipeline.transforms, SemanticSegmentation)
     assert pipeline.transforms.resize_size == [520]  # torchvision's own preset, not the export's 96x96
+    photo_sized = pipeline.transforms(torch.zeros(1, 3, 612, 640, dtype=torch.uint8))
+    assert photo_sized.shape[-2:] == (520, 543)  # the shorter side to 520: the baseline's network is not 520x520
     assert pipeline.transforms_name == f"{FCN_ResNet50_Weights.DEFAULT}.transforms()"
     assert pipeline.network.aux_classifier is not None
 
@@ -45,6 +47,7 @@ def test_baseline_labels_come_at_the_image_size_with_cpu_stages(photo: np.ndarra
     labels = pipeline(batch)
     assert labels.shape == (2, 60, 70) and labels.dtype == np.uint8
     assert set(pipeline.timings) == {"pre", "compute", "post"} and all(v > 0 for v in pipeline.timings.values())
+    assert pipeline.network_input == [32, 32]
     reference_labels = unet.labels_for(batch)
     assert reference_labels.shape == labels.shape
     # the same weights; the preset resizes with antialiasing, the reference without: most pixels agree

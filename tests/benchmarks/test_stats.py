@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from segbench.measure import MIN_SAMPLES, split_stages, time_calls
-from segbench.report import add_speedups
+from segbench.report import add_speedups, network_size_notes
 from segbench.resources import parse_tegrastats
 from segrt.timing import LatencyStats
 
@@ -154,3 +154,16 @@ def test_speedups_use_the_baseline_of_the_same_shape_and_device() -> None:
 )
 def test_tegrastats_lines_of_orin_and_nano(line: str, expected: dict) -> None:
     assert parse_tegrastats(line) == expected
+
+
+def test_a_note_says_when_a_models_pipelines_ran_their_networks_at_different_sizes() -> None:
+    def case(pipeline: str, size: list[int], height: int = 612) -> dict:
+        return {"label": "fcn", "batch": 1, "height": height, "width": 640, "pipeline": pipeline, "network_input": size}
+
+    cases = [case("pytorch-eager cpu", [520, 543]), case("ort-cpu fp32 fused", [520, 520])]
+    cases += [case("ort-cpu int8 fused", [520, 520]), case("pytorch-eager cpu", [520, 520], height=640)]
+    cases += [case("ort-cpu fp32 fused", [520, 520], height=640)]  # a square image: the same size, no note
+    assert network_size_notes(cases) == [
+        "- fcn at 1x612x640, the networks ran at different sizes (520x543 (+4.4 % pixels): pytorch-eager cpu; "
+        "520x520: ort-cpu fp32 fused, ort-cpu int8 fused); a speed-up between them includes that difference."
+    ]

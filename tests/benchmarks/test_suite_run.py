@@ -192,6 +192,8 @@ def test_report_names_every_figure_and_every_skip(tiny_run: tuple[int, Path, Pat
     record = json.loads((out / "results.json").read_text())
     text = (out / "report.md").read_text()
     assert text.startswith("# segbench: tiny")
+    assert "Each case: 1 warm-up calls, then at least 3 timed calls, on the photo astronaut.jpg" in text
+    assert "| N x H x W | network H x W | e2e p50 ms |" in text and "## Failed" not in text
     assert "## What each figure includes" in text and "**e2e** (end to end)" in text
     for case in record["cases"]:
         if case["status"] == "ok":
