@@ -131,9 +131,10 @@ class ExportCache:
                 if not target.is_file():
                     raise SegError(f"segexport {' '.join(argv)} finished without writing {target.name}")
             except SegError as exc:
-                self.failures[key] = str(exc)
+                self.failures[key] = exc
         if key in self.failures:
-            raise SegError(self.failures[key])
+            failure = self.failures[key]
+            raise type(failure)(str(failure))
 
 
 EXPORT_TOOLS = ("torch", "torchvision", "onnx", "onnxslim", "onnxruntime", "nvidia-modelopt")  # and TensorRT

@@ -8,6 +8,7 @@ segbench compare RUN_A RUN_B
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 from collections.abc import Sequence
@@ -15,7 +16,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from segbench.suite import BACKENDS, PRECISIONS, Case, Suite, load_suite, suite_from_dict
-from segrt.errors import SegError, interrupt_on_sigterm
+from segrt.errors import MissingDependency, SegError, interrupt_on_sigterm
+
+INSTALL_BENCH = "install the benchmark extra: pip install 'segexport[bench]'"
+# What a run imports: the terminal (rich), memory and CPU load (psutil), the plots, the baseline and the
+# exports (torch, torchvision, onnx). Checked before the suite is read, so a missing one costs a sentence.
+RUN_MODULES = ("rich", "psutil", "matplotlib", "torch", "torchvision", "onnx")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -189,10 +195,20 @@ class Progress:
             )
         else:
             reason = escape(f"{result['id']}: {result['reason']}")
-            self.console.print(f"[yellow]- {result['status']}[/] {reason}", highlight=False)
+            mark = "[bold red]✗ failed[/]" if result["status"] == "failed" else "[yellow]- skipped[/]"
+            self.console.print(f"{mark} {reason}", highlight=False)
+
+
+def require_modules(modules: Sequence[str], purpose: str) -> None:
+    """One sentence naming every module `purpose` needs that is not installed, and what to install."""
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        raise MissingDependency(f"{purpose} needs {', '.join(missing)}, which {verb} not installed; {INSTALL_BENCH}")
 
 
 def run_command(args: argparse.Namespace, console: Any) -> int:
+    require_modules(RUN_MODULES, "segbench (its baseline, exports, resource samples and plots)")
     from segbench.report import console_tables, write_run
     from segbench.runner import run_suite
 
@@ -212,7 +228,14 @@ def run_command(args: argparse.Namespace, console: Any) -> int:
     for table in console_tables(record):
         console.print(table)
     console.print(f"wrote {results}, {out / 'report.md'} and the plots (exports logged in {out / 'export.log'})")
-    return 1 if any(c["status"] == "failed" for c in record["cases"]) else 0
+    failed = [c for c in record["cases"] if c["status"] == "failed"]
+    if failed:
+        console.print(
+            f"[bold red]segbench: {len(failed)} of {len(record['cases'])} cases failed[/] (listed above with "
+            f"their reasons, and in {out / 'report.md'}); exit code 1",
+            highlight=False,
+        )
+    return 1 if failed else 0
 
 
 def compare_command(argv: Sequence[str], console: Any) -> int:
@@ -233,8 +256,12 @@ def compare_command(argv: Sequence[str], console: Any) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from rich.console import Console
-    from rich.markup import escape
+    try:
+        from rich.console import Console
+        from rich.markup import escape
+    except ImportError:  # the terminal output itself is rich's: say so without it
+        print(f"segbench: error: rich is not installed; {INSTALL_BENCH}", file=sys.stderr)
+        return MissingDependency.exit_code
 
     argv = list(sys.argv[1:] if argv is None else argv)
     console = Console(stderr=True)

@@ -250,10 +250,7 @@ def markdown(record: dict[str, Any], plots: list[str]) -> str:
             lines += [f"Device memory, power and energy per frame: absent ({'; '.join(absent)}).", ""]
         lines += camera_lines(record)
         lines += per_class_lines(record)
-    others = [c for c in record["cases"] if c["status"] != "ok"]
-    if others:
-        lines += ["## Not measured here", ""]
-        lines += [*_table(["case", "status", "reason"], [[c["id"], c["status"], c["reason"]] for c in others]), ""]
+    lines += not_measured_lines(record["cases"])
     lines += ["## What each figure includes", "", INCLUDES, ""]
     if plots:
         lines += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots] + [""]
@@ -269,6 +266,23 @@ def sampling_words(suite: dict[str, Any]) -> str:
     if suite.get("seconds"):
         words += f", stopped once {suite['seconds']:g} s are spent"
     return words
+
+
+NOT_MEASURED = {
+    "failed": ("Failed", "The model, its export, its parity check or its run failed: fix these (segbench exits 1)."),
+    "skipped": ("Skipped", "This machine cannot run them (a backend, device or package it lacks)."),
+}
+
+
+def not_measured_lines(cases: list[dict[str, Any]]) -> list[str]:
+    """The failed cases, then the skipped ones, each with its reason."""
+    lines: list[str] = []
+    for status, (title, words) in NOT_MEASURED.items():
+        chosen = [c for c in cases if c["status"] == status]
+        if chosen:
+            lines += [f"## {title}", "", words, ""]
+            lines += [*_table(["case", "reason"], [[c["id"], c["reason"]] for c in chosen]), ""]
+    return lines
 
 
 def camera_lines(record: dict[str, Any]) -> list[str]:
@@ -366,10 +380,14 @@ def console_tables(record: dict[str, Any]) -> list[Any]:
         if case["status"] == "ok":
             row = summary_row(case)
             table.add_row(*(escape(row[name]) for name in columns))
-    others = Table(title="not measured here")
-    for name in ("case", "status", "reason"):
-        others.add_column(name, overflow="fold")
-    for case in record["cases"]:
-        if case["status"] != "ok":
-            others.add_row(escape(case["id"]), case["status"], escape(case["reason"]))
-    return [table] + ([others] if others.row_count else [])
+    tables = [table]
+    for status, (title, _) in NOT_MEASURED.items():
+        style = "bold red" if status == "failed" else "yellow"
+        listed = Table(title=f"[{style}]{title.lower()}[/]: {escape(NOT_MEASURED[status][1])}")
+        for name in ("case", "reason"):
+            listed.add_column(name, overflow="fold")
+        for case in record["cases"]:
+            if case["status"] == status:
+                listed.add_row(escape(case["id"]), escape(case["reason"]))
+        tables += [listed] if listed.row_count else []
+    return tables

@@ -3,8 +3,10 @@
 Per case: export what it needs (once, cached), load it, take the labels of the first
 call for accuracy, time warm-up and samples, sample memory and power meanwhile, then
 time the bare network of the same backend and precision (the --no-fuse graph on an
-already pre-processed tensor). A case that cannot run here is kept, skipped, with
-the reason.
+already pre-processed tensor). Every case is kept with a status: "ok"; "skipped" when
+this machine cannot run it (no TensorRT, no CUDA, a package not installed); "failed"
+when its model, export, parity check or run failed, with the reason. A failed case
+makes segbench exit 1, so an exporter regression is never a quiet skip.
 """
 
 from __future__ import annotations
@@ -69,24 +71,24 @@ class Runner:
         reason = unavailable_reason(case)
         if reason:
             return {**record, "status": "skipped", "reason": reason}
-        try:  # the model in PyTorch: the baseline's network and the FP32 reference of every case
-            self.reference(case.model)
-        except SegError as exc:
-            return {**record, "status": "skipped", "reason": f"model: {exc}"}
+        step = "model"  # what was being done when an error came: the reason's first word
         try:
+            self.reference(case.model)  # the baseline's network and every case's FP32 reference
+            step = "export"
             file = None if case.is_baseline else self._file(case, fused=case.fused)
-        except SegError as exc:
-            return {**record, "status": "skipped", "reason": f"export: {exc}"}
-        try:
+            step = "run"
             return {**record, **self._measure(case, file)}
         except MissingDependency as exc:  # a driver or library the machine lacks: not a failure of the case
             return {**record, "status": "skipped", "reason": str(exc)}
         except SegError as exc:
-            return {**record, "status": "failed", "reason": str(exc)}
+            return {**record, "status": "failed", "reason": f"{step}: {exc}"}
         except Exception as exc:  # a library error or a bug: keep the other cases, keep the traceback in the log
+            missing = missing_package(exc)
+            if missing:
+                return {**record, "status": "skipped", "reason": missing}
             if self.exports.log is not None:
                 traceback.print_exc(file=self.exports.log)
-            return {**record, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+            return {**record, "status": "failed", "reason": f"{step}: {type(exc).__name__}: {exc}"}
         finally:
             gc.collect()
 
@@ -269,6 +271,19 @@ def timed_network(timed: Timed) -> dict[str, Any]:
     if not samples:
         return {"absent": "the baseline recorded no compute stage"}
     return {"file": None, "input": None, "p50_ms": float(np.median(samples)), "from": "the compute stage above"}
+
+
+OUR_PACKAGES = ("segbench", "segexport", "segrt")
+
+
+def missing_package(exc: Exception) -> str | None:
+    """What to install, when `exc` is a third-party package that is not installed; None for anything else.
+
+    A module of ours that fails to import is a bug, and stays a failure.
+    """
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name or exc.name.split(".")[0] in OUR_PACKAGES:
+        return None
+    return f"{exc.name} is not installed; install the benchmark extra: pip install 'segexport[bench]'"
 
 
 def describe(case: Case) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from segrt.errors import SegError
+from segrt.errors import MissingDependency, SegError
 
 BASELINE = "pytorch-eager"
 BACKENDS = (BASELINE, "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
@@ -143,7 +143,13 @@ def load_suite(path: str | os.PathLike[str], *, add_baseline: bool | None = None
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - Python 3.10 (JetPack 6)
-        import tomli as tomllib
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise MissingDependency(
+                "reading a suite file on Python 3.10 needs tomli; install the benchmark extra: "
+                "pip install 'segexport[bench]'"
+            ) from None
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -291,8 +297,14 @@ def _check_model_name(name: str, where: str, key: str) -> None:
     """Zoo names are checked here so a typo fails before any export; user factories are checked on export."""
     if ":" in name:
         return
-    from segexport import DEFAULT_MODEL
-    from segexport.models import BUILDERS
+    try:
+        from segexport import DEFAULT_MODEL
+        from segexport.models import BUILDERS
+    except ImportError as exc:  # the zoo is segexport's, which needs torch
+        raise MissingDependency(
+            f"{where}: {key}: checking the model name {name!r} needs segexport's model zoo, which needs torch "
+            f"({exc}); install the benchmark extra: pip install 'segexport[bench]'"
+        ) from None
 
     known = sorted({*BUILDERS, DEFAULT_MODEL})
     if name not in known:

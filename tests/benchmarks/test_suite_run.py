@@ -246,3 +246,70 @@ def test_an_interrupted_run_leaves_no_results(
     assert main([str(suite), "--out", str(out), "--cache", str(bench_cache), "--iterations", "1"]) == 130
     assert not (out / "results.json").exists() and not list(out.glob("*.png"))
     assert not list(out.glob(".*.tmp"))
+
+
+FAILING = """
+name = "failing"
+shapes = ["1x48x64"]
+warmup = 0
+iterations = 1
+baseline = false
+[[model]]
+name = "unet"
+input_size = "32x32"
+args = ["--unet-base", "4", "--unet-depth", "2"]
+calib = "{calib}"
+runs = [
+  {{ backend = "ort-cpu" }},
+  {{ backend = "ort-cpu", precision = "int8" }},
+  {{ backend = "ort-cpu", precision = "fp16" }},
+]
+"""
+
+
+def test_a_failed_export_is_a_failure_with_its_reason_and_exit_1_a_missing_package_a_skip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bench_cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = artifacts.run_segexport
+
+    def exporter(argv: list[str], log: object = None) -> None:
+        if "--int8" in argv:
+            raise SegError("model.int8-cpu.onnx: label agreement with FP32 41.0 % is below --min-agreement 98 %")
+        if "--fp16" in argv:
+            raise MissingDependency("modelopt is not installed; install the exporter's extra")
+        real(argv, log)
+
+    monkeypatch.setattr(artifacts, "run_segexport", exporter)
+    suite = tmp_path / "failing.toml"
+    suite.write_text(FAILING.format(calib=write_calib(tmp_path / "calib", seed=5)))
+    out = tmp_path / "run"
+    assert main([str(suite), "--out", str(out), "--cache", str(bench_cache)]) == 1
+    record = json.loads((out / "results.json").read_text())  # every output is still written
+    statuses = {c["pipeline"]: (c["status"], c.get("reason", "")) for c in record["cases"]}
+    assert statuses["ort-cpu fp32 fused"] == ("ok", "")
+    assert statuses["ort-cpu int8 fused"] == ("failed", "export: model.int8-cpu.onnx: label agreement with FP32 "
+                                              "41.0 % is below --min-agreement 98 %")  # fmt: skip
+    assert statuses["ort-cpu fp16 fused"] == ("skipped", "modelopt is not installed; install the exporter's extra")
+    report = (out / "report.md").read_text()
+    assert "**1 of 3 cases failed**" in report
+    failed_section = report[report.index("## Failed") : report.index("## Skipped")]
+    assert "label agreement with FP32 41.0 %" in failed_section and "modelopt" not in failed_section
+    assert {"report.md", "latency.png", "stages.png", "speedup.png"} <= {p.name for p in out.iterdir()}
+    err = " ".join(capsys.readouterr().err.split())
+    assert "✗ failed" in err and "1 of 3 cases failed" in err and "exit code 1" in err
+
+
+def test_calibrating_on_the_photo_the_run_scores_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from segexport import ASSETS
+
+    calib = write_calib(tmp_path / "calib")
+    (calib / "copy.jpg").write_bytes((ASSETS / "astronaut.jpg").read_bytes())
+    suite = tmp_path / "failing.toml"
+    suite.write_text(FAILING.format(calib=calib))
+    out = tmp_path / "run"
+    assert main([str(suite), "--out", str(out), "--cache", str(tmp_path / "cache")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "INT8 calibration" in err and "copy.jpg" in err and "astronaut.jpg" in err
+    assert not (out / "results.json").exists() and not (tmp_path / "cache").exists()
