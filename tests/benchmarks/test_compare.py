@@ -49,20 +49,53 @@ def test_one_case_runs_the_case_and_its_baseline(two_runs: tuple[Path, Path]) ->
     assert "| ort-cpu fp32 unfused | 1x48x64 |" in (b / "report.md").read_text()
 
 
-def test_compare_puts_matching_cases_side_by_side(
-    two_runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def run_record(cpu: str, cases: list[dict]) -> dict:
+    """A results.json record with only what compare reads."""
+    env = {"cpu": cpu, "cores_usable": 2, "gpu": {}, "git": {"commit": "c" * 40, "dirty": False}, "versions": {}}
+    return {"suite": {"name": "cpu-full"}, "started": "2025-01-01T00:00:00", "environment": env, "cases": cases}
+
+
+def measured(case_id: str, p50: float, speedup: float, agreement: float) -> dict:
+    return {
+        "id": case_id,
+        "status": "ok",
+        "timing": {"e2e": {"p50": p50}},
+        "speedup": {"p50": speedup},
+        "accuracy": {"pixel_agreement": agreement},
+    }
+
+
+def write_run(folder: Path, record: dict) -> Path:
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps(record))
+    return folder
+
+
+FUSED, INT8, FP16 = (f"fcn | ort-cpu {p} fused | 1x612x640" for p in ("fp32", "int8", "fp16"))
+
+
+def test_compare_puts_matching_cases_side_by_side_with_their_ratios(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    a, _ = two_runs
+    a = run_record(
+        "AMD EPYC",
+        [measured(FUSED, 100.0, 1.2, 0.9973), measured(INT8, 8.0, 5.0, 0.99), measured(FP16, 90.0, 1.3, 0.9999)],
+    )
+    failed = {"id": FP16, "status": "failed", "reason": "export: parity"}
+    b = run_record("Intel Xeon", [measured(FUSED, 50.0, 2.4, 0.995), measured(INT8, 10.0, 4.0, 1.0), failed])
     out = tmp_path / "compare.md"
-    assert main(["compare", str(a), str(a / "results.json"), "-o", str(out)]) == 0
-    text = out.read_text()
-    cases = json.loads((a / "results.json").read_text())["cases"]
-    for case in cases:
-        p50 = case["timing"]["e2e"]["p50"]
-        shown = f"{p50:,.{2 if p50 < 10 else 1}f}"
-        assert f"| {case['id'].replace('|', chr(92) + '|')} | {shown} | {shown} | 1.00 |" in text
-    assert "Differences in the environment" not in text  # a run compared with itself
-    assert "B/A" in capsys.readouterr().out
+    assert main(["compare", str(write_run(tmp_path / "a", a)), str(write_run(tmp_path / "b", b)), "-o", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert (
+        r"| fcn \| ort-cpu fp32 fused \| 1x612x640 | 100.0 | 50.0 | 0.50 | 1.20x | 2.40x | 99.73 % | 99.50 % |" in lines
+    )
+    assert (
+        r"| fcn \| ort-cpu int8 fused \| 1x612x640 | 8.00 | 10.0 | 1.25 | 5.00x | 4.00x | 99.00 % | 100.00 % |" in lines
+    )
+    assert r"| fcn \| ort-cpu fp16 fused \| 1x612x640 | 90.0 | failed | — | 1.30x | — | 99.99 % | — |" in lines
+    assert "- cpu: A AMD EPYC / B Intel Xeon" in lines
+    printed = capsys.readouterr().out
+    assert "0.50" in printed and "1.25" in printed and "differs: cpu: A AMD EPYC / B Intel Xeon" in printed
 
 
 def test_compare_shows_cases_only_one_run_has(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
