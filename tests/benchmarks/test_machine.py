@@ -124,5 +124,10 @@ def test_tensorrt_version_comes_from_the_cuda_named_wheel_or_the_module(monkeypa
     monkeypatch.setattr(metadata, "version", only("nothing"))
     (tmp_path / "tensorrt.py").write_text('__version__ = "10.3.0"\n')  # JetPack: a module, no wheel metadata
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
-    assert tensorrt_version() == "10.3.0 (import tensorrt)"
+    real_module = sys.modules.pop("tensorrt", None)
+    try:
+        assert tensorrt_version() == "10.3.0 (import tensorrt)"
+    finally:  # the stand-in must not stay importable: later tests ask whether TensorRT is here
+        sys.modules.pop("tensorrt", None)
+        if real_module is not None:
+            sys.modules["tensorrt"] = real_module
