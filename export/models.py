@@ -236,6 +236,14 @@ def _checkpoint_has_aux(path: str | os.PathLike[str]) -> bool:
     )
 
 
+def _located(exc: BaseException) -> str:
+    """ "SyntaxError: invalid syntax (mynets.py, line 3)", or the type and first line of any other exception."""
+    if isinstance(exc, SyntaxError):
+        where = f" ({Path(exc.filename or '?').name}, line {exc.lineno})"
+        return f"{type(exc).__name__}: {exc.msg}{where}"
+    return f"{type(exc).__name__}: {_short(exc)}"
+
+
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:120] if text else type(exc).__name__
@@ -304,6 +312,38 @@ def fcn_resnet18(
     return _drop_aux("fcn_resnet18", network, classes, notes)
 
 
+# Above this the weights alone pass 2 GB, which one ONNX file cannot hold (protobuf's limit).
+_ONNX_MAX_BYTES = 2**31
+
+
+def check_unet_options(depth: int, base: int, input_size: tuple[int, ...]) -> None:
+    """Refuse U-Net options that cannot make a network, before any memory goes into one.
+
+    Each of the `depth` steps halves the image, so a fixed input must be a multiple of
+    2**depth (and a shorter-side one at least that); the widest layer, base * 2**depth
+    channels, must leave the weights under ONNX's 2 GB.
+    """
+    for flag, value in (("--unet-depth", depth), ("--unet-base", base)):
+        if value < 1:
+            raise SegError(f"{flag} {value}: must be at least 1")
+    divisor = 2**depth
+    size = "x".join(map(str, input_size))
+    fixed = len(input_size) == 2
+    if (fixed and any(v % divisor for v in input_size)) or (not fixed and input_size[0] < divisor):
+        need = f"multiples of {divisor}" if fixed else f"a shorter side of at least {divisor}"
+        raise SegError(
+            f"--input-size {size}: unet needs {need}, as --unet-depth {depth} halves its input {depth} times; "
+            f"give another --input-size or a lower --unet-depth"
+        )
+    widest = base * divisor
+    weight_bytes = 4 * 9 * (widest // 2 + widest) * widest  # the bottleneck's two 3x3 convolutions
+    if weight_bytes >= _ONNX_MAX_BYTES:
+        raise SegError(
+            f"--unet-depth {depth} --unet-base {base}: the widest layer would have {widest} channels and over "
+            f"2 GB of weights, which one ONNX file cannot hold; lower --unet-depth or --unet-base"
+        )
+
+
 def unet(
     *,
     weights: str | None = None,
@@ -312,11 +352,12 @@ def unet(
     depth: int = 4,
     base: int = 32,
     bilinear: bool = True,
-    input_size: tuple[int, int] = (256, 256),
+    input_size: tuple[int, ...] = (256, 256),
 ) -> SegmentationModel:
-    """Our U-Net (export/unet.py), random or from a checkpoint."""
+    """Our U-Net (export/unet.py), random or from a checkpoint; `input_size` HxW (fixed) or S (shorter side)."""
     if weights not in (None, "none"):
         raise SegError("unet: there are no published weights; use --checkpoint PATH or --weights none")
+    check_unet_options(depth, base, input_size)
     count = num_classes or len(VOC_CLASSES)
     network = UNet(count, depth=depth, base=base, bilinear=bilinear)
     notes = load_checkpoint(network, checkpoint) if checkpoint is not None else ["random weights"]
@@ -326,6 +367,7 @@ def unet(
         network=network,
         classes=classes,
         input_size=input_size,
+        resize="fixed" if len(input_size) == 2 else "shorter",
         size_divisor=network.size_divisor,
         notes=notes,
     )
@@ -407,6 +449,8 @@ def user_model(
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise SegError(f"{spec}: cannot import {module_name} ({exc}); check the name and PYTHONPATH") from None
+    except Exception as exc:  # the user's own code failing as it loads: SyntaxError, NameError, ...
+        raise SegError(f"{spec}: importing {module_name} raised {_located(exc)}; fix the module") from None
     finally:
         sys.path.remove(os.getcwd())
     factory = getattr(module, factory_name, None)
@@ -450,7 +494,14 @@ def build_model(
     **options: Any,
 ) -> SegmentationModel:
     """Build a zoo model by name, or a user model given as `package.module:factory`."""
+    if num_classes is not None and num_classes < 1:
+        raise SegError(f"--num-classes {num_classes}: a model needs at least 1 class")
     if ":" in name:
+        if weights is not None:
+            raise SegError(
+                f"--weights {weights}: applies to the zoo models only ({', '.join(BUILDERS)}); "
+                f"{name} gets its weights from its factory, or from --checkpoint PATH"
+            )
         return user_model(name, num_classes=num_classes, checkpoint=checkpoint, **options)
     builder = BUILDERS.get(name)
     if builder is None:

@@ -79,20 +79,32 @@ def export_onnx(
         example = torch.from_numpy(preprocess(sample[None], model.card()))
         names = (UNFUSED_INPUT_NAME, UNFUSED_OUTPUT_NAME)
         dynamic = {UNFUSED_INPUT_NAME: {0: "N", 2: "H", 3: "W"}, UNFUSED_OUTPUT_NAME: {0: "N", 2: "h", 3: "w"}}
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic are expected here
-        torch.onnx.export(
-            module,
-            (example,),
-            str(path),
-            dynamo=False,
-            opset_version=opset,
-            input_names=[names[0]],
-            output_names=[names[1]],
-            dynamic_axes=dynamic,
-            do_constant_folding=True,
-        )
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic are expected here
+            torch.onnx.export(
+                module,
+                (example,),
+                str(path),
+                dynamo=False,
+                opset_version=opset,
+                input_names=[names[0]],
+                output_names=[names[1]],
+                dynamic_axes=dynamic,
+                do_constant_folding=True,
+            )
+    except Exception as exc:  # an op ONNX lacks at this opset, a bad --opset, code the tracer cannot follow
+        raise SegError(
+            f"{model.name}: torch.onnx.export failed at opset {opset} ({_one_line(exc)}); try another --opset "
+            f"(default {DEFAULT_OPSET}), or --no-fuse to export the plain network, or report it with the model"
+        ) from None
     return onnx.load(str(path))
+
+
+def _one_line(exc: BaseException) -> str:
+    """The exception's type and first non-empty line: what the exporter says, without its traceback."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0][:300]}" if lines else type(exc).__name__
 
 
 def check_and_simplify(model_proto: Any) -> Any:
@@ -115,8 +127,18 @@ def save_onnx(model_proto: Any, path: str | os.PathLike[str], card: ModelCard) -
     data = model_proto.SerializeToString()
     if len(data) >= 2**31:
         raise SegError(f"{path}: the model is over 2 GB, which ONNX cannot hold in one file")
-    atomic_write(path, lambda tmp: tmp.write_bytes(data))
-    onnx.checker.check_model(str(path))
+
+    def write_and_check(tmp: Path) -> None:
+        # checked under its temporary name: a file that fails the check never reaches `path`
+        tmp.write_bytes(data)
+        try:
+            onnx.checker.check_model(str(tmp))
+        except onnx.checker.ValidationError as exc:
+            raise SegError(
+                f"{path} was not written: the graph fails onnx.checker ({_one_line(exc)}); report it with the model"
+            ) from None
+
+    atomic_write(path, write_and_check)
     write_sidecar(path, card)
     return Path(path)
 

@@ -192,3 +192,86 @@ def test_parity_runs_on_the_models_own_sample_where_it_ships_one():
 
     assert parity_image("unet_shapes").name == "unet_shapes_sample.jpg"  # in-distribution for the shapes model
     assert parity_image("fcn_resnet50").name == parity_image("mynets:build").name == "astronaut.jpg"
+
+
+# --- flags, each on a small real export ----------------------------------------------------------------
+
+
+def _ops(path: Path) -> set[str]:
+    return {node.op_type for node in onnx.load(str(path)).graph.node}
+
+
+def test_unet_flags_transposed_class_count_names_and_opset(exported, tmp_path, photo):
+    argv = ["unet", "--unet-base", "4", "--unet-depth", "2", "--input-size", "32x32", "--unet-transposed"]
+    argv += ["--num-classes", "3", "--classes", "sky, road,car", "--opset", "18", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    path = tmp_path / "model.onnx"
+    card = read_card(path)
+    assert card.classes == ("sky", "road", "car") and len(card.palette) == 3 and card.opset == 18
+    assert {entry.version for entry in onnx.load(str(path)).opset_import if entry.domain in ("", "ai.onnx")} == {18}
+    assert "ConvTranspose" in _ops(path) and "ConvTranspose" not in _ops(exported("unet"))  # bilinear by default
+    labels = _ort_run(path, photo[None])
+    assert labels.max() < 3 and card.checks["parity"]["label_agreement"] >= 0.999
+
+
+def test_fcn_resnet18_with_a_class_count_and_a_classes_file(tmp_path, photo):
+    names = tmp_path / "classes.txt"
+    names.write_text("background\nlane\n\ncurb\nsign\n")  # blank lines are skipped
+    argv = ["fcn_resnet18", "--num-classes", "4", "--classes", str(names), "--input-size", "64x64"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 0
+    card = read_card(tmp_path / "out" / "model.onnx")
+    assert card.model == "fcn_resnet18" and card.classes == ("background", "lane", "curb", "sign")
+    assert card.input_size == (64, 64) and card.checks["parity"]["label_agreement"] >= 0.999
+    assert _ort_run(tmp_path / "out" / "model.onnx", photo[None]).max() < 4
+
+
+def test_a_classes_list_of_the_wrong_length_is_refused(tmp_path, capsys):
+    argv = ["unet", "--unet-base", "4", "--unet-depth", "2", "--input-size", "32x32", "--num-classes", "3"]
+    assert main([*argv, "--classes", "a,b", "--out", str(tmp_path)]) == 2
+    assert "--classes names 2 classes but unet has 3" in capsys.readouterr().err
+
+
+def test_user_model_with_a_checkpoint_exports_the_checkpoints_weights(tmp_path, monkeypatch, photo):
+    """Weights chosen so every pixel is class 1: the random weights the factory makes would not do that."""
+    (tmp_path / "ckptnets.py").write_text(
+        textwrap.dedent("""
+        from torch import nn
+
+        def build():
+            return nn.Conv2d(3, 3, 1)
+    """)
+    )
+    state = {"weight": torch.zeros(3, 3, 1, 1), "bias": torch.tensor([0.0, 5.0, 0.0])}
+    torch.save(state, tmp_path / "weights.pt")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "ckptnets", raising=False)
+    assert main(["ckptnets:build", "--checkpoint", "weights.pt", "--input-size", "32x32", "--out", "out"]) == 0
+    assert (_ort_run(tmp_path / "out" / "model.onnx", photo[None]) == 1).all()
+    assert main(["ckptnets:build", "--input-size", "32x32", "--out", "random"]) == 0
+    assert not (_ort_run(tmp_path / "random" / "model.onnx", photo[None]) == 1).all()
+
+
+def test_min_agreement_sets_the_fp32_export_gate(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(onnx_export, "check_parity", lambda *a, **k: onnx_export.Parity(0.97, 0.5))
+    argv = ["unet", "--unet-base", "4", "--unet-depth", "2", "--input-size", "32x32"]
+    assert main([*argv, "--min-agreement", "96", "--out", str(tmp_path / "low")]) == 0
+    assert read_card(tmp_path / "low" / "model.onnx").checks["parity"]["label_agreement"] == 0.97
+    assert main([*argv, "--min-agreement", "98", "--out", str(tmp_path / "high")]) == 2
+    assert "minimum 98.00 %" in " ".join(capsys.readouterr().err.split())
+    assert list((tmp_path / "high").iterdir()) == []
+
+
+def test_a_graph_failing_onnx_checker_never_reaches_its_path(exported, tmp_path):
+    from segrt.errors import SegError
+
+    good = onnx.load(str(exported("unet")))
+    card = read_card(exported("unet"))
+    target = onnx_export.save_onnx(good, tmp_path / "model.onnx", card)
+    before = target.read_bytes()
+    bad = onnx.ModelProto()
+    bad.CopyFrom(good)
+    bad.graph.node[0].input[0] = "no_such_tensor"
+    with pytest.raises(SegError, match=r"model\.onnx was not written: the graph fails onnx\.checker"):
+        onnx_export.save_onnx(bad, target, card)
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.json"]
