@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -270,9 +269,17 @@ def _size(count: float) -> str:
 
 
 def _read_classes(text: str) -> tuple[str, ...]:
+    """--classes: a text file with one name per line, else comma-separated names."""
     path = Path(text)
     if path.is_file():
-        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise SegError(
+                f"--classes {path}: cannot read it ({reason}); give a text file with one name per line"
+            ) from None
+        names = [line.strip() for line in lines if line.strip()]
     else:
         names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
@@ -290,19 +297,18 @@ def build_model_step(args: argparse.Namespace) -> Any:
     options: dict[str, Any] = {}
     if args.model == "unet":
         options = {"depth": args.unet_depth, "base": args.unet_base, "bilinear": not args.unet_transposed}
-    if ":" in args.model and args.input_size:
-        options["input_size"] = args.input_size
+    if (":" in args.model or args.model == "unet") and args.input_size:
+        options["input_size"] = args.input_size  # checked against the model before it is built
     model = build_model(
         args.model, weights=args.weights, num_classes=args.num_classes, checkpoint=args.checkpoint, **options
     )
     if args.input_size:
         model.input_size = args.input_size
         model.resize = "fixed" if len(args.input_size) == 2 else "shorter"
-        if model.resize == "fixed" and any(v % model.size_divisor for v in args.input_size):
-            raise SegError(
-                f"--input-size {'x'.join(map(str, args.input_size))}: {model.name} needs multiples of "
-                f"{model.size_divisor}"
-            )
+    if model.resize == "fixed" and any(v % model.size_divisor for v in model.input_size):
+        raise SegError(
+            f"--input-size {'x'.join(map(str, model.input_size))}: {model.name} needs multiples of {model.size_divisor}"
+        )
     if args.classes:
         names = _read_classes(args.classes)
         if len(names) != len(model.classes):
@@ -360,6 +366,7 @@ def run(args: argparse.Namespace, console: Any) -> int:
     from segrt.meta import prepare_output_folder, read_card
 
     check_precision_flags(args)
+    check_engine_flags(args)
     report = Report(console)
     source = Path(args.model)
     card = None
@@ -403,6 +410,44 @@ def check_precision_flags(args: argparse.Namespace) -> None:
         raise SegError(f"--int8-target {args.int8_target} only applies with --int8")
     if args.calib is not None and not (args.calib.is_dir() or (args.calib.suffix == ".txt" and args.calib.is_file())):
         raise SegError(f"{args.calib}: no such folder of calibration images, or .txt list of them (--calib)")
+    if args.calib is not None:
+        from segexport.precision import find_calibration_images
+
+        find_calibration_images(args.calib, args.calib_count)  # a list that cannot be read fails before any work
+
+
+def engine_wanted(args: argparse.Namespace) -> bool:
+    """Whether this command line builds a TensorRT engine (--engine, --fp16, or --int8 with a TensorRT graph)."""
+    int8 = bool(getattr(args, "int8", False)) and "int8" in int8_flavours(getattr(args, "int8_target", None))
+    return not args.onnx_only and bool(args.engine or getattr(args, "fp16", False) or int8)
+
+
+def check_engine_flags(args: argparse.Namespace) -> None:
+    """Refuse a contradicting profile or an unreadable timing cache before any work is done."""
+    if not engine_wanted(args):
+        return
+    from segexport import tensorrt_build as tb
+
+    tb.shape_range(args.min_shape, args.opt_shape, args.max_shape)
+    tb.read_timing_cache(args.timing_cache)
+
+
+def engine_flags(args: argparse.Namespace) -> list[str]:
+    """The engine flags given on this command line, for the command that builds the engine later."""
+    flags: list[str] = []
+    for flag, value in (
+        ("--min-shape", args.min_shape),
+        ("--opt-shape", args.opt_shape),
+        ("--max-shape", args.max_shape),
+        ("--workspace", args.workspace),
+        ("--timing-cache", args.timing_cache),
+        ("--builder-opt-level", args.builder_opt_level),
+        ("--dla-core", args.dla_core),
+        ("--min-agreement", None if args.min_agreement is None else f"{100 * args.min_agreement:g}"),
+    ):
+        if value is not None:
+            flags += [flag, "x".join(map(str, value)) if isinstance(value, tuple) else str(value)]
+    return flags
 
 
 def precision_steps(
@@ -464,8 +509,7 @@ def engine_step(args: argparse.Namespace, graphs: dict[str, Path], image: Any, o
     fp16 = bool(getattr(args, "fp16", False))
     # --int8-target cpu writes no TensorRT graph, so it asks for no INT8 engine
     int8 = bool(getattr(args, "int8", False)) and "int8" in int8_flavours(getattr(args, "int8_target", None))
-    wanted = args.engine or fp16 or int8
-    if args.onnx_only or not wanted:
+    if not engine_wanted(args):
         if graphs["fp32"] == Path(args.model) and len(graphs) == 1:
             raise SegError(f"{args.model}: nothing to do for an ONNX file without --fp16, --int8 or --engine")
         return
@@ -475,7 +519,7 @@ def engine_step(args: argparse.Namespace, graphs: dict[str, Path], image: Any, o
     for source in sources:
         card = read_card(source)
         builds.append((source, card, tb.engine_path(source, card, out)))
-    missing = tb.engine_prerequisites(sources)
+    missing = tb.engine_prerequisites(sources, later_flags=engine_flags(args))
     if missing:
         if report.steps:
             report.print_summary()
@@ -522,8 +566,7 @@ def engine_step(args: argparse.Namespace, graphs: dict[str, Path], image: Any, o
                 }
             }
             write_sidecar(scratch_engine, engine_card.replace(checks=checks))
-            os.replace(scratch_engine, target)
-            os.replace(sidecar_path(scratch_engine), sidecar_path(target))
+            tb.publish_engine(scratch_engine, target)
         report.add_file(target)
         report.add_file(sidecar_path(target))
 

@@ -9,6 +9,7 @@ a pure function tested on CPU; `tensorrt` is imported only inside `build_engine`
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segrt.errors import SegError
-from segrt.meta import ModelCard, artifact_name, write_bytes_atomic, write_sidecar
+from segrt.meta import ModelCard, artifact_name, sidecar_path, write_bytes_atomic, write_sidecar
 
 if TYPE_CHECKING:
     import numpy as np
@@ -193,12 +194,47 @@ def _adjust_parser_for_dla(parser: trt.OnnxParser, api: TensorRTApi) -> None:
 # --- what is missing on this machine -------------------------------------------------------------
 
 
-def missing_sentence(tensorrt_problem: str | None, gpu_problem: str | None, sources: Sequence[Path]) -> str | None:
-    """One sentence for a machine that cannot build engines: what is missing, how to get it, the command later."""
-    if tensorrt_problem is None and gpu_problem is None:
+CUDA_PYTHON_INSTALL = (
+    "`pip install segexport[tensorrt]` (with JetPack 6 or a driver older than CUDA 13: `pip install 'cuda-python<13'`)"
+)
+
+
+def later_command(sources: Sequence[Path], flags: Sequence[str] = ()) -> str:
+    """`segexport SOURCE --engine FLAGS` for each source: the command that builds the engines later."""
+    import shlex
+
+    tail = "".join(f" {shlex.quote(flag)}" for flag in flags)
+    return " and ".join(f"`segexport {shlex.quote(str(source))} --engine{tail}`" for source in sources)
+
+
+def missing_sentence(
+    tensorrt_problem: str | None,
+    gpu_problem: str | None,
+    sources: Sequence[Path],
+    *,
+    cuda_python_missing: bool = False,
+    later_flags: Sequence[str] = (),
+) -> str | None:
+    """One sentence for a machine that cannot build engines: what is missing, how to get it, the command later.
+
+    `cuda_python_missing`: the GPU could not even be looked for, because cuda-python is not installed.
+    `later_flags`: the engine flags of this command line, carried into the command for later.
+    """
+    if tensorrt_problem is None and gpu_problem is None and not cuda_python_missing:
         return None
-    later = " and ".join(f"`segexport {source} --engine`" for source in sources)
+    later = later_command(sources, later_flags)
     head = "no TensorRT engine was built"
+    if tensorrt_problem and cuda_python_missing:
+        return (
+            f"{head}: TensorRT and cuda-python are not installed ({tensorrt_problem}); on the machine with the "
+            f"NVIDIA GPU that will run the engine, install them ({INSTALL}, and for cuda-python "
+            f"{CUDA_PYTHON_INSTALL}) and build it with {later}"
+        )
+    if cuda_python_missing:
+        return (
+            f"{head}: cuda-python is not installed (segexport reaches the GPU through it); install it with "
+            f"{CUDA_PYTHON_INSTALL}, then build the engine with {later}"
+        )
     if tensorrt_problem and gpu_problem:
         return (
             f"{head}: TensorRT is not installed ({tensorrt_problem}) and no CUDA GPU is usable ({gpu_problem}); "
@@ -216,18 +252,26 @@ def missing_sentence(tensorrt_problem: str | None, gpu_problem: str | None, sour
     )
 
 
-def engine_prerequisites(sources: Sequence[Path], device: int = 0) -> str | None:
-    """None where TensorRT and a CUDA GPU are usable here, else `missing_sentence`'s sentence."""
-    from segrt.backends.tensorrt import NoUsableGpu, gpu_info, tensorrt_import_problem
+def engine_prerequisites(sources: Sequence[Path], device: int = 0, *, later_flags: Sequence[str] = ()) -> str | None:
+    """None where TensorRT, cuda-python and a CUDA GPU are usable here, else `missing_sentence`'s sentence."""
+    from segrt.backends import tensorrt as backend
 
     gpu_problem = None
-    try:
-        gpu_info(device)
-    except NoUsableGpu as exc:
-        gpu_problem = exc.reason
-    except SegError as exc:  # cuda-python missing, or no such device
-        gpu_problem = str(exc)
-    return missing_sentence(tensorrt_import_problem(), gpu_problem, sources)
+    cuda_python_missing = backend.cudart is None
+    if not cuda_python_missing:
+        try:
+            backend.gpu_info(device)
+        except backend.NoUsableGpu as exc:
+            gpu_problem = exc.reason
+        except SegError as exc:  # no such device
+            gpu_problem = str(exc)
+    return missing_sentence(
+        backend.tensorrt_import_problem(),
+        gpu_problem,
+        sources,
+        cuda_python_missing=cuda_python_missing,
+        later_flags=later_flags,
+    )
 
 
 def engine_sources(graphs: dict[str, Path], *, fp16: bool, int8: bool, engine: bool) -> list[Path]:
@@ -307,6 +351,35 @@ def engine_card(source_card: ModelCard, record: BuildRecord, source_sha256: str)
     }
     versions = {**source_card.versions, "tensorrt": record.tensorrt_version}
     return source_card.replace(tensorrt=tensorrt, source_sha256=source_sha256, versions=versions)
+
+
+def publish_engine(built: Path, target: Path) -> Path:
+    """Move a checked engine and its card (`built`, in the scratch folder) to `target` and its card.
+
+    Two renames cannot be one atomic step. SIGINT and SIGTERM are held between them (one that
+    arrives is raised as KeyboardInterrupt once both files are in place), so an interrupt never
+    leaves the new engine beside the old card or the reverse. What no handler can hold (SIGKILL,
+    a power cut) still leaves no usable mismatch: segrt checks the engine against the sha256 in
+    its card and refuses the pair. If the card's rename fails after the engine's, the new engine and
+    the old card (whose engine it replaced) are removed, so no pair that does not belong together stays.
+    """
+    with signals_caught(lambda signum: None) as received:
+        moved = False
+        try:
+            os.replace(built, target)
+            moved = True
+            os.replace(sidecar_path(built), sidecar_path(target))
+        except OSError as exc:
+            if moved:
+                for path in (target, sidecar_path(target)):
+                    path.unlink(missing_ok=True)
+            raise SegError(
+                f"{target}: cannot write the engine ({exc.strerror or exc}); free some space or choose another "
+                f"output directory (--out)"
+            ) from None
+    if received:
+        raise KeyboardInterrupt(f"signal {received[0]}")
+    return target
 
 
 def save_engine(path: Path, engine: bytes, card: ModelCard) -> Path:

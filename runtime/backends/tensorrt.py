@@ -145,6 +145,19 @@ def rebuild_command(card: ModelCard, engine_path: Path) -> str:
     return f"segexport {engine_path.parent / source} --engine"
 
 
+def rebuild_advice(card: ModelCard, engine_path: Path) -> str:
+    """How to rebuild the engine here; where its ONNX is not beside it, which ONNX it must be (by sha256)."""
+    command = rebuild_command(card, engine_path)
+    source = engine_path.parent / (card.tensorrt.get("source") or "model.onnx")
+    if source.is_file():
+        return f"rebuild the engine on this machine with `{command}`"
+    which = f"whose sha256 is {card.source_sha256} (the card's source_sha256)" if card.source_sha256 else "it came from"
+    return (
+        f"rebuild the engine on this machine from the ONNX {which}: {source.name} is not beside the engine, so put "
+        f"that file there and run `{command}`"
+    )
+
+
 def version_problem(card: ModelCard, tensorrt_version: str) -> str | None:
     """Why this TensorRT cannot load the engine the card describes, or None."""
     built = card.tensorrt.get("version")
@@ -167,7 +180,7 @@ def gpu_problem(card: ModelCard, gpu: GpuInfo) -> str | None:
 
 
 def _refuse(path: Path, card: ModelCard, problem: str) -> SegError:
-    return SegError(f"{path}: {problem}; rebuild the engine on this machine with `{rebuild_command(card, path)}`")
+    return SegError(f"{path}: {problem}; {rebuild_advice(card, path)}")
 
 
 # --- the backend ------------------------------------------------------------------------------

@@ -364,19 +364,6 @@ def test_an_onnx_model_without_engine_or_precision_flags_has_nothing_to_do(expor
 # --- the build itself, on a stand-in for TensorRT ------------------------------------------------------
 
 
-@pytest.fixture
-def stand_in(monkeypatch):
-    """A fresh stand-in `tensorrt` module (tests/export/stand_in_tensorrt.py) and a stand-in GPU."""
-    from segrt.backends import tensorrt as backend
-
-    spec = importlib.util.spec_from_file_location("tensorrt", Path(__file__).with_name("stand_in_tensorrt.py"))
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "tensorrt", module)
-    spec.loader.exec_module(module)
-    monkeypatch.setattr(backend, "gpu_info", lambda device=0: GpuInfo("Stand-in GPU", "8.7"))
-    return module
-
-
 def _build(onnx_path: Path, console=None, **options) -> tuple[bytes, tb.BuildRecord]:
     from rich.console import Console
 
@@ -532,3 +519,111 @@ def test_reference_is_node_by_node_for_the_tensorrt_qdq_graph_only(exported, pho
     for name in ("int8", "fp16", "fp32", "int8-cpu"):
         precision.reference_outputs(b"graph", photo, card.replace(precision=name))
     assert calls == ["node by node", "optimized", "optimized", "optimized"]
+
+
+# --- what is missing, and the command for later ---------------------------------------------------------
+
+
+def test_missing_cuda_python_is_named_with_how_to_install_it(monkeypatch):
+    from segrt.backends import tensorrt as backend
+
+    monkeypatch.setattr(backend, "cudart", None)
+    sources = [Path("build/x/model.fp16.onnx")]
+    sentence = tb.engine_prerequisites(sources)
+    assert sentence is not None and "no CUDA GPU is usable" not in sentence
+    assert "cuda-python" in sentence and "not installed" in sentence
+    assert "pip install segexport[tensorrt]" in sentence and "cuda-python<13" in sentence
+    assert "`segexport build/x/model.fp16.onnx --engine`" in sentence and sentence.count(";") == 1
+    alone = tb.missing_sentence(None, None, sources, cuda_python_missing=True)
+    assert alone is not None and alone.startswith("no TensorRT engine was built: cuda-python is not installed")
+
+
+@needs_no_engine_machine
+def test_the_command_for_later_carries_the_engine_flags_given(exported, tmp_path, capsys):
+    import shlex
+
+    source = tmp_path / "my models" / "model.onnx"  # a space: the command must still be one to paste
+    source.parent.mkdir()
+    shutil.copy(exported("unet"), source)
+    shutil.copy(sidecar_path(exported("unet")), sidecar_path(source))
+    engine = ["--min-shape", "2x64x64", "--max-shape", "2x480x640", "--workspace", "512"]
+    engine += ["--timing-cache", str(tmp_path / "t.cache"), "--builder-opt-level", "4", "--dla-core", "0"]
+    engine += ["--min-agreement", "99.5"]
+    assert main([str(source), "--engine", *engine]) == 3
+    message = " ".join(capsys.readouterr().err.split())
+    later = re.search(r"`(segexport [^`]+)`", message)
+    assert later is not None, message
+    again = build_parser().parse_args(shlex.split(later[1])[1:])
+    given = build_parser().parse_args([str(source), "--engine", *engine])
+    assert vars(again) == vars(given)
+
+
+def test_engine_rebuild_advice_names_the_onnx_by_sha_when_it_is_not_beside_the_engine(exported, tmp_path):
+    """segrt's refusal of an engine from another TensorRT or GPU says what to rebuild it from."""
+    from segrt.backends.tensorrt import rebuild_advice
+
+    card = tb.engine_card(read_card(exported("unet")), _record(exported("unet")), file_sha256(exported("unet")))
+    engine = tmp_path / "model.engine"
+    advice = rebuild_advice(card, engine)
+    assert f"sha256 is {file_sha256(exported('unet'))}" in advice and "model.onnx is not beside the engine" in advice
+    assert f"`segexport {tmp_path / 'model.onnx'} --engine`" in advice
+    shutil.copy(exported("unet"), tmp_path / "model.onnx")
+    command = f"segexport {tmp_path / 'model.onnx'} --engine"
+    assert rebuild_advice(card, engine) == f"rebuild the engine on this machine with `{command}`"
+
+
+# --- writing the engine and its card as a pair ------------------------------------------------------------
+
+
+def _scratch_pair(folder: Path, exported) -> Path:
+    card = tb.engine_card(read_card(exported("unet")), _record(exported("unet")), file_sha256(exported("unet")))
+    folder.mkdir()
+    return tb.save_engine(folder / "model.engine", b"engine bytes", card)
+
+
+def test_a_signal_between_the_two_renames_waits_until_both_files_are_in_place(exported, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    built = _scratch_pair(tmp_path / "scratch", exported)
+    target = tmp_path / "model.engine"
+    real = os.replace
+
+    def replace_then_interrupt(src, dst):
+        real(src, dst)
+        if Path(dst) == target:  # the engine is in place, its card not yet
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(os, "replace", replace_then_interrupt)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        tb.publish_engine(built, target)
+    assert read_card(target).tensorrt["gpu"] == "Orin"  # the pair is whole: the card's sha256 matches the engine
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_failed_rename_leaves_the_old_pair_or_no_pair(exported, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    target = tmp_path / "model.engine"
+    tb.publish_engine(_scratch_pair(tmp_path / "old", exported), target)
+    old = target.read_bytes()
+    real = os.replace
+
+    def failing(name):
+        def replace(src, dst):
+            if Path(dst).name == name and Path(dst).parent == tmp_path:
+                raise OSError(errno.EROFS, "Read-only file system")
+            real(src, dst)
+
+        return replace
+
+    monkeypatch.setattr(os, "replace", failing("model.engine"))
+    with pytest.raises(SegError, match=r"model\.engine: cannot write the engine \(Read-only file system\)"):
+        tb.publish_engine(_scratch_pair(tmp_path / "new1", exported), target)
+    assert target.read_bytes() == old and read_card(target) is not None  # the old pair, untouched
+    monkeypatch.setattr(os, "replace", failing("model.engine.json"))
+    with pytest.raises(SegError, match="cannot write the engine"):
+        tb.publish_engine(_scratch_pair(tmp_path / "new2", exported), target)
+    assert not target.exists() and not sidecar_path(target).exists()  # not the new engine beside the old card

@@ -65,11 +65,33 @@ def test_fp32_engine_agrees_with_onnx_runtime(fp32_engine, exported, photo):
     assert _agreement(fp32_engine, exported("unet"), photo) >= 0.999
 
 
-def test_timing_cache_is_written_and_reused(fp32_engine, exported, tmp_path):
+def test_timing_cache_is_written_and_reused(fp32_engine, exported, tmp_path, monkeypatch, capsys):
+    from segexport import tensorrt_build as tb
+
     cache = fp32_engine.parent / "timing.cache"
-    assert cache.stat().st_size > 0
+    first = cache.read_bytes()
+    assert first
+    given: list[bytes] = []
+    real = tb._load_timing_cache
+
+    def recording(config, data, path, console):
+        given.append(bytes(data))
+        return real(config, data, path, console)
+
+    monkeypatch.setattr(tb, "_load_timing_cache", recording)
     args = [str(exported("unet")), "--engine", *SHAPES, "--timing-cache", str(cache), "--out", str(tmp_path)]
-    assert main(args) == 0 and cache.stat().st_size > 0
+    capsys.readouterr()
+    assert main(args) == 0
+    assert given == [first]  # the second build was handed the first build's cache ...
+    assert "unreadable or from another GPU" not in capsys.readouterr().err  # ... and TensorRT took it
+    assert cache.stat().st_size >= len(first)
+
+
+def test_engine_whose_profile_starts_above_one_image_is_checked_on_a_batch(exported, tmp_path, photo):
+    batch = ["--min-shape", "2x32x32", "--opt-shape", "2x240x320", "--max-shape", "3x480x640"]
+    assert main([str(exported("unet")), "--engine", *batch, "--out", str(tmp_path)]) == 0
+    card = read_card(tmp_path / "model.engine")
+    assert card.tensorrt["profile"]["min"] == [2, 32, 32, 3] and card.checks["parity"]["label_agreement"] >= 0.999
 
 
 def test_batches_timings_profile_limits_graph_and_close(fp32_engine, photo):
