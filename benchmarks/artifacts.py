@@ -2,10 +2,11 @@
 
 One folder per model and graph kind (fused or --no-fuse), named from the segexport
 arguments and a fingerprint of the exporter (its source and the versions of the tools it
-calls), so a second run reuses the exports and a changed exporter never does. FP16 files
-land beside model.onnx under the names segrt.meta.artifact_name gives them; INT8 files in
-a subfolder named from their calibration (the bytes of the images segexport picks, and
-their count), so a graph calibrated on other data is never reused. A step that cannot be
+calls), so a second run reuses the exports and a changed exporter never does. Calibrated
+files (INT8 always, FP16 where the model names calibration images) land in a subfolder named
+from their calibration (the bytes of the images segexport picks, and their count), so a graph
+calibrated on other data is never reused; an FP16 file without calibration images lands
+beside model.onnx, under the names segrt.meta.artifact_name gives them. A step that cannot be
 done raises SegError with the reason: MissingDependency where this machine lacks a piece
 (no TensorRT, no GPU; the case is skipped), SegError where the export itself failed (a
 failed parity check, an exporter error; the case failed).
@@ -97,7 +98,10 @@ class ExportCache:
         fp32 = folder / "model.onnx"
         self._once(fp32, [*model.export_args(), *([] if fused else ["--no-fuse"]), "--out", str(folder)])
         flavour = "int8-cpu" if precision == "int8" and backend == "ort-cpu" else precision
-        graphs = folder / f"int8-calib-{self.calibration_key(model)}" if precision == "int8" else folder
+        # INT8 always calibrates; FP16 does where the model names calibration images (AutoCast picks the
+        # nodes kept in FP32 on them, not on the photo the case is scored on)
+        calibrated = precision == "int8" or (precision == "fp16" and model.calib is not None)
+        graphs = folder / f"calib-{self.calibration_key(model)}" if calibrated else folder
         onnx = graphs / artifact_name("model", flavour)
         if precision != "fp32":
             self._once(onnx, [str(fp32), *_precision_flags(flavour, model), "--onnx-only", "--out", str(graphs)])
@@ -112,7 +116,7 @@ class ExportCache:
         return engine
 
     def calibration_key(self, model: ModelSpec) -> str:
-        """A hash of the images INT8 calibration reads (their bytes) and how many: the INT8 files' folder name."""
+        """A hash of the images calibration reads (their bytes) and how many: the calibrated files' folder name."""
         memo = (model.calib, model.calib_count, model.name)
         if memo not in self.calibration_keys:
             digest = hashlib.sha256(f"calib_count={model.calib_count}".encode())
@@ -164,9 +168,9 @@ def exporter_fingerprint() -> str:
 
 def _precision_flags(flavour: str, model: ModelSpec) -> list[str]:
     """segexport flags writing one precision graph: fp16, int8 (TensorRT Q/DQ) or int8-cpu."""
-    if flavour == "fp16":
-        return ["--fp16"]
     count = ["--calib-count", str(model.calib_count)] if model.calib_count else []
+    if flavour == "fp16":
+        return ["--fp16", *(["--calib", str(model.calib), *count] if model.calib else [])]
     target = ["--int8-target", "cpu" if flavour == "int8-cpu" else "tensorrt"]
     return ["--int8", *target, "--calib", str(calibration_source(model)), *count]
 

@@ -304,9 +304,10 @@ def describe(case: Case) -> dict[str, Any]:
 
 
 def check_calibrations(suite: Suite, photo: Path, dataset: Path | None) -> None:
-    """Before any work: no INT8 case this machine runs may calibrate on the photo or the val images it is scored on."""
+    """Before any work: no case this machine runs may calibrate on the photo or the val images it is scored on."""
     where = str(suite.source) if suite.source else "command line"
-    runnable = [c.model for c in suite.cases if c.precision == "int8" and unavailable_reason(c) is None]
+    calibrated = [c for c in suite.cases if c.precision == "int8" or (c.precision == "fp16" and c.model.calib)]
+    runnable = [c.model for c in calibrated if unavailable_reason(c) is None]
     for model in dict.fromkeys(runnable):
         check_calibration(model, [photo, *val_images(dataset or model.dataset)], where)
 

@@ -64,6 +64,8 @@ class FakeSegexport:
         if "--int8" in argv:
             target = argv[argv.index("--int8-target") + 1]
             name = "model.int8-cpu.onnx" if target == "cpu" else "model.int8.onnx"
+        elif "--fp16" in argv:
+            name = "model.fp16.onnx"
         else:
             name = "model.onnx"
         (out / name).write_bytes(b"graph")
@@ -79,7 +81,7 @@ def test_int8_files_are_keyed_by_their_calibration_images_and_count(tmp_path: Pa
     cache = ExportCache(tmp_path / "cache")
     first = ModelSpec("unet", ("--weights", "none"), calib=write_images(tmp_path / "a", [1, 2, 3]))
     path = int8_file(cache, first)
-    assert path.name == "model.int8-cpu.onnx" and path.parent.name.startswith("int8-calib-")
+    assert path.name == "model.int8-cpu.onnx" and path.parent.name.startswith("calib-")
     assert path.parent.parent == cache.folder(first, fused=True)
     assert int8_file(cache, first) == path and len(fake.commands) == 2  # model.onnx, then the INT8 graph: reused
 
@@ -114,3 +116,17 @@ def test_without_calib_the_fcn_default_would_calibrate_on_the_bundled_photo_and_
 
     with pytest.raises(SegError, match=r"astronaut\.jpg"):
         check_calibration(ModelSpec("fcn_resnet50", label="fcn"), [ASSETS / "astronaut.jpg"], "command line")
+
+
+def test_fp16_uses_the_models_calibration_images_when_it_names_them(tmp_path: Path, monkeypatch) -> None:
+    fake = FakeSegexport()
+    monkeypatch.setattr(artifacts, "run_segexport", fake)
+    cache = ExportCache(tmp_path / "cache")
+    calibrated = ModelSpec("unet", ("--weights", "none"), calib=write_images(tmp_path / "a", [1, 2, 3]))
+    path = cache.model_file(calibrated, backend="ort-cpu", precision="fp16", fused=True, shape=(1, 24, 32))
+    assert path.parent.name.startswith("calib-")
+    assert fake.commands[-1][fake.commands[-1].index("--calib") + 1] == str(calibrated.calib)
+
+    plain = ModelSpec("unet", ("--weights", "none"))
+    path = cache.model_file(plain, backend="ort-cpu", precision="fp16", fused=True, shape=(1, 24, 32))
+    assert path.parent == cache.folder(plain, fused=True) and "--calib" not in fake.commands[-1]

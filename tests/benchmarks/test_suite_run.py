@@ -168,7 +168,7 @@ def test_files_network_time_and_speedups(tiny_run: tuple[int, Path, Path]) -> No
         assert case["outside_network_share"] == pytest.approx(expected)
     assert fused["network"] == unfused["network"]  # one measurement of the same bare network
     assert all(case["network_input"] == [32, 32] for case in cases.values())  # the baseline's preset is 32x32 too
-    assert Path(int8["file"]).parent.name.startswith("int8-calib-")  # keyed by its calibration images
+    assert Path(int8["file"]).parent.name.startswith("calib-")  # keyed by its calibration images
     assert Path(int8["network"]["file"]).name == "model.int8-cpu.onnx"
 
 
