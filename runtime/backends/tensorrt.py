@@ -455,9 +455,12 @@ def tensorrt_logger(emit: Callable[[Any, str], None], hint: str = "") -> Any:
             self.errors: list[str] = []
 
         def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
-            if int(severity) <= int(trt.ILogger.ERROR):
-                self.errors.append(msg)
-            emit(severity, msg)
+            # Called from TensorRT's C++ (noexcept, maybe from its threads): nothing may escape, not
+            # even a warning turned into an error by `-W error`.
+            with contextlib.suppress(Exception):  # a log line is not worth an abort
+                if int(severity) <= int(trt.ILogger.ERROR):
+                    self.errors.append(msg)
+                emit(severity, msg)
 
         def last_error(self) -> str:
             return self.errors[-1] if self.errors else f"no message from TensorRT{hint}"

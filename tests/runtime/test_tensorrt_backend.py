@@ -161,3 +161,29 @@ def test_this_machine_without_a_driver_gets_one_sentence_not_a_traceback():
     message = str(info.value)
     assert message.startswith("CUDA device 0: no usable NVIDIA GPU (") and "\n" not in message
     assert "cudaErrorInsufficientDriver = 35" in message or "cudaErrorNoDevice = 100" in message
+
+
+def test_logger_keeps_errors_and_lets_nothing_escape_into_tensorrt(monkeypatch) -> None:
+    """TensorRT calls the logger from C++ (noexcept): a failing `emit` must not raise through it."""
+
+    class Severity(int):
+        pass
+
+    class ILogger:
+        ERROR, WARNING = Severity(1), Severity(2)
+
+        def __init__(self) -> None:
+            pass
+
+    module = types.ModuleType("tensorrt")
+    module.ILogger = ILogger
+    monkeypatch.setitem(__import__("sys").modules, "tensorrt", module)
+
+    def emit(severity: object, msg: str) -> None:
+        raise RuntimeWarning(f"warnings are errors here: {msg}")
+
+    logger = backend.tensorrt_logger(emit, hint=" (hint)")
+    assert logger.last_error() == "no message from TensorRT (hint)"
+    logger.log(ILogger.WARNING, "a warning")  # emit raises; the logger swallows it
+    logger.log(ILogger.ERROR, "engine plan is corrupt")
+    assert logger.last_error() == "engine plan is corrupt"
