@@ -197,12 +197,25 @@ def evaluate(model: Any, dataset: VocDataset) -> np.ndarray:
     return counts
 
 
+def stored_weights(network: Any) -> dict[str, Any]:
+    """The state dict as committed: floating-point tensors in FP16, half the file (3.9 MB, not 7.9 MB).
+
+    The model trained under bf16 autocast, so rounding its weights to FP16 costs nothing
+    measurable; `load_state_dict` copies them back into the FP32 network, and the card's val
+    IoU is scored on these rounded weights, exactly what a user of the checkpoint runs.
+    """
+    return {
+        key: (value.detach().half() if value.is_floating_point() else value.detach()).clone().contiguous()
+        for key, value in network.state_dict().items()
+    }
+
+
 def write_outputs(model: Any, out: Path, info: dict[str, Any]) -> tuple[Path, Path]:
     """The state dict (torch.save, loads with weights_only=True) and the card JSON, both written atomically."""
     import torch
 
     out.mkdir(parents=True, exist_ok=True)
-    state = {key: value.detach().clone().contiguous() for key, value in model.network.state_dict().items()}
+    state = stored_weights(model.network)
     checkpoint = atomic_write(out / CHECKPOINT_NAME, lambda tmp: torch.save(state, tmp))
     card = write_bytes_atomic(out / CARD_NAME, (json.dumps(info, indent=2) + "\n").encode())
     return checkpoint, card
@@ -252,6 +265,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     losses = train(model, images, labels, args)
     train_wall, train_cpu = time.perf_counter() - wall - data_wall, time.process_time() - cpu - data_cpu
 
+    model.network.load_state_dict(stored_weights(model.network))  # score the weights as they are shipped
     val = VocDataset(data, "val")
     ious = iou_per_class(evaluate(model, val))
     total_wall, total_cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -274,6 +288,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             "batch": args.batch,
             "lr": args.lr,
             "bf16_autocast": args.bf16,
+            "stored_as": "float16 state dict (loaded into the FP32 network)",
             "final_loss": round(losses[-1], 5),
             "torch": torch.__version__,
             "cpu": platform.processor() or platform.machine(),
