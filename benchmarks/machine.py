@@ -156,7 +156,11 @@ def _nvml(pynvml: Any, query: Any, *args: Any) -> Any:
 
 
 def git_commit() -> dict[str, Any] | None:
-    """The commit of the segbench source that ran, and whether the tree had uncommitted changes."""
+    """The commit of the segbench source that ran, and whether the tree had uncommitted changes.
+
+    Committed results (benchmarks/results/) do not count: a run writing into its own committed
+    folder (its export log first) would otherwise call its own source uncommitted.
+    """
     here = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
@@ -172,7 +176,13 @@ def git_commit() -> dict[str, Any] | None:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
-    return {"commit": commit, "dirty": bool(dirty)}
+    return {"commit": commit, "dirty": any(source_changed(line) for line in dirty.splitlines())}
+
+
+def source_changed(porcelain_line: str) -> bool:
+    """Whether one `git status --porcelain` line is a change outside the committed results."""
+    path = porcelain_line[3:].split(" -> ")[-1].strip('"')
+    return not path.startswith("benchmarks/results/")
 
 
 def _ort_providers() -> list[str]:
