@@ -141,3 +141,94 @@ def test_signal_inside_tensorrts_build_cancels_it_through_the_monitor_and_writes
     cancelled_at = (tmp_path / "CANCELLED").read_text()
     assert cancelled_at.isdigit() and int(cancelled_at) < 5000, cancelled_at  # stopped by the monitor, not the end
     assert not out.exists() or [p.name for p in out.iterdir()] == []
+
+
+# --- segbench: a signal during a case or during the results write leaves no results.json ----------------------
+
+BENCH_SUITE = """
+name = "interrupted"
+shapes = ["1x48x64"]
+warmup = 0
+iterations = 2
+baseline = false
+[[model]]
+name = "unet"
+input_size = "32x32"
+args = ["--unet-base", "4", "--unet-depth", "2"]
+runs = [{ backend = "ort-cpu" }, { backend = "ort-cpu", fused = false }]
+"""
+
+# Holds segbench in its second case's timing loop: the first case is measured, nothing is written yet.
+HOLD_IN_SECOND_CASE = """
+    import pathlib, time
+    from segbench import runner
+    real_run_case = runner.Runner.run_case
+    seen = []
+    def run_case_then_hold(self, case):
+        seen.append(case)
+        if len(seen) == 2:
+            pathlib.Path(MARKER).write_text("in the second case")
+            time.sleep(60)
+        return real_run_case(self, case)
+    runner.Runner.run_case = run_case_then_hold
+"""
+
+# Holds segbench with half of results.json written to its temporary file (report and plots are done).
+HOLD_IN_RESULTS_WRITE = """
+    import pathlib, time
+    real_write_text = pathlib.Path.write_text
+    def write_half_then_hold(self, text, *args, **kwargs):
+        if self.name.startswith(".results.json.") and self.name.endswith(".tmp"):
+            real_write_text(self, text[: len(text) // 2])
+            pathlib.Path(MARKER).write_text("in the results write")
+            time.sleep(60)
+        return real_write_text(self, text, *args, **kwargs)
+    pathlib.Path.write_text = write_half_then_hold
+"""
+
+
+def _segbench_until_marker(hold: str, argv: list[str], marker: Path) -> subprocess.Popen[str]:
+    script = (
+        f"MARKER = {str(marker)!r}\n"
+        + textwrap.dedent(hold)
+        + textwrap.dedent(f"""
+        import sys
+        from segbench.cli import main
+        sys.exit(main({argv!r}))
+    """)
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 300
+    while not marker.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"never reached the marker: {process.communicate()[1][-2000:]}")
+        time.sleep(0.05)
+    return process
+
+
+@pytest.mark.parametrize(
+    ("hold", "signum"),
+    [(HOLD_IN_SECOND_CASE, signal.SIGINT), (HOLD_IN_RESULTS_WRITE, signal.SIGTERM)],
+    ids=["SIGINT-during-a-case", "SIGTERM-during-the-results-write"],
+)
+def test_killing_segbench_leaves_no_results_and_a_rerun_writes_them(hold, signum, tmp_path):
+    from segbench.cli import main as segbench_main
+    from segbench.report import load_run
+
+    suite = tmp_path / "suite.toml"
+    suite.write_text(BENCH_SUITE)
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    argv = [str(suite), "--out", str(out), "--cache", str(cache)]
+    process = _segbench_until_marker(hold, argv, tmp_path / "marker")
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    assert not (out / "results.json").exists() and not list(out.glob(".*.tmp")), sorted(out.iterdir())
+
+    assert segbench_main(argv) == 0
+    record = load_run(out)
+    assert [case["status"] for case in record["cases"]] == ["ok", "ok"]
