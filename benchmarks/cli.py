@@ -210,12 +210,13 @@ def require_modules(modules: Sequence[str], purpose: str) -> None:
 def run_command(args: argparse.Namespace, console: Any) -> int:
     require_modules(RUN_MODULES, "segbench (its baseline, exports, resource samples and plots)")
     from segbench.report import console_tables, write_run
-    from segbench.runner import run_suite
+    from segbench.runner import preflight, run_suite
 
     suite = suite_from_args(args)
     if args.list:
         print("\n".join(case.id for case in suite.cases))
         return 0
+    preflight(suite, args.dataset)  # a bad photo, labelled set or calibration: refused before the run folder
     out = args.out or Path("build/segbench-runs") / f"{suite.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         out.mkdir(parents=True, exist_ok=True)

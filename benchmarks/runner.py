@@ -322,6 +322,24 @@ def val_images(root: Path | None) -> list[Path]:
         return []
 
 
+def preflight(suite: Suite, dataset: Path | None) -> tuple[Path, np.ndarray]:
+    """What a run reads, checked before any work or output: the photo, the labelled sets, the calibration.
+
+    A labelled set the user named (--dataset, or dataset = in the suite) that cannot be read is an
+    error, not a run whose mIoU column is silently empty. Returns the photo's path and pixels.
+    """
+    from segexport import ASSETS
+    from segrt.image import read_image
+
+    photo_path = suite.image or ASSETS / "astronaut.jpg"
+    photo = read_image(photo_path)
+    roots = [dataset] if dataset is not None else [case.model.dataset for case in suite.cases]
+    for root in dict.fromkeys(root for root in roots if root is not None):
+        accuracy.open_dataset(root)
+    check_calibrations(suite, photo_path, dataset)
+    return photo_path, photo
+
+
 def run_suite(
     suite: Suite,
     *,
@@ -333,14 +351,11 @@ def run_suite(
     """Run every case; returns the run record (environment, settings, cases) that report.py writes."""
     from segbench.machine import OtherLoad, environment
     from segbench.report import add_speedups
-    from segexport import ASSETS
-    from segrt.image import read_image
 
-    photo_path = suite.image or ASSETS / "astronaut.jpg"
-    check_calibrations(suite, photo_path, dataset)
+    photo_path, photo = preflight(suite, dataset)
     started = time.time()
     other_load = OtherLoad()
-    runner = Runner(suite, read_image(photo_path), ExportCache(cache, log), dataset)
+    runner = Runner(suite, photo, ExportCache(cache, log), dataset)
     cases = []
     for case in suite.cases:
         if progress is not None:

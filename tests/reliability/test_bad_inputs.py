@@ -34,6 +34,12 @@ from segrt.errors import MissingDependency, SegError
 from segrt.meta import ModelCard, read_card, sidecar_path, write_sidecar
 
 SMALL_UNET = ["unet", "--unet-base", "4", "--unet-depth", "2", "--input-size", "32x32"]
+# segbench's one-case flags for the same small U-Net, one quick sample, no PyTorch baseline
+SMALL_BENCH = [
+    "--model", "unet", "--input-size", "32x32", "--export-arg=--unet-base", "--export-arg=4",
+    "--export-arg=--unet-depth", "--export-arg=2", "--shape", "1x48x64", "--no-baseline",
+    "--iterations", "1", "--warmup", "0", "--min-seconds", "0.01", "--cache", "{tmp}/cache",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -427,6 +433,33 @@ ROWS = [
     Row("suite is not TOML", ["segbench", "{tmp}/bad.toml"], 2, ("bad.toml",), _suite),
     Row("suite file missing", ["segbench", "{tmp}/nowhere.toml"], 2, ("nowhere.toml",)),
     Row("unknown precision", ["segbench", "--model", "unet", "--precision", "int4"], 2, ("int4",)),
+    Row(
+        "run folder under a file",
+        ["segbench", *SMALL_BENCH, "--out", "{tmp}/file/run"],
+        2,
+        ("{tmp}/file/run", "cannot write the run directory"),
+        lambda t, e: (t / "file").write_text("a file"),
+    ),
+    Row(
+        "photo that is not an image",
+        ["segbench", *SMALL_BENCH, "--image", "{tmp}/text.jpg", "--out", "{tmp}/run"],
+        2,
+        ("{tmp}/text.jpg", "not an image"),
+        _images,
+    ),
+    Row(
+        "labelled set that is not there",
+        ["segbench", *SMALL_BENCH, "--dataset", "{tmp}/nowhere", "--out", "{tmp}/run"],
+        2,
+        ("{tmp}/nowhere", "no such dataset folder"),
+    ),
+    Row(
+        "checkpoint of random bytes: the case fails, the run is written",
+        ["segbench", *SMALL_BENCH, "--export-arg=--checkpoint", "--export-arg={tmp}/garbage.pt", "--out", "{tmp}/run"],
+        1,
+        ("1 of 1 cases failed", "garbage.pt"),
+        lambda t, e: (t / "garbage.pt").write_bytes(np.random.default_rng(2).bytes(3000)),
+    ),
 ]
 
 MAINS = {"segexport": segexport_main, "segrun": segrun_main, "segbench": segbench_main}
@@ -466,6 +499,10 @@ def test_bad_input_row(row, exported, tmp_path, monkeypatch, capsys):
         assert err.count("error:") == 1, err
     if (command == "segexport" and row.code != 0) or (command == "segrun" and row.code == 2):
         assert not _leftovers(tmp_path), _leftovers(tmp_path)
+    if command == "segbench" and row.code == 2:
+        assert not (tmp_path / "run").exists()  # refused before the run folder was made
+    if command == "segbench" and row.code == 1:
+        assert (tmp_path / "run" / "results.json").is_file()  # a failed case is reported, the run still written
 
 
 def _leftovers(tmp: Path) -> list[Path]:
