@@ -76,13 +76,14 @@ HOLD_IN_TENSORRT_BUILD = f"""
 """
 
 
-def _run_until_marker(hold: str, argv: list[str], marker: Path) -> subprocess.Popen[str]:
+def _run_until_marker(hold: str, argv: list[str], marker: Path, cli: str = "segexport.cli") -> subprocess.Popen[str]:
+    """Start `cli`'s main(argv) in a subprocess with `hold` installed; return once it wrote `marker`."""
     script = (
         f"MARKER = {str(marker)!r}\n"
         + textwrap.dedent(hold)
         + textwrap.dedent(f"""
         import sys
-        from segexport.cli import main
+        from {cli} import main
         sys.exit(main({argv!r}))
     """)
     )
@@ -187,28 +188,6 @@ HOLD_IN_RESULTS_WRITE = """
 """
 
 
-def _segbench_until_marker(hold: str, argv: list[str], marker: Path) -> subprocess.Popen[str]:
-    script = (
-        f"MARKER = {str(marker)!r}\n"
-        + textwrap.dedent(hold)
-        + textwrap.dedent(f"""
-        import sys
-        from segbench.cli import main
-        sys.exit(main({argv!r}))
-    """)
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    deadline = time.monotonic() + 300
-    while not marker.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"never reached the marker: {process.communicate()[1][-2000:]}")
-        time.sleep(0.05)
-    return process
-
-
 @pytest.mark.parametrize(
     ("hold", "signum"),
     [(HOLD_IN_SECOND_CASE, signal.SIGINT), (HOLD_IN_RESULTS_WRITE, signal.SIGTERM)],
@@ -222,7 +201,7 @@ def test_killing_segbench_leaves_no_results_and_a_rerun_writes_them(hold, signum
     suite.write_text(BENCH_SUITE)
     out, cache = tmp_path / "run", tmp_path / "cache"
     argv = [str(suite), "--out", str(out), "--cache", str(cache)]
-    process = _segbench_until_marker(hold, argv, tmp_path / "marker")
+    process = _run_until_marker(hold, argv, tmp_path / "marker", cli="segbench.cli")
     process.send_signal(signum)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
