@@ -80,6 +80,9 @@ def _run_until_marker(hold: str, argv: list[str], marker: Path, cli: str = "sege
     """Start `cli`'s main(argv) in a subprocess with `hold` installed; return once it wrote `marker`."""
     script = (
         f"MARKER = {str(marker)!r}\n"
+        # Ctrl-C at a terminal raises KeyboardInterrupt; a job started in the background by a shell without job
+        # control (some CI runners) inherits SIGINT ignored, and Python keeps it so: give the child the terminal's.
+        + "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
         + textwrap.dedent(hold)
         + textwrap.dedent(f"""
         import sys
