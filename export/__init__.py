@@ -23,3 +23,16 @@ def parity_image(model_name: str) -> Path:
     """
     sample = WEIGHTS / f"{model_name}_sample.jpg"
     return sample if sample.is_file() else ASSETS / "astronaut.jpg"
+
+
+def read_lines(path: Path, what: str, fix: str, reading: str = "it") -> list[str]:
+    """The non-empty, stripped lines of a UTF-8 text file the user named, or SegError: "`what`: cannot read
+    `reading` (reason); `fix`" (--classes and --calib lists are read this way)."""
+    from segrt.errors import SegError
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise SegError(f"{what}: cannot read {reading} ({reason}); {fix}") from None
+    return [line.strip() for line in lines if line.strip()]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segexport import DEFAULT_MODEL, parity_image
+from segexport import DEFAULT_MODEL, parity_image, read_lines
 from segrt.errors import SegError, interrupt_on_sigterm
 
 INT8_TARGETS = ("tensorrt", "cpu", "both")
@@ -272,14 +272,7 @@ def _read_classes(text: str) -> tuple[str, ...]:
     """--classes: a text file with one name per line, else comma-separated names."""
     path = Path(text)
     if path.is_file():
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise SegError(
-                f"--classes {path}: cannot read it ({reason}); give a text file with one name per line"
-            ) from None
-        names = [line.strip() for line in lines if line.strip()]
+        names = read_lines(path, f"--classes {path}", "give a text file with one name per line")
     else:
         names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:

@@ -95,15 +95,14 @@ def list_file_images(list_file: Path) -> list[Path]:
     """The images a .txt list names, one per line: paths relative to the list, or the ids of a
     Pascal-VOC split file (`ImageSets/Segmentation/train.txt` -> `JPEGImages/<id>.jpg`), so INT8 can be
     calibrated on a dataset's train split and never on the images it is scored on."""
-    try:
-        lines = list_file.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise SegError(
-            f"--calib {list_file}: cannot read it as a list of images ({reason}); give a folder of images, or a "
-            f".txt file with one image path (or Pascal-VOC id) per line"
-        ) from None
-    names = [line.strip() for line in lines if line.strip()]
+    from segexport import read_lines
+
+    names = read_lines(
+        list_file,
+        f"--calib {list_file}",
+        "give a folder of images, or a .txt file with one image path (or Pascal-VOC id) per line",
+        reading="it as a list of images",
+    )
     split_folder = list_file.absolute().parent  # a relative Segmentation/x.txt has no parents[2] of its own
     is_voc_split = split_folder.name == "Segmentation" and split_folder.parent.name == "ImageSets"
     voc_root = split_folder.parent.parent if is_voc_split else None
