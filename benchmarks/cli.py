@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from segbench.suite import BACKENDS, PRECISIONS, Case, Suite, load_suite, suite_from_dict
-from segrt.errors import MissingDependency, SegError, interrupt_on_sigterm
+from segrt.errors import MissingDependency, SegError
+from segrt.signals import interrupt_on_sigterm
 
 INSTALL_BENCH = "install the benchmark extra: pip install 'segexport[bench]'"
 # What a run imports: the terminal (rich), memory and CPU load (psutil), the plots, the baseline and the

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from segexport import DEFAULT_MODEL, parity_image, read_lines
-from segrt.errors import SegError, interrupt_on_sigterm
+from segrt.errors import SegError
+from segrt.signals import interrupt_on_sigterm
 
 INT8_TARGETS = ("tensorrt", "cpu", "both")
 
@@ -153,13 +154,20 @@ def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of the TensorRT engine step. Owned by the engine work."""
-    from segexport import tensorrt_build as tb
+    from segexport import tensorrt_profile as tb
+    from segrt.backends import tensorrt_library
 
     def shape(text: str) -> tuple[int, int, int]:
         try:
             return tb.parse_shape(text)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
+
+    def gpu_arch(text: str) -> tuple[str, ...]:
+        try:
+            return tensorrt_library.parse_gpu_arch(text)
+        except SegError as exc:
+            raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[-1]) from None
 
     def text(values: tuple[int, ...]) -> str:
         return "x".join(map(str, values))
@@ -171,6 +179,20 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         "then segexport exits with code 3 and the command that builds the engine later.",
     )
     group.add_argument("--engine", action="store_true", help="build a TensorRT engine (implied by --fp16 / --int8)")
+    group.add_argument(
+        "--rtx",
+        action="store_true",
+        help="build with TensorRT for RTX instead (model.<precision>.rtx.engine): ahead of time, on any machine, "
+        "GPU or not, for GeForce/RTX GPUs of the --gpu-arch targets; its kernels are compiled on the GPU at first run",
+    )
+    group.add_argument(
+        "--gpu-arch",
+        type=gpu_arch,
+        metavar="SM,...",
+        help="with --rtx: the GPUs to build for, from "
+        f"{', '.join(tensorrt_library.RTX_TARGETS)} (default: TensorRT-RTX's own portable set, compute capability "
+        f"{', '.join(tensorrt_library.RTX_DEFAULT_TARGETS)}); Hopper (sm90) and Jetson (sm87) need full TensorRT",
+    )
     group.add_argument(
         "--onnx-only", action="store_true", help="stop after the ONNX files, even with --fp16 / --int8 (exit 0)"
     )
@@ -412,22 +434,37 @@ def check_precision_flags(args: argparse.Namespace) -> None:
 def engine_wanted(args: argparse.Namespace) -> bool:
     """Whether this command line builds a TensorRT engine (--engine, --fp16, or --int8 with a TensorRT graph)."""
     int8 = bool(getattr(args, "int8", False)) and "int8" in int8_flavours(getattr(args, "int8_target", None))
-    return not args.onnx_only and bool(args.engine or getattr(args, "fp16", False) or int8)
+    return not args.onnx_only and bool(args.engine or args.rtx or getattr(args, "fp16", False) or int8)
 
 
 def check_engine_flags(args: argparse.Namespace) -> None:
-    """Refuse a contradicting profile or an unreadable timing cache before any work is done."""
+    """Refuse a contradicting profile, flags the chosen library lacks, or an unreadable timing cache before any
+    work is done."""
+    if args.gpu_arch and not args.rtx:
+        raise SegError("--gpu-arch picks TensorRT-RTX targets: add --rtx (full TensorRT builds for the GPU it runs on)")
+    if args.rtx:
+        for flag, value in (("--timing-cache", args.timing_cache), ("--dla-core", args.dla_core)):
+            if value is not None:
+                raise SegError(
+                    f"{flag} does not apply with --rtx: TensorRT-RTX has no "
+                    f"{'timing cache' if flag == '--timing-cache' else 'DLA'}; drop {flag}, or drop --rtx to build "
+                    f"with TensorRT"
+                )
     if not engine_wanted(args):
         return
-    from segexport import tensorrt_build as tb
+    from segexport import tensorrt_build, tensorrt_profile
 
-    tb.shape_range(args.min_shape, args.opt_shape, args.max_shape)
-    tb.read_timing_cache(args.timing_cache)
+    tensorrt_profile.shape_range(args.min_shape, args.opt_shape, args.max_shape)
+    tensorrt_build.read_timing_cache(args.timing_cache)
 
 
 def engine_flags(args: argparse.Namespace) -> list[str]:
     """The engine flags given on this command line, for the command that builds the engine later."""
-    flags: list[str] = []
+    flags: list[str] = ["--rtx"] if args.rtx else []
+    if args.gpu_arch:
+        from segrt.backends.tensorrt_library import arch_flag
+
+        flags += ["--gpu-arch", arch_flag(args.gpu_arch)]
     for flag, value in (
         ("--min-shape", args.min_shape),
         ("--opt-shape", args.opt_shape),
@@ -490,14 +527,14 @@ def engine_step(args: argparse.Namespace, graphs: dict[str, Path], image: Any, o
 
     No flag: no engine (a plain `segexport` runs anywhere). --engine builds from the FP32 graph
     (or the .onnx MODEL as given), --fp16 / --int8 from those graphs. Without TensorRT or a CUDA
-    GPU: MissingDependency (exit 3) after the ONNX summary, naming the command for later.
+    GPU: MissingDependency (exit 3) after the ONNX summary, naming the command for later. With
+    --rtx the engine is built ahead of time on any machine; where no GPU here runs it, its check
+    is left for the target GPU (said in one line, the card marked unchecked, exit 0).
     """
-    import tempfile
-
-    from segexport import onnx_export
-    from segexport import tensorrt_build as tb
+    from segexport import engine_files, engine_prerequisites, tensorrt_build, tensorrt_profile
+    from segrt.backends import tensorrt_library
     from segrt.errors import MissingDependency
-    from segrt.meta import file_sha256, read_card, sidecar_path, write_sidecar
+    from segrt.meta import read_card, sidecar_path
 
     fp16 = bool(getattr(args, "fp16", False))
     # --int8-target cpu writes no TensorRT graph, so it asks for no INT8 engine
@@ -506,62 +543,104 @@ def engine_step(args: argparse.Namespace, graphs: dict[str, Path], image: Any, o
         if graphs["fp32"] == Path(args.model) and len(graphs) == 1:
             raise SegError(f"{args.model}: nothing to do for an ONNX file without --fp16, --int8 or --engine")
         return
-    sources = tb.engine_sources(graphs, fp16=fp16, int8=int8, engine=args.engine)
-    shapes = tb.shape_range(args.min_shape, args.opt_shape, args.max_shape)
+    sources = engine_files.engine_sources(graphs, fp16=fp16, int8=int8, engine=args.engine or args.rtx)
+    shapes = tensorrt_profile.shape_range(args.min_shape, args.opt_shape, args.max_shape)
     builds = []  # (ONNX, its card, engine path): bad input is refused before TensorRT is looked for
     for source in sources:
         card = read_card(source)
-        builds.append((source, card, tb.engine_path(source, card, out)))
-    missing = tb.engine_prerequisites(sources, later_flags=engine_flags(args))
+        builds.append((source, card, engine_files.engine_path(source, card, out, rtx=args.rtx)))
+    missing = engine_prerequisites.engine_prerequisites(sources, later_flags=engine_flags(args), rtx=args.rtx)
     if missing:
         if report.steps:
             report.print_summary()
         raise MissingDependency(missing)
-    options = tb.BuildOptions(
+    options = tensorrt_build.BuildOptions(
         shapes=shapes,
         workspace_mib=args.workspace,
         timing_cache=args.timing_cache,
         builder_opt_level=args.builder_opt_level,
         dla_core=args.dla_core,
         verbosity=args.verbose,
+        library=tensorrt_library.TENSORRT_RTX if args.rtx else tensorrt_library.TENSORRT,
+        targets=args.gpu_arch or (),
     )
     for source, card, target in builds:
-        minimum = args.min_agreement if args.min_agreement is not None else tb.DEFAULT_MIN_AGREEMENT[card.precision]
-        report.console.print(f"building {target.name} from {source.name} with TensorRT ...", highlight=False)
-        # Built and checked in a scratch folder: a failing engine never lands at `target`.
-        with tempfile.TemporaryDirectory(prefix=".segexport-", dir=out) as scratch:
-            scratch_engine = Path(scratch) / target.name
-            engine, record = tb.build_engine(source, card, options, report.console)
-            engine_card = tb.engine_card(card, record, file_sha256(source))
-            tb.save_engine(scratch_engine, engine, engine_card)
-            low, _, high = record.profile
-            title = f"TensorRT {record.tensorrt_version} {card.precision} engine on {record.gpu.name}"
-            detail = f"input {list(low)} .. {list(high)}, {len(engine) / 2**20:.1f} MB"
-            report.steps.append((title, record.build_seconds, detail))
-            report.console.print(
-                f"[green]✓[/] {title} [dim]({record.build_seconds:.1f} s)[/] {detail}", highlight=False
-            )
-            with report.step(f"parity: {target.name} vs ONNX Runtime (CPU) on {args.image.name}") as step:
-                agreement = tb.engine_agreement(scratch_engine, source, card, image, options.shapes)
-                step["text"] = f"label agreement {100 * agreement:.3f} %"
-            onnx_export.check_agreement(
-                onnx_export.Parity(agreement=agreement, max_abs_logit_diff=None),
-                minimum,
-                f"{target} was not written",
-                "the engine's labels differ from its ONNX graph's; try another --builder-opt-level, or lower "
-                "--min-agreement if you accept it",
-            )
-            checks = {
-                "parity": {
-                    "reference": f"{source.name} on ONNX Runtime CPU",
-                    "image": args.image.name,
-                    "label_agreement": round(agreement, 6),
-                }
-            }
-            write_sidecar(scratch_engine, engine_card.replace(checks=checks))
-            tb.publish_engine(scratch_engine, target)
+        build_one_engine(args, source, card, target, options, image, report)
         report.add_file(target)
         report.add_file(sidecar_path(target))
+
+
+def build_one_engine(
+    args: argparse.Namespace, source: Path, card: Any, target: Path, options: Any, image: Any, report: Report
+) -> None:
+    """Build, check and publish one engine and its card. Built and checked in a scratch folder: a failing
+    engine never lands at `target`."""
+    import tempfile
+
+    from segexport import engine_files, parity, tensorrt_build
+    from segrt.meta import file_sha256, write_sidecar
+    from segrt.precisions import PRECISIONS
+
+    library_name = "TensorRT-RTX" if args.rtx else "TensorRT"
+    report.console.print(f"building {target.name} from {source.name} with {library_name} ...", highlight=False)
+    with tempfile.TemporaryDirectory(prefix=".segexport-", dir=target.parent) as scratch:
+        scratch_engine = Path(scratch) / target.name
+        engine, record = tensorrt_build.build_engine(source, card, options, report.console)
+        built_card = engine_files.engine_card(card, record, file_sha256(source))
+        engine_files.save_engine(scratch_engine, engine, built_card)
+        low, _, high = record.profile
+        where = f"on {record.gpu.name}" if record.gpu else f"for compute capability {', '.join(record.targets)}"
+        title = f"{record.library.title} {card.precision} engine {where}"
+        detail = f"input {list(low)} .. {list(high)}, {len(engine) / 2**20:.1f} MiB"
+        report.steps.append((title, record.build_seconds, detail))
+        report.console.print(f"[green]✓[/] {title} [dim]({record.build_seconds:.1f} s)[/] {detail}", highlight=False)
+        unchecked = parity.engine_check_problem(built_card)
+        if unchecked:
+            checks: dict[str, Any] = {"parity": None, "unchecked": unchecked}
+            report.console.print(
+                f"[yellow]![/] {target.name} is not checked against {source.name}: {unchecked}; its card says "
+                f"so. Check it on a target GPU with `segexport {target} --check`",
+                highlight=False,
+                soft_wrap=True,
+            )
+        else:
+            minimum = PRECISIONS[card.precision].min_agreement if args.min_agreement is None else args.min_agreement
+            checks = engine_parity(args, scratch_engine, source, card, image, options.shapes, minimum, target, report)
+        write_sidecar(scratch_engine, built_card.replace(checks=checks))
+        engine_files.publish_engine(scratch_engine, target)
+
+
+def engine_parity(
+    args: argparse.Namespace,
+    engine: Path,
+    source: Path,
+    card: Any,
+    image: Any,
+    shapes: Any,
+    minimum: float,
+    target: Path,
+    report: Report,
+) -> dict[str, Any]:
+    """The engine gate: the engine's labels against its ONNX graph's on ONNX Runtime; below `minimum` a SegError."""
+    from segexport import onnx_export, parity
+
+    with report.step(f"parity: {target.name} vs ONNX Runtime (CPU) on {args.image.name}") as step:
+        agreement = parity.engine_agreement(engine, source, card, image, shapes)
+        step["text"] = f"label agreement {100 * agreement:.3f} %"
+    onnx_export.check_agreement(
+        onnx_export.Parity(agreement=agreement, max_abs_logit_diff=None),
+        minimum,
+        f"{target} was not written",
+        "the engine's labels differ from its ONNX graph's; try another --builder-opt-level, or lower "
+        "--min-agreement if you accept it",
+    )
+    return {
+        "parity": {
+            "reference": f"{source.name} on ONNX Runtime CPU",
+            "image": args.image.name,
+            "label_agreement": round(agreement, 6),
+        }
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

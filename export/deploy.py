@@ -48,7 +48,7 @@ class FusedSegmentation(nn.Module):
     def logits(self, image: torch.Tensor) -> torch.Tensor:
         """Float logits N x C x H x W at the image's resolution (what the argmax reads)."""
         height, width = image.shape[1], image.shape[2]
-        x = image.permute(0, 3, 1, 2).float()
+        x = image.float().permute(0, 3, 1, 2)  # TensorRT: only a Cast may read a uint8 input
         x = F.interpolate(x, size=self._network_size(height, width), mode="bilinear", align_corners=False)
         x = x * self.scale + self.shift
         logits = self.network(x)

@@ -123,6 +123,9 @@ def save_onnx(model_proto: Any, path: str | os.PathLike[str], card: ModelCard) -
     """Write the ONNX file with its embedded card, atomically, then its sidecar (with sha256)."""
     import onnx
 
+    from segexport.tensorrt_rules import check_uint8_io
+
+    check_uint8_io(model_proto, f"{path} was not written")
     embed_card(model_proto, card)
     data = model_proto.SerializeToString()
     if len(data) >= 2**31:

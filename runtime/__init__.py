@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from segrt.backends.tensorrt_library import MODULES, TENSORRT, TENSORRT_RTX
 from segrt.errors import MissingDependency, SegError
 from segrt.image import colorize, overlay, read_image
 from segrt.meta import ModelCard, artifact_name, card_from_metadata, read_card, read_sidecar
+from segrt.precisions import PRECISIONS, USER_PRECISIONS, graph_for
 from segrt.segmenter import Segmenter
 
 __all__ = [
@@ -95,22 +97,26 @@ def resolve_model_file(
         raise SegError(f"{path}: no such file or folder")
     folder, stem = (path, "model") if path.is_dir() else (path.parent, path.name.split(".")[0])
     precision = precision or "fp32"
-    if precision not in ("fp32", "fp16", "int8"):
-        raise SegError(f"precision {precision!r} is not one of fp32, fp16, int8")
-    engine = folder / artifact_name(stem, precision, engine=True)
-    if backend == "tensorrt" or (backend is None and engine.is_file() and _has_tensorrt()):
-        candidates = [engine]
-    elif precision == "int8" and _runs_on_ort_cpu(backend):
-        # only the CPU-flavoured graph: ONNX Runtime's CPU optimizer mishandles the TensorRT one's Q/DQ
-        candidates = [folder / artifact_name(stem, "int8-cpu")]
+    if precision not in USER_PRECISIONS:
+        raise SegError(f"precision {precision!r} is not one of {', '.join(USER_PRECISIONS)}")
+    # a TensorRT engine, then a TensorRT-RTX one: each where its library is installed
+    engines = [folder / artifact_name(stem, precision, engine=True, rtx=rtx) for rtx in (False, True)]
+    installed = [e for e, lib in zip(engines, (TENSORRT, TENSORRT_RTX), strict=True) if e.is_file() and _has(lib)]
+    if backend == "tensorrt":
+        candidates = engines
+    elif backend is None and installed:
+        candidates = installed
     else:
-        candidates = [folder / artifact_name(stem, precision)]
+        # INT8 on ONNX Runtime's CPU provider is the CPU-flavoured graph (see segrt.precisions.graph_for)
+        graph = graph_for(precision, on_ort_cpu=precision == "int8" and _runs_on_ort_cpu(backend))
+        candidates = [folder / graph.file_name(stem)]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    flag = {"fp32": "", "fp16": " --fp16", "int8": " --int8 --calib DIR"}[precision]
+    flags = PRECISIONS[precision].flags
     raise SegError(
-        f"{folder}: no {candidates[0].name} for precision {precision}; export it with `segexport MODEL{flag}`"
+        f"{folder}: no {candidates[0].name} for precision {precision}; export it with "
+        f"`segexport MODEL{' ' + flags if flags else ''}`"
     )
 
 
@@ -123,10 +129,11 @@ def _runs_on_ort_cpu(backend: str | None) -> bool:
     return backend == "ort-cpu"
 
 
-def _has_tensorrt() -> bool:
+def _has(library: str) -> bool:
+    """Whether the TensorRT library `library` ("tensorrt" or "tensorrt-rtx") is installed (not imported)."""
     import importlib.util
 
-    return importlib.util.find_spec("tensorrt") is not None
+    return importlib.util.find_spec(MODULES[library]) is not None
 
 
 def _check_card_matches(card: ModelCard, input_shape: tuple[object, ...], path: Path) -> None:

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from segrt.errors import MissingDependency, SegError, interrupt_on_sigterm
+from segrt.errors import MissingDependency, SegError
 from segrt.image import colorize, overlay, read_image, write_image, write_labels_png
 from segrt.meta import prepare_output_folder
+from segrt.signals import interrupt_on_sigterm
 from segrt.timing import LatencyStats
 
 if TYPE_CHECKING:

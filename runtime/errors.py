@@ -27,13 +27,3 @@ def require(module: str, install: str) -> object:
         return importlib.import_module(module)
     except ImportError as exc:  # also OSError-free ImportErrors from broken native libs
         raise MissingDependency(f"{module} is not installed ({exc}); {install}") from None
-
-
-def interrupt_on_sigterm() -> None:
-    """Make SIGTERM raise KeyboardInterrupt, so `finally` blocks and atomic writes clean up as on Ctrl-C."""
-    import signal
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, handler)

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from segrt.errors import SegError
+from segrt.precisions import PRECISIONS as PRECISION_ROWS
 
 CARD_KEY = "segexport.card"
 CARD_VERSION = 1
-PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu")
+PRECISIONS = tuple(PRECISION_ROWS)
 RESIZE_MODES = ("fixed", "shorter")
 _UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it) ...
 os.umask(_UMASK)  # ... and put back at once
@@ -313,7 +314,7 @@ def onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
-def artifact_name(stem: str, precision: str, *, engine: bool = False) -> str:
-    """File names segexport writes: model.onnx, model.fp16.onnx, model.int8-cpu.onnx, model.fp16.engine, ..."""
-    middle = "" if precision == "fp32" else f".{precision}"
-    return f"{stem}{middle}.{'engine' if engine else 'onnx'}"
+def artifact_name(stem: str, precision: str, *, engine: bool = False, rtx: bool = False) -> str:
+    """File names segexport writes: model.onnx, model.fp16.onnx, model.int8-cpu.onnx, model.fp16.engine,
+    model.fp16.rtx.engine (TensorRT-RTX), ..."""
+    return PRECISION_ROWS[precision].file_name(stem, engine=engine, rtx=rtx)

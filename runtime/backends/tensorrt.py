@@ -1,16 +1,19 @@
 """TensorRT backend: one engine, one execution context, one CUDA stream, buffers allocated once.
 
-Uses `tensorrt` and cuda-python's runtime API only (no pycuda, no torch). Both are
-imported here, and this module is imported only when an engine is loaded. Before
-TensorRT sees the engine's bytes, its model card (sha256 already checked by
-`segrt.meta.read_card`) must name this TensorRT version and this GPU: an engine is
-only valid where it was built.
+Runs engines of TensorRT (10.x, 11.x) and of TensorRT for RTX with the same buffers, stream and
+CUDA-graph option; what differs between the libraries is read from `tensorrt_library`. Uses
+cuda-python's runtime API only (no pycuda, no torch); the TensorRT module is imported when an
+engine is loaded. Before TensorRT sees the engine's bytes, its model card (sha256 already checked
+by `segrt.meta.read_card`) must name the installed library and version and fit this GPU: an
+engine is only valid where it was built (TensorRT: that GPU; TensorRT-RTX: the compute
+capabilities it was built for, and TensorRT-RTX's own validity check of the engine's header).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import importlib.metadata
 import warnings
 from collections.abc import Callable
@@ -20,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from segrt.backends import tensorrt_library as library
+from segrt.backends.runtime_cache import cache_path, read_runtime_cache, refused_by_tensorrt, write_runtime_cache
 from segrt.errors import MissingDependency, SegError
 from segrt.meta import ModelCard, read_verified_bytes
 from segrt.timing import stopwatch
@@ -37,9 +42,6 @@ except ImportError:  # pragma: no cover - depends on the installed cuda-python
     except ImportError:
         cudart = None  # type: ignore[assignment]
 
-INSTALL_TENSORRT = (
-    "install it with `pip install segexport[tensorrt]` on a desktop, or use JetPack's TensorRT on a Jetson"
-)
 # CUDA errors that mean "no usable GPU here" rather than "this call went wrong".
 NO_GPU_ERRORS = ("cudaErrorInsufficientDriver", "cudaErrorNoDevice", "cudaErrorDevicesUnavailable")
 
@@ -53,25 +55,6 @@ class NoUsableGpu(MissingDependency):
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
-
-
-def tensorrt_import_problem() -> str | None:
-    """Why `import tensorrt` fails here, or None when it works."""
-    try:
-        import tensorrt  # noqa: F401
-    except (ImportError, OSError) as exc:  # OSError: a wheel whose native libraries do not load
-        return str(exc)
-    return None
-
-
-def require_tensorrt(what: str | Path) -> str:
-    """TensorRT's version, or MissingDependency naming `what` needed it and how to install it."""
-    problem = tensorrt_import_problem()
-    if problem is not None:
-        raise MissingDependency(f"{what}: TensorRT is not installed ({problem}); {INSTALL_TENSORRT}")
-    import tensorrt as trt_module
-
-    return str(trt_module.__version__)
 
 
 def require_cudart(what: str | Path) -> None:
@@ -140,9 +123,13 @@ def gpu_info(device: int = 0) -> GpuInfo:
 # --- the engine's card against this machine -------------------------------------------------------
 
 
+def card_library(card: ModelCard) -> str:
+    """The library an engine was built with: "tensorrt" (cards before TensorRT-RTX name none) or "tensorrt-rtx"."""
+    return str(card.tensorrt.get("library") or library.TENSORRT)
+
+
 def rebuild_command(card: ModelCard, engine_path: Path) -> str:
-    source = card.tensorrt.get("source") or "model.onnx"
-    return f"segexport {engine_path.parent / source} --engine"
+    return f"segexport {engine_path} --rebuild"
 
 
 def rebuild_advice(card: ModelCard, engine_path: Path) -> str:
@@ -158,23 +145,60 @@ def rebuild_advice(card: ModelCard, engine_path: Path) -> str:
     )
 
 
-def version_problem(card: ModelCard, tensorrt_version: str) -> str | None:
-    """Why this TensorRT cannot load the engine the card describes, or None."""
+def version_problem(card: ModelCard, installed: library.TensorRTLibrary) -> str | None:
+    """Why the installed library cannot load the engine the card describes, or None."""
     built = card.tensorrt.get("version")
     if not built:
         return "its model card has no TensorRT build record (not built by segexport)"
-    if built != tensorrt_version:
-        return f"it was built with TensorRT {built} and this machine has TensorRT {tensorrt_version}"
+    name = card_library(card)
+    if name != installed.name or built != installed.version:
+        label = "TensorRT-RTX" if name == library.TENSORRT_RTX else "TensorRT"
+        return f"it was built with {label} {built} and this machine has {installed.title}"
     return None
 
 
 def gpu_problem(card: ModelCard, gpu: GpuInfo) -> str | None:
-    """Why this GPU cannot run the engine the card describes, or None."""
+    """Why this GPU cannot run the engine the card describes, or None.
+
+    A TensorRT engine runs on the GPU model it was built on; a TensorRT-RTX engine on any GPU of
+    the compute capabilities it was built for.
+    """
+    if card_library(card) == library.TENSORRT_RTX:
+        targets = [str(t) for t in card.tensorrt.get("targets") or ()]
+        if gpu.compute_capability not in targets:
+            arch = library.arch_flag([gpu.compute_capability])
+            fix = (
+                f"--gpu-arch {arch} builds for it"
+                if gpu.compute_capability in library.RTX_TARGETS.values()
+                else "TensorRT-RTX has no target for it, so build with full TensorRT there (without --rtx)"
+            )
+            return (
+                f"it was built for compute capabilities {', '.join(targets) or 'none'} and this GPU is {gpu.name} "
+                f"(compute capability {gpu.compute_capability}); {fix}"
+            )
+        return None
     built = (card.tensorrt.get("gpu"), card.tensorrt.get("compute_capability"))
     if built != (gpu.name, gpu.compute_capability):
         return (
             f"it was built for {built[0]} (compute capability {built[1]}) and this GPU is {gpu.name} "
             f"(compute capability {gpu.compute_capability})"
+        )
+    return None
+
+
+def validity_problem(validity: Any, diagnostics: int, valid: Any, invalid: Any, flags: dict[str, int]) -> str | None:
+    """TensorRT-RTX's `Runtime.get_engine_validity` answer in words, or None for a runnable engine.
+
+    `flags`: the EngineInvalidityDiagnostics names and bit values. A SUBOPTIMAL engine runs (with a warning).
+    """
+    if validity == invalid:
+        reasons = [name.lower().replace("_", " ") for name, bit in flags.items() if diagnostics & bit]
+        return f"TensorRT-RTX says this GPU cannot run it ({', '.join(reasons) or 'no reason given'})"
+    if validity != valid:
+        warnings.warn(
+            "TensorRT-RTX says this engine runs here but not at its best; rebuild it for this GPU",
+            RuntimeWarning,
+            stacklevel=3,
         )
     return None
 
@@ -203,8 +227,10 @@ class TensorRTBackend:
     input shape is set only when it changes. `timings` splits each run into
     "h2d", "compute" and "d2h" (CUDA events) beside the host's "infer".
     With `cuda_graph=True` the engine's kernels are captured into a CUDA graph
-    for the current shape and replayed (recaptured when the shape changes).
-    `close()` (or leaving a `with` block) frees every CUDA resource.
+    for the current shape and replayed (recaptured when the shape changes); a TensorRT-RTX
+    engine captures its own (its runtime config's CUDA-graph strategy) and keeps the kernels it
+    compiles in a runtime cache file beside the engine. `close()` (or leaving a `with` block)
+    frees every CUDA resource and saves that cache.
     """
 
     def __init__(self, path: str | Path, *, card: ModelCard, device: int = 0, cuda_graph: bool = False) -> None:
@@ -226,9 +252,11 @@ class TensorRTBackend:
         self._graph_exec: Any = None
         self._shape: tuple[int, ...] | None = None
         self._output_shape: tuple[int, ...] = ()
+        self._runtime_cache: Any = None  # TensorRT-RTX only: the JIT kernels, saved beside the engine on close
+        self._engine_sha256 = b""
 
-        tensorrt_version = require_tensorrt(self.path)
-        problem = version_problem(card, tensorrt_version)
+        self.library = library.installed(card_library(card), self.path)
+        problem = version_problem(card, self.library)
         if problem:
             raise _refuse(self.path, card, problem)
         gpu = gpu_info(device)
@@ -244,14 +272,23 @@ class TensorRTBackend:
     # -- setup
 
     def _open(self) -> None:
-        import tensorrt as trt
+        if TYPE_CHECKING:
+            import tensorrt as trt
+        else:
+            trt = library.module(self.library.name)
 
         _check(cudart.cudaSetDevice(self._device_index)[0], f"selecting CUDA device {self._device_index}")
-        logger = self._logger = tensorrt_logger(_warn_on_warnings)
+        logger = self._logger = tensorrt_logger(trt, _warn_on_warnings)
         self._runtime = trt.Runtime(logger)
-        engine = self._runtime.deserialize_cuda_engine(read_verified_bytes(self.path))
+        data = read_verified_bytes(self.path)
+        self._engine_sha256 = hashlib.sha256(data).digest()
+        if self.library.rtx:
+            problem = _rtx_validity_problem(self._runtime, data)
+            if problem:
+                raise _refuse(self.path, self.card, problem)
+        engine = self._runtime.deserialize_cuda_engine(data)
         if engine is None:
-            raise _refuse(self.path, self.card, f"TensorRT cannot deserialize it ({logger.last_error()})")
+            raise _refuse(self.path, self.card, f"{self.library.title} cannot deserialize it ({logger.last_error()})")
         self._engine = engine
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
@@ -271,7 +308,7 @@ class TensorRTBackend:
             low = best = high = static
         self.profile = (low, best, high)
 
-        context = engine.create_execution_context()
+        context = self._create_context(engine)
         if context is None:
             raise SegError(f"{self.path}: TensorRT could not create an execution context ({logger.last_error()})")
         self._context = context
@@ -296,6 +333,34 @@ class TensorRTBackend:
             if not context.set_tensor_address(name, address):
                 raise SegError(f"{self.path}: TensorRT refused the buffer for {name!r} ({logger.last_error()})")
 
+    def _create_context(self, engine: trt.ICudaEngine) -> trt.IExecutionContext | None:
+        """The execution context; on TensorRT-RTX through a runtime config holding the runtime cache read from
+        beside the engine, and TensorRT-RTX's own CUDA-graph capture when CUDA graphs are asked for."""
+        if not self.library.rtx:
+            return engine.create_execution_context()
+        rtx: Any = library.module(self.library.name)  # RTX-only API: no stubs to check it against
+        config = cast_any(engine).create_runtime_config()
+        if self._use_graph:
+            config.cuda_graph_strategy = rtx.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
+            self._use_graph = False  # TensorRT-RTX captures and replays; no stream capture of ours on top
+        cache = config.create_runtime_cache()
+        blob = read_runtime_cache(cache_path(self.path), self._engine_sha256)
+        if blob and not cache.deserialize(blob):
+            refused_by_tensorrt(cache_path(self.path))
+        config.set_runtime_cache(cache)
+        self._runtime_cache = cache
+        return cast_any(engine).create_execution_context(config)
+
+    def _save_runtime_cache(self) -> None:
+        """Write what TensorRT-RTX compiled beside the engine; a folder that cannot be written costs a warning."""
+        cache, self._runtime_cache = self._runtime_cache, None
+        if cache is None:
+            return
+        try:
+            write_runtime_cache(cache_path(self.path), self._engine_sha256, bytes(memoryview(cache.serialize())))
+        except SegError as exc:
+            warnings.warn(f"{exc} (the runtime cache; the next start compiles again)", RuntimeWarning, stacklevel=3)
+
     def _device_alloc(self, nbytes: int) -> int:
         err, pointer = cudart.cudaMalloc(nbytes)
         _check(err, f"allocating {nbytes} bytes on {self.device}")
@@ -315,7 +380,7 @@ class TensorRTBackend:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         if self._context is None:
-            raise SegError(f"{self.path}: the TensorRT backend was closed")
+            raise SegError(f"{self.path}: the TensorRT backend was closed; load the engine again")
         if batch.dtype != self._input_dtype:
             raise SegError(f"{self.path}: the engine takes {self._input_dtype} input, got {batch.dtype}")
         batch = np.ascontiguousarray(batch)
@@ -415,6 +480,7 @@ class TensorRTBackend:
         """Free the context, engine, stream, events, CUDA graph and buffers (safe to call twice)."""
         if cudart is not None and self._stream is not None:
             cudart.cudaStreamSynchronize(self._stream)
+        self._save_runtime_cache()
         self._context = None  # TensorRT objects go first: they may still refer to the buffers
         self._engine = None
         self._runtime = None
@@ -445,9 +511,9 @@ class TensorRTBackend:
             self.close()
 
 
-def tensorrt_logger(emit: Callable[[Any, str], None], hint: str = "") -> Any:
-    """A TensorRT logger that keeps the errors (for exception texts) and hands every message to `emit`."""
-    import tensorrt as trt
+def tensorrt_logger(trt: Any, emit: Callable[[Any, str], None], hint: str = "") -> Any:
+    """A logger for the TensorRT module `trt` (tensorrt or tensorrt_rtx) that keeps the errors (for exception
+    texts) and hands every message to `emit`."""
 
     class Logger(trt.ILogger):
         def __init__(self) -> None:
@@ -469,7 +535,21 @@ def tensorrt_logger(emit: Callable[[Any, str], None], hint: str = "") -> Any:
 
 
 def _warn_on_warnings(severity: Any, msg: str) -> None:
-    import tensorrt as trt
-
-    if int(severity) == int(trt.ILogger.WARNING):
+    if int(severity) == _WARNING:
         warnings.warn(f"TensorRT: {msg}", RuntimeWarning, stacklevel=2)
+
+
+_WARNING = 2  # ILogger.Severity.WARNING, the same value in TensorRT and TensorRT-RTX
+
+
+def cast_any(value: object) -> Any:
+    """`value` as Any: for the TensorRT-RTX calls the TensorRT stubs do not know."""
+    return value
+
+
+def _rtx_validity_problem(runtime: Any, data: bytes) -> str | None:
+    """TensorRT-RTX's check of the engine's header against this GPU and driver, before deserializing."""
+    rtx: Any = library.module(library.TENSORRT_RTX)
+    validity, diagnostics = runtime.get_engine_validity(data[: int(runtime.engine_header_size)])
+    flags = {name: int(value) for name, value in rtx.EngineInvalidityDiagnostics.__members__.items()}
+    return validity_problem(validity, int(diagnostics), rtx.EngineValidity.VALID, rtx.EngineValidity.INVALID, flags)

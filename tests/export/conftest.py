@@ -1,4 +1,5 @@
-"""Fixtures of the exporter's tests: a stand-in for TensorRT, so the engine step runs to its end on a CPU."""
+"""Fixtures of the exporter's tests: calibration images and the precision graphs of the small test models
+(exported once per session), and a stand-in for TensorRT, so the engine step runs to its end on a CPU."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
+
+from segexport.cli import main
+from segrt.image import write_image
 
 STAND_IN_TENSORRT = Path(__file__).with_name("stand_in_tensorrt.py")
 
@@ -24,3 +29,30 @@ def stand_in(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     spec.loader.exec_module(module)
     monkeypatch.setattr(backend, "gpu_info", lambda device=0: backend.GpuInfo("Stand-in GPU", "8.7"))
     return module
+
+
+@pytest.fixture(scope="session")
+def calib_dir(tmp_path_factory: pytest.TempPathFactory, photo: np.ndarray) -> Path:
+    """Real calibration images: crops of the bundled photo at four sizes, one mirrored, as JPEG and PNG."""
+    folder = tmp_path_factory.mktemp("calib")
+    crops = [photo[:400, :400], photo[100:, 200:], photo[50:350, 300:600], photo[::-1, ::-1][:480, :560]]
+    for index, crop in enumerate(crops):
+        write_image(folder / f"frame{index}.{'png' if index % 2 else 'jpg'}", np.ascontiguousarray(crop))
+    return folder
+
+
+def _export_precisions(exported, name: str, calib_dir: Path, out: Path, count: int) -> Path:
+    calib = ["--calib", str(calib_dir), "--calib-count", str(count)]
+    assert main([str(exported(name)), "--fp16", "--int8", *calib, "--onnx-only", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def unet_graphs(exported, calib_dir, tmp_path_factory) -> Path:
+    return _export_precisions(exported, "unet", calib_dir, tmp_path_factory.mktemp("unet-precision"), 4)
+
+
+@pytest.fixture(scope="session")
+def fcn50_graphs(exported, calib_dir, tmp_path_factory) -> Path:
+    # Two images: each costs fcn50 a full calibration run on both quantizers; four add little to the check.
+    return _export_precisions(exported, "fcn50", calib_dir, tmp_path_factory.mktemp("fcn50-precision"), 2)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from segexport import tensorrt_build as tb
+from segexport import engine_prerequisites, parity
 from segexport.cli import main
 from segrt.meta import sidecar_path
 
@@ -121,8 +121,8 @@ def _engine_rename_fails(name: str) -> Callable[[pytest.FixtureRequest, Path], N
     def patch(request: pytest.FixtureRequest, tmp: Path) -> None:
         request.getfixturevalue("stand_in")
         monkeypatch = request.getfixturevalue("monkeypatch")
-        monkeypatch.setattr(tb, "engine_prerequisites", lambda *args, **kwargs: None)
-        monkeypatch.setattr(tb, "engine_agreement", lambda *args, **kwargs: 1.0)  # segrt.load needs a real GPU
+        monkeypatch.setattr(engine_prerequisites, "engine_prerequisites", lambda *args, **kwargs: None)
+        monkeypatch.setattr(parity, "engine_agreement", lambda *args, **kwargs: 1.0)  # segrt.load needs a real GPU
         real = os.replace
 
         def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:

@@ -21,33 +21,6 @@ from segrt.meta import CARD_KEY, file_sha256, read_card
 GRAPH_FILES = {"fp16": "model.fp16.onnx", "int8": "model.int8.onnx", "int8-cpu": "model.int8-cpu.onnx"}
 
 
-@pytest.fixture(scope="module")
-def calib_dir(tmp_path_factory: pytest.TempPathFactory, photo: np.ndarray) -> Path:
-    """Real calibration images: crops of the bundled photo at four sizes, one mirrored, as JPEG and PNG."""
-    folder = tmp_path_factory.mktemp("calib")
-    crops = [photo[:400, :400], photo[100:, 200:], photo[50:350, 300:600], photo[::-1, ::-1][:480, :560]]
-    for index, crop in enumerate(crops):
-        write_image(folder / f"frame{index}.{'png' if index % 2 else 'jpg'}", np.ascontiguousarray(crop))
-    return folder
-
-
-def _export_precisions(exported, name: str, calib_dir: Path, out: Path, count: int) -> Path:
-    calib = ["--calib", str(calib_dir), "--calib-count", str(count)]
-    assert main([str(exported(name)), "--fp16", "--int8", *calib, "--onnx-only", "--out", str(out)]) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
-def unet_graphs(exported, calib_dir, tmp_path_factory) -> Path:
-    return _export_precisions(exported, "unet", calib_dir, tmp_path_factory.mktemp("unet-precision"), 4)
-
-
-@pytest.fixture(scope="module")
-def fcn50_graphs(exported, calib_dir, tmp_path_factory) -> Path:
-    # Two images: each costs fcn50 a full calibration run on both quantizers; four add little to the check.
-    return _export_precisions(exported, "fcn50", calib_dir, tmp_path_factory.mktemp("fcn50-precision"), 2)
-
-
 def _labels(path: Path, precision_name: str, image: np.ndarray) -> np.ndarray:
     """Labels as the precision pass checks them: node by node for the TensorRT Q/DQ graph (see qdq_labels)."""
     card = read_card(path)
@@ -282,7 +255,7 @@ def test_calibration_images_from_a_voc_split_file(tmp_path):
 
 def test_engine_gate_checks_the_qdq_graph_against_its_node_by_node_labels(unet_graphs, photo, monkeypatch):
     """An engine computing the Q/DQ graph's own arithmetic (what TensorRT implements) passes the engine gate."""
-    from segexport import tensorrt_build as tb
+    from segexport import parity, tensorrt_profile
 
     source = unet_graphs / "model.int8.onnx"
     card = read_card(source)
@@ -301,6 +274,6 @@ def test_engine_gate_checks_the_qdq_graph_against_its_node_by_node_labels(unet_g
             return np.stack([precision.qdq_labels(source, image, card) for image in batch])
 
     monkeypatch.setattr(segrt, "load", QdqArithmeticEngine)
-    shapes = tb.shape_range(high=(1, 320, 320))
+    shapes = tensorrt_profile.shape_range(high=(1, 320, 320))
     # Against optimized ONNX Runtime (the gate's old reference) this engine agreed 0.0 % (onnxruntime 1.32).
-    assert tb.engine_agreement(Path("model.int8.engine"), source, card, photo, shapes) == 1.0
+    assert parity.engine_agreement(Path("model.int8.engine"), source, card, photo, shapes) == 1.0

@@ -19,15 +19,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import segrt
+from segexport import engine_files as files
+from segexport import engine_prerequisites as prereq
+from segexport import parity
 from segexport import tensorrt_build as tb
+from segexport import tensorrt_profile as shapes_mod
 from segexport.cli import build_parser, main
+from segrt.backends import tensorrt_library as library
 from segrt.backends.tensorrt import GpuInfo
 from segrt.errors import SegError
 from segrt.meta import ModelCard, artifact_name, file_sha256, read_card, sidecar_path, write_sidecar
+from segrt.signals import signals_caught
 
 UNET = ["unet", "--unet-base", "8", "--unet-depth", "3", "--input-size", "64x64"]
 # On a machine with TensorRT and a GPU, segexport builds engines instead of exiting 3: tests/gpu covers that.
-CAN_BUILD = tb.engine_prerequisites([Path("model.onnx")]) is None
+CAN_BUILD = prereq.engine_prerequisites([Path("model.onnx")]) is None
 needs_no_engine_machine = pytest.mark.skipif(CAN_BUILD, reason="TensorRT and a CUDA GPU are usable here")
 
 
@@ -35,14 +41,14 @@ needs_no_engine_machine = pytest.mark.skipif(CAN_BUILD, reason="TensorRT and a C
 
 
 def test_shapes_parse_as_images_height_width():
-    assert tb.parse_shape("1x480x640") == (1, 480, 640)
-    assert tb.parse_shape(" 4 X 720 x 1280 ") == (4, 720, 1280)
+    assert shapes_mod.parse_shape("1x480x640") == (1, 480, 640)
+    assert shapes_mod.parse_shape(" 4 X 720 x 1280 ") == (4, 720, 1280)
 
 
 @pytest.mark.parametrize("text", ["1x480", "480x640x3x1", "0x64x64", "1x-4x64", "axbxc", "", "1x64x64px"])
 def test_malformed_shapes_are_refused_naming_the_format(text):
     with pytest.raises(ValueError, match="NxHxW"):
-        tb.parse_shape(text)
+        shapes_mod.parse_shape(text)
 
 
 def test_malformed_shape_flag_exits_2_naming_the_format(capsys):
@@ -53,23 +59,23 @@ def test_malformed_shape_flag_exits_2_naming_the_format(capsys):
 
 
 def test_default_profile_covers_camera_frames_in_both_orientations():
-    shapes = tb.shape_range()
+    shapes = shapes_mod.shape_range()
     for height, width in ((480, 640), (720, 1280), (1080, 1920), (1920, 1080), (64, 64)):
         assert shapes.min[1] <= height <= shapes.max[1] and shapes.min[2] <= width <= shapes.max[2]
     assert shapes.opt == (1, 720, 1280)
 
 
 def test_defaults_bend_to_the_shapes_given():
-    small = tb.shape_range(high=(1, 480, 640))
-    assert small == tb.ShapeRange((1, 64, 64), (1, 480, 640), (1, 480, 640))
-    large = tb.shape_range(low=(2, 2160, 3840))
+    small = shapes_mod.shape_range(high=(1, 480, 640))
+    assert small == shapes_mod.ShapeRange((1, 64, 64), (1, 480, 640), (1, 480, 640))
+    large = shapes_mod.shape_range(low=(2, 2160, 3840))
     assert large.min == (2, 2160, 3840) and large.max == (2, 2160, 3840) and large.opt == large.min
-    assert tb.shape_range(best=(8, 512, 512)).max == (8, 1920, 1920)
+    assert shapes_mod.shape_range(best=(8, 512, 512)).max == (8, 1920, 1920)
 
 
 def test_contradicting_shapes_are_refused():
     with pytest.raises(SegError, match="H must grow from min to opt to max"):
-        tb.shape_range(low=(1, 800, 800), high=(1, 480, 640))
+        shapes_mod.shape_range(low=(1, 800, 800), high=(1, 480, 640))
 
 
 shape_strategy = st.tuples(st.integers(1, 16), st.integers(1, 4096), st.integers(1, 4096))
@@ -81,9 +87,9 @@ def test_shape_range_keeps_what_is_given_and_orders_the_rest(low, best, high):
     consistent = all(all(a <= b for a, b in zip(x, y, strict=True)) for x, y in itertools.pairwise(given_shapes))
     if not consistent:
         with pytest.raises(SegError):
-            tb.shape_range(low, best, high)
+            shapes_mod.shape_range(low, best, high)
         return
-    shapes = tb.shape_range(low, best, high)
+    shapes = shapes_mod.shape_range(low, best, high)
     for axis in range(3):
         assert shapes.min[axis] <= shapes.opt[axis] <= shapes.max[axis]
     for wanted, got in ((low, shapes.min), (best, shapes.opt), (high, shapes.max)):
@@ -91,11 +97,11 @@ def test_shape_range_keeps_what_is_given_and_orders_the_rest(low, best, high):
 
 
 def test_photo_is_fitted_into_the_profile_keeping_its_aspect():
-    shapes = tb.ShapeRange((1, 64, 64), (1, 240, 320), (1, 240, 320))
-    height, width = tb.fit_size(612, 640, shapes)
+    shapes = shapes_mod.ShapeRange((1, 64, 64), (1, 240, 320), (1, 240, 320))
+    height, width = shapes_mod.fit_size(612, 640, shapes)
     assert height <= 240 and width <= 320 and abs(height / width - 612 / 640) < 0.01
-    assert tb.fit_size(612, 640, tb.shape_range()) == (612, 640)
-    assert tb.fit_size(10, 12, shapes) == (64, 77)
+    assert shapes_mod.fit_size(612, 640, shapes_mod.shape_range()) == (612, 640)
+    assert shapes_mod.fit_size(10, 12, shapes) == (64, 77)
 
 
 # --- the network input profile ----------------------------------------------------------------------
@@ -114,30 +120,30 @@ def _card(**changes) -> ModelCard:
 
 
 def test_fused_profile_is_the_images_themselves():
-    shapes = tb.ShapeRange((1, 64, 64), (2, 480, 640), (4, 1080, 1920))
-    assert tb.input_profile(_card(), shapes) == ((1, 64, 64, 3), (2, 480, 640, 3), (4, 1080, 1920, 3))
+    shapes = shapes_mod.ShapeRange((1, 64, 64), (2, 480, 640), (4, 1080, 1920))
+    assert shapes_mod.input_profile(_card(), shapes) == ((1, 64, 64, 3), (2, 480, 640, 3), (4, 1080, 1920, 3))
 
 
 def test_unfused_fixed_profile_is_the_network_size_from_the_card():
-    shapes = tb.ShapeRange((1, 64, 64), (2, 480, 640), (4, 1080, 1920))
-    assert tb.input_profile(_card(fused=False), shapes) == ((1, 3, 64, 96), (2, 3, 64, 96), (4, 3, 64, 96))
+    shapes = shapes_mod.ShapeRange((1, 64, 64), (2, 480, 640), (4, 1080, 1920))
+    assert shapes_mod.input_profile(_card(fused=False), shapes) == ((1, 3, 64, 96), (2, 3, 64, 96), (4, 3, 64, 96))
 
 
 def test_unfused_shorter_side_profile_spans_the_network_sizes_of_the_images():
     card = _card(fused=False, resize="shorter", input_size=(256,), size_divisor=8)
-    shapes = tb.ShapeRange((1, 256, 256), (1, 480, 640), (1, 1080, 1920))
-    low, best, high = tb.input_profile(card, shapes)
+    shapes = shapes_mod.ShapeRange((1, 256, 256), (1, 480, 640), (1, 1080, 1920))
+    low, best, high = shapes_mod.input_profile(card, shapes)
     assert low == (1, 3, 256, 256)
     assert best == (1, 3, *card.network_size(480, 640))
     assert high == (1, 3, *np.maximum(card.network_size(1080, 1920), card.network_size(256, 256)))
 
 
 def test_static_graph_dimensions_win_over_the_requested_ones():
-    shapes = tb.ShapeRange((1, 64, 64), (2, 480, 640), (4, 1080, 1920))
-    profile = tb.input_profile(_card(fused=False), shapes, static_dims=(1, 3, -1, -1))
+    shapes = shapes_mod.ShapeRange((1, 64, 64), (2, 480, 640), (4, 1080, 1920))
+    profile = shapes_mod.input_profile(_card(fused=False), shapes, static_dims=(1, 3, -1, -1))
     assert [p[0] for p in profile] == [1, 1, 1]
     with pytest.raises(SegError, match="4"):
-        tb.input_profile(_card(), shapes, static_dims=(-1, -1, 3))
+        shapes_mod.input_profile(_card(), shapes, static_dims=(-1, -1, 3))
 
 
 # --- TensorRT 10.x vs 11.x ----------------------------------------------------------------------------
@@ -148,22 +154,22 @@ def test_static_graph_dimensions_win_over_the_requested_ones():
     [("10.3.0", True, False), ("10.13.0.35", True, False), ("11.0.0", False, True), ("11.4.1.2", False, True)],
 )
 def test_version_decides_the_strongly_typed_flag_and_the_dla_parser_flag(version, ask, dla_flag):
-    api = tb.tensorrt_api(version)
+    api = library.describe("tensorrt", version)
     assert (api.ask_strongly_typed, api.dla_parser_flag) == (ask, dla_flag)
 
 
 @pytest.mark.parametrize("version", ["8.6.1", "9.3.0", "nightly", ""])
 def test_tensorrt_before_10_or_unreadable_is_refused(version):
     with pytest.raises(SegError, match="TensorRT"):
-        tb.tensorrt_api(version)
+        library.describe("tensorrt", version)
 
 
 def test_network_flags_ask_for_strong_typing_on_10_only(monkeypatch):
     """11.x needs no tensorrt import at all; 10.x sets bit STRONGLY_TYPED (1 in TensorRT 10's enum)."""
-    assert tb.network_flags(tb.tensorrt_api("11.4.0")) == 0
+    assert tb.network_flags(library.describe("tensorrt", "11.4.0")) == 0
     fake = types.SimpleNamespace(NetworkDefinitionCreationFlag=types.SimpleNamespace(STRONGLY_TYPED=1))
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
-    assert tb.network_flags(tb.tensorrt_api("10.3.0")) == 2
+    assert tb.network_flags(library.describe("tensorrt", "10.3.0")) == 2
 
 
 def test_dla_core_is_checked_against_the_device_then_set_with_gpu_fallback(monkeypatch):
@@ -198,29 +204,30 @@ def test_tensorrt_log_follows_the_verbosity():
 
 def test_engines_are_built_from_the_graphs_asked_for(tmp_path):
     graphs = {p: tmp_path / artifact_name("model", p) for p in ("fp32", "fp16", "int8", "int8-cpu")}
-    assert tb.engine_sources(graphs, fp16=False, int8=False, engine=True) == [graphs["fp32"]]
-    assert tb.engine_sources(graphs, fp16=True, int8=False, engine=False) == [graphs["fp16"]]
-    assert tb.engine_sources(graphs, fp16=False, int8=True, engine=True) == [graphs["int8"]]
-    assert tb.engine_sources(graphs, fp16=True, int8=True, engine=False) == [graphs["fp16"], graphs["int8"]]
-    assert tb.engine_sources(graphs, fp16=False, int8=False, engine=False) == []
+    assert files.engine_sources(graphs, fp16=False, int8=False, engine=True) == [graphs["fp32"]]
+    assert files.engine_sources(graphs, fp16=True, int8=False, engine=False) == [graphs["fp16"]]
+    assert files.engine_sources(graphs, fp16=False, int8=True, engine=True) == [graphs["int8"]]
+    assert files.engine_sources(graphs, fp16=True, int8=True, engine=False) == [graphs["fp16"], graphs["int8"]]
+    assert files.engine_sources(graphs, fp16=False, int8=False, engine=False) == []
     with pytest.raises(SegError, match="fp16"):
-        tb.engine_sources({"fp32": graphs["fp32"]}, fp16=True, int8=False, engine=False)
+        files.engine_sources({"fp32": graphs["fp32"]}, fp16=True, int8=False, engine=False)
 
 
 def test_engine_file_is_named_after_the_graph_precision(tmp_path):
-    assert tb.engine_path(tmp_path / "model.fp16.onnx", _card(precision="fp16")).name == "model.fp16.engine"
-    assert tb.engine_path(tmp_path / "model.onnx", _card(), tmp_path / "out") == tmp_path / "out" / "model.engine"
+    assert files.engine_path(tmp_path / "model.fp16.onnx", _card(precision="fp16")).name == "model.fp16.engine"
+    assert files.engine_path(tmp_path / "model.onnx", _card(), tmp_path / "out") == tmp_path / "out" / "model.engine"
     with pytest.raises(SegError, match=r"model\.int8\.onnx --engine"):
-        tb.engine_path(tmp_path / "model.int8-cpu.onnx", _card(precision="int8-cpu"))
+        files.engine_path(tmp_path / "model.int8-cpu.onnx", _card(precision="int8-cpu"))
 
 
 def _record(source: Path, seconds: float = 12.5) -> tb.BuildRecord:
-    shapes = tb.shape_range()
+    shapes = shapes_mod.shape_range()
     return tb.BuildRecord(
-        tensorrt_version="10.3.0.30",
+        library=library.describe("tensorrt", "10.3.0.30"),
         gpu=GpuInfo("Orin", "8.7"),
+        targets=("8.7",),
         input_name="image",
-        profile=tb.input_profile(_card(), shapes),
+        profile=shapes_mod.input_profile(_card(), shapes),
         shapes=shapes,
         build_seconds=seconds,
         source=source.name,
@@ -231,7 +238,7 @@ def _record(source: Path, seconds: float = 12.5) -> tb.BuildRecord:
 def test_engine_card_extends_the_onnx_card_with_the_build(exported, tmp_path):
     onnx_path = exported("unet")
     source = read_card(onnx_path)
-    card = tb.engine_card(source, _record(onnx_path), file_sha256(onnx_path))
+    card = files.engine_card(source, _record(onnx_path), file_sha256(onnx_path))
     assert card.source_sha256 == file_sha256(onnx_path) != source.source_sha256
     assert (card.classes, card.palette, card.input_size, card.precision) == (
         source.classes,
@@ -253,8 +260,8 @@ def test_engine_card_extends_the_onnx_card_with_the_build(exported, tmp_path):
 
 def test_saved_engine_card_records_the_engine_sha_and_refuses_a_changed_engine(exported, tmp_path):
     onnx_path = exported("unet")
-    card = tb.engine_card(read_card(onnx_path), _record(onnx_path), file_sha256(onnx_path))
-    engine = tb.save_engine(tmp_path / "model.engine", b"not really an engine, but bytes all the same", card)
+    card = files.engine_card(read_card(onnx_path), _record(onnx_path), file_sha256(onnx_path))
+    engine = files.save_engine(tmp_path / "model.engine", b"not really an engine, but bytes all the same", card)
     assert json.loads(sidecar_path(engine).read_text())["sha256"] == file_sha256(engine)
     assert read_card(engine) == card
     engine.write_bytes(b"other bytes")
@@ -267,9 +274,9 @@ def test_saved_engine_card_records_the_engine_sha_and_refuses_a_changed_engine(e
 
 def test_missing_sentence_names_what_how_and_the_command_for_later(tmp_path):
     sources = [tmp_path / "model.fp16.onnx"]
-    assert tb.missing_sentence(None, None, sources) is None
+    assert prereq.missing_sentence(None, None, sources) is None
     for trt_problem, gpu_problem in (("No module named 'tensorrt'", None), (None, "no driver"), ("x", "y")):
-        sentence = tb.missing_sentence(trt_problem, gpu_problem, sources)
+        sentence = prereq.missing_sentence(trt_problem, gpu_problem, sources)
         assert sentence is not None and sentence.count(";") == 1, sentence
         assert f"`segexport {sources[0]} --engine`" in sentence
         if trt_problem:
@@ -281,7 +288,7 @@ def test_missing_sentence_names_what_how_and_the_command_for_later(tmp_path):
 
 @needs_no_engine_machine
 def test_this_machine_reports_what_it_lacks_with_the_cuda_error_in_words():
-    sentence = tb.engine_prerequisites([Path("build/x/model.fp16.onnx")])
+    sentence = prereq.engine_prerequisites([Path("build/x/model.fp16.onnx")])
     assert sentence is not None and "`segexport build/x/model.fp16.onnx --engine`" in sentence
     if importlib.util.find_spec("tensorrt") is None:
         assert "TensorRT is not installed (No module named 'tensorrt')" in sentence
@@ -372,11 +379,11 @@ def _build(onnx_path: Path, console=None, **options) -> tuple[bytes, tb.BuildRec
 
 
 def test_the_build_runs_in_a_worker_thread_and_returns_the_engine_bytes(stand_in, exported):
-    engine, record = _build(exported("unet"), shapes=tb.shape_range(high=(2, 480, 640)))
+    engine, record = _build(exported("unet"), shapes=shapes_mod.shape_range(high=(2, 480, 640)))
     assert engine == b"stand-in serialized engine"
     assert stand_in.STATE.build_thread == "tensorrt-build"  # the main thread stays free for Ctrl-C
     assert record.profile == ((1, 64, 64, 3), (1, 480, 640, 3), (2, 480, 640, 3))
-    assert (record.tensorrt_version, record.gpu.name) == ("10.3.0.30", "Stand-in GPU")
+    assert (record.library.version, record.gpu.name) == ("10.3.0.30", "Stand-in GPU")
 
 
 def test_timing_cache_is_written_and_the_next_build_is_given_it(stand_in, exported, tmp_path):
@@ -438,7 +445,7 @@ def test_signals_are_held_for_a_block_and_handed_back(stand_in):
 
     before = signal.getsignal(signal.SIGINT)
     seen: list[int] = []
-    with tb.signals_caught(seen.append) as received:
+    with signals_caught(seen.append) as received:
         os.kill(os.getpid(), signal.SIGINT)
         time_left = 100
         while not received and time_left:  # the handler runs between bytecodes of this thread
@@ -470,14 +477,14 @@ def test_unreadable_or_odd_timing_cache_is_one_clear_error(tmp_path, monkeypatch
 
 @pytest.mark.parametrize("batch", [1, 3])
 def test_parity_batch_fills_the_profiles_least_batch_with_the_photo_and_its_flips(photo, batch):
-    shapes = tb.shape_range(low=(batch, 64, 64), high=(4, 320, 320))
-    images = tb.parity_batch(photo, _card(), shapes)
+    shapes = shapes_mod.shape_range(low=(batch, 64, 64), high=(4, 320, 320))
+    images = parity.parity_batch(photo, _card(), shapes)
     assert images.shape[0] == batch and images.dtype == np.uint8 and images.flags.c_contiguous
     assert images.shape[1] <= 320 and images.shape[2] <= 320
-    assert (images[0] == tb.parity_batch(photo, _card(), tb.shape_range(high=(1, 320, 320)))[0]).all()
+    assert (images[0] == parity.parity_batch(photo, _card(), shapes_mod.shape_range(high=(1, 320, 320)))[0]).all()
     if batch > 1:
         assert (images[1] == images[0][:, ::-1]).all() and not (images[1] == images[0]).all()
-    unfused = tb.parity_batch(photo, _card(fused=False), shapes)
+    unfused = parity.parity_batch(photo, _card(fused=False), shapes)
     assert unfused.shape == (batch, *photo.shape)  # the host resizes for an unfused engine
 
 
@@ -504,8 +511,8 @@ def test_engine_gate_feeds_the_least_batch_and_uses_the_graphs_own_reference(exp
             return np.stack([precision.reference_outputs(source, image, card)[0] for image in batch])
 
     monkeypatch.setattr(segrt, "load", StandInEngine)
-    shapes = tb.shape_range(low=(2, 64, 64), high=(2, 320, 320))
-    assert tb.engine_agreement(Path("model.engine"), source, card, photo, shapes) == 1.0
+    shapes = shapes_mod.shape_range(low=(2, 64, 64), high=(2, 320, 320))
+    assert parity.engine_agreement(Path("model.engine"), source, card, photo, shapes) == 1.0
     assert seen and seen[0][0] == 2  # a profile with min N 2 refuses a single image
 
 
@@ -529,12 +536,12 @@ def test_missing_cuda_python_is_named_with_how_to_install_it(monkeypatch):
 
     monkeypatch.setattr(backend, "cudart", None)
     sources = [Path("build/x/model.fp16.onnx")]
-    sentence = tb.engine_prerequisites(sources)
+    sentence = prereq.engine_prerequisites(sources)
     assert sentence is not None and "no CUDA GPU is usable" not in sentence
     assert "cuda-python" in sentence and "not installed" in sentence
     assert "pip install segexport[tensorrt]" in sentence and "cuda-python<13" in sentence
     assert "`segexport build/x/model.fp16.onnx --engine`" in sentence and sentence.count(";") == 1
-    alone = tb.missing_sentence(None, None, sources, cuda_python_missing=True)
+    alone = prereq.missing_sentence(None, None, sources, cuda_python_missing=True)
     assert alone is not None and alone.startswith("no TensorRT engine was built: cuda-python is not installed")
 
 
@@ -562,13 +569,13 @@ def test_engine_rebuild_advice_names_the_onnx_by_sha_when_it_is_not_beside_the_e
     """segrt's refusal of an engine from another TensorRT or GPU says what to rebuild it from."""
     from segrt.backends.tensorrt import rebuild_advice
 
-    card = tb.engine_card(read_card(exported("unet")), _record(exported("unet")), file_sha256(exported("unet")))
+    card = files.engine_card(read_card(exported("unet")), _record(exported("unet")), file_sha256(exported("unet")))
     engine = tmp_path / "model.engine"
     advice = rebuild_advice(card, engine)
     assert f"sha256 is {file_sha256(exported('unet'))}" in advice and "model.onnx is not beside the engine" in advice
-    assert f"`segexport {tmp_path / 'model.onnx'} --engine`" in advice
+    assert f"`segexport {engine} --rebuild`" in advice
     shutil.copy(exported("unet"), tmp_path / "model.onnx")
-    command = f"segexport {tmp_path / 'model.onnx'} --engine"
+    command = f"segexport {engine} --rebuild"
     assert rebuild_advice(card, engine) == f"rebuild the engine on this machine with `{command}`"
 
 
@@ -576,9 +583,9 @@ def test_engine_rebuild_advice_names_the_onnx_by_sha_when_it_is_not_beside_the_e
 
 
 def _scratch_pair(folder: Path, exported) -> Path:
-    card = tb.engine_card(read_card(exported("unet")), _record(exported("unet")), file_sha256(exported("unet")))
+    card = files.engine_card(read_card(exported("unet")), _record(exported("unet")), file_sha256(exported("unet")))
     folder.mkdir()
-    return tb.save_engine(folder / "model.engine", b"engine bytes", card)
+    return files.save_engine(folder / "model.engine", b"engine bytes", card)
 
 
 def test_a_signal_between_the_two_renames_waits_until_both_files_are_in_place(exported, tmp_path, monkeypatch):
@@ -597,7 +604,7 @@ def test_a_signal_between_the_two_renames_waits_until_both_files_are_in_place(ex
     monkeypatch.setattr(os, "replace", replace_then_interrupt)
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt):
-        tb.publish_engine(built, target)
+        files.publish_engine(built, target)
     assert read_card(target).tensorrt["gpu"] == "Orin"  # the pair is whole: the card's sha256 matches the engine
     assert signal.getsignal(signal.SIGTERM) is before
 
@@ -607,7 +614,7 @@ def test_a_failed_rename_leaves_the_old_pair_or_no_pair(exported, tmp_path, monk
     import os
 
     target = tmp_path / "model.engine"
-    tb.publish_engine(_scratch_pair(tmp_path / "old", exported), target)
+    files.publish_engine(_scratch_pair(tmp_path / "old", exported), target)
     old = target.read_bytes()
     real = os.replace
 
@@ -621,9 +628,9 @@ def test_a_failed_rename_leaves_the_old_pair_or_no_pair(exported, tmp_path, monk
 
     monkeypatch.setattr(os, "replace", failing("model.engine"))
     with pytest.raises(SegError, match=r"model\.engine: cannot write the engine \(Read-only file system\)"):
-        tb.publish_engine(_scratch_pair(tmp_path / "new1", exported), target)
+        files.publish_engine(_scratch_pair(tmp_path / "new1", exported), target)
     assert target.read_bytes() == old and read_card(target) is not None  # the old pair, untouched
     monkeypatch.setattr(os, "replace", failing("model.engine.json"))
     with pytest.raises(SegError, match="cannot write the engine"):
-        tb.publish_engine(_scratch_pair(tmp_path / "new2", exported), target)
+        files.publish_engine(_scratch_pair(tmp_path / "new2", exported), target)
     assert not target.exists() and not sidecar_path(target).exists()  # not the new engine beside the old card

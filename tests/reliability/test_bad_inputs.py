@@ -589,7 +589,10 @@ LOAD_ROWS = [
     LoadRow(
         "engine of another TensorRT",
         ENGINE,
-        ("built with TensorRT 10.3.0 and this machine has TensorRT 10.13.0", "`segexport {tmp}/m/model.onnx --engine`"),
+        (
+            "built with TensorRT 10.3.0 and this machine has TensorRT 10.13.0",
+            "`segexport {tmp}/m/model.engine --rebuild`",
+        ),
         _engine_orin,
         tensorrt="10.13.0",
     ),

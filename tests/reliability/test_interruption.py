@@ -39,11 +39,11 @@ HOLD_DURING_ONNX_WRITE = """
 
 HOLD_DURING_ENGINE_BUILD = """
     import pathlib, time
-    from segexport import tensorrt_build
+    from segexport import engine_prerequisites, tensorrt_build
     def build_that_takes_long(*args, **kwargs):
         pathlib.Path(MARKER).write_text("in the engine build")
         time.sleep(60)
-    tensorrt_build.engine_prerequisites = lambda *args, **kwargs: None
+    engine_prerequisites.engine_prerequisites = lambda *args, **kwargs: None
     tensorrt_build.build_engine = build_that_takes_long
 """
 
@@ -60,8 +60,8 @@ HOLD_IN_TENSORRT_BUILD = f"""
     spec.loader.exec_module(trt)
     from segrt.backends import tensorrt as backend
     backend.gpu_info = lambda device=0: backend.GpuInfo("Stand-in GPU", "8.7")
-    from segexport import tensorrt_build
-    tensorrt_build.engine_prerequisites = lambda *args, **kwargs: None
+    from segexport import engine_prerequisites
+    engine_prerequisites.engine_prerequisites = lambda *args, **kwargs: None
     trt.STATE.steps, trt.STATE.step_delay_s = 100_000, 0.01
     def mark(step):
         if step == 2:

@@ -63,15 +63,32 @@ def test_every_torch_load_uses_weights_only():
 
 def test_modules_are_imported_by_name_only_where_the_user_names_them():
     places = sorted({str(path) for path, _ in _calls("import_module")})
-    # models.py: the `package.module:factory` given on the command line; errors.py: fixed dependency names
-    assert places == ["export/models.py", "runtime/errors.py"], places
+    # models.py: the `package.module:factory` given on the command line; errors.py and tensorrt_library.py:
+    # fixed dependency names (the TensorRT library is `tensorrt` or `tensorrt_rtx`, nothing else)
+    assert places == ["export/models.py", "runtime/backends/tensorrt_library.py", "runtime/errors.py"], places
 
 
 def test_engines_are_deserialized_only_from_sha_checked_bytes():
+    """The bytes handed to TensorRT are `read_verified_bytes(...)`, directly or through one name that the
+    same function binds to it and never rebinds."""
     calls = _calls("deserialize_cuda_engine")
     assert [str(p) for p, _ in calls] == ["runtime/backends/tensorrt.py"]
-    ((_, call),) = calls
+    ((path, call),) = calls
     argument = call.args[0]
+    if isinstance(argument, ast.Name):
+        tree = ast.parse((ROOT / path).read_text())
+        function = next(
+            f
+            for f in ast.walk(tree)
+            if isinstance(f, ast.FunctionDef) and f.lineno <= call.lineno <= (f.end_lineno or f.lineno)
+        )
+        bindings = [
+            n.value
+            for n in ast.walk(function)
+            if isinstance(n, ast.Assign) and any(getattr(t, "id", None) == argument.id for t in n.targets)
+        ]
+        assert len(bindings) == 1, f"{argument.id} is bound {len(bindings)} times"
+        argument = bindings[0]
     assert isinstance(argument, ast.Call) and getattr(argument.func, "id", "") == "read_verified_bytes"
 
 

@@ -58,7 +58,7 @@ def test_engine_from_another_tensorrt_is_refused_before_deserializing(engine, fa
         segrt.load(engine)
     message = str(info.value)
     assert "TensorRT 10.3.0.30" in message and "TensorRT 10.13.0.35" in message
-    assert f"`segexport {engine.parent / 'model.fp16.onnx'} --engine`" in message
+    assert f"`segexport {engine} --rebuild`" in message
     assert runtime_calls == [] and not isinstance(info.value, MissingDependency)
 
 
@@ -182,7 +182,7 @@ def test_logger_keeps_errors_and_lets_nothing_escape_into_tensorrt(monkeypatch) 
     def emit(severity: object, msg: str) -> None:
         raise RuntimeWarning(f"warnings are errors here: {msg}")
 
-    logger = backend.tensorrt_logger(emit, hint=" (hint)")
+    logger = backend.tensorrt_logger(module, emit, hint=" (hint)")
     assert logger.last_error() == "no message from TensorRT (hint)"
     logger.log(ILogger.WARNING, "a warning")  # emit raises; the logger swallows it
     logger.log(ILogger.ERROR, "engine plan is corrupt")
