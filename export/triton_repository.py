@@ -33,8 +33,9 @@ def default_backend(artefact: Path) -> str:
 
 
 def model_name(card: ModelCard) -> str:
-    """`unet_shapes` for an FP32 file, `unet_shapes_fp16`, `unet_shapes_int8-cpu`, ... otherwise."""
+    """`unet_shapes` for an FP32 fused file; `unet_shapes_fp16`, `unet_shapes_int8-cpu`, `unet_unfused`, ..."""
     name = card.model if card.precision == "fp32" else f"{card.model}_{card.precision}"
+    name += "" if card.fused else "_unfused"
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
@@ -57,9 +58,13 @@ def config_fields(artefact: Path, card: ModelCard, backend: str, *, max_batch_si
             f"serve it raw. Use --triton-backend python (segrt does the host steps) or export the fused graph"
         )
     if backend == "tensorrt" and not engine:
-        raise SegError(f"{artefact}: the tensorrt backend serves engines; build one with `segexport {artefact} --engine`")
+        raise SegError(
+            f"{artefact}: the tensorrt backend serves engines; build one with `segexport {artefact} --engine`"
+        )
     if backend == "onnxruntime" and engine:
-        raise SegError(f"{artefact}: the onnxruntime backend serves ONNX files; use --triton-backend tensorrt or python")
+        raise SegError(
+            f"{artefact}: the onnxruntime backend serves ONNX files; use --triton-backend tensorrt or python"
+        )
     on_gpu = engine or (backend == "onnxruntime" and card.precision != "int8-cpu")
     # segrt on a CPU instance still picks the best ONNX Runtime provider installed (CUDA's where there is one)
     instance = {"kind": "KIND_GPU" if on_gpu else "KIND_CPU", "count": 1}
@@ -181,6 +186,8 @@ def _publish(built: Path, target: Path) -> None:
         except OSError as exc:
             if old.exists() and not target.exists():
                 os.replace(old, target)
-            raise SegError(f"{target}: cannot write the model folder ({exc.strerror}); choose another --triton") from None
+            raise SegError(
+                f"{target}: cannot write the model folder ({exc.strerror}); choose another --triton"
+            ) from None
     if received:
         raise KeyboardInterrupt(f"signal {received[0]}")

@@ -30,6 +30,7 @@ from segrt.errors import MissingDependency, SegError
 
 INSTALL = "install the serving extra: pip install 'segexport[serve]' (nvidia-pytriton ships a tritonserver)"
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
+SHUTDOWN_GRACE_S = 3  # Triton's own exit timeout, once the models are drained
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def describe_python(executable: str | os.PathLike[str] | None = None) -> StubPyt
         answer = subprocess.run([str(executable), "-c", code], capture_output=True, text=True, timeout=30, check=True)
     except (OSError, subprocess.SubprocessError) as exc:
         raise SegError(f"--python {executable}: cannot run it ({exc}); give a Python interpreter") from None
-    full, libdir = (answer.stdout.splitlines() + ["", ""])[:2]
+    full, libdir = [*answer.stdout.splitlines(), "", ""][:2]
     return StubPython(Path(executable), ".".join(full.split(".")[:2]), full, Path(libdir) if libdir else None)
 
 
@@ -216,8 +217,11 @@ class TritonServer:
             f"--grpc-port={options.ports.grpc}",
             f"--metrics-address={options.host}",
             f"--metrics-port={options.ports.metrics}",
-            f"--exit-timeout-secs={options.exit_timeout_s}",
+            # stop() drains the models itself first: Triton's own wait is then only for idle connections
+            f"--exit-timeout-secs={min(options.exit_timeout_s, SHUTDOWN_GRACE_S)}",
             "--strict-readiness=true",
+            "--model-control-mode=explicit",  # so stop() can unload (drain) the models before SIGTERM
+            "--load-model=*",
             f"--log-verbose={options.log_verbose}",
         ]
         return command + ([f"--backend-directory={backends}"] if backends else [])
@@ -275,13 +279,20 @@ class TritonServer:
         )
 
     def stop(self, timeout_s: float | None = None) -> int | None:
-        """SIGTERM, then wait (Triton answers what is in flight first); SIGKILL if it outstays `timeout_s`."""
+        """Drain, then SIGTERM and wait; SIGKILL if it outstays `timeout_s`. Returns tritonserver's exit code.
+
+        Triton 2.51 on SIGTERM alone leaves requests that arrive on open HTTP connections unanswered until
+        its exit timeout, then exits "immediately" with a segfault while a model is loaded. So the models
+        are unloaded first: Triton waits for the requests in flight and answers them, and refuses new ones
+        with an error reply ("... has no available versions"); then SIGTERM finds nothing to wait for.
+        """
         process = self.process
         if process is None:
             return None
         if process.poll() is None:
+            self.drain(self.options.exit_timeout_s)
             process.send_signal(signal.SIGTERM)
-        wait = timeout_s if timeout_s is not None else self.options.exit_timeout_s + 15
+        wait = timeout_s if timeout_s is not None else SHUTDOWN_GRACE_S + 15
         try:
             process.wait(timeout=wait)
         except subprocess.TimeoutExpired:
@@ -293,6 +304,21 @@ class TritonServer:
             self._scratch.cleanup()
             self._scratch = None
         return process.returncode
+
+    def drain(self, timeout_s: float) -> bool:
+        """Unload every model (in-flight requests are answered, new ones refused); True once all are unloaded."""
+        deadline = time.monotonic() + timeout_s
+        try:
+            for entry in repository_index(self.url):
+                if entry.get("state") == "READY":
+                    _post(f"{self.url}/v2/repository/models/{entry['name']}/unload", timeout_s)
+            while time.monotonic() < deadline:
+                if all(e.get("state") not in ("READY", "UNLOADING") for e in repository_index(self.url)):
+                    return True
+                time.sleep(0.05)
+        except (urllib.error.URLError, OSError, ValueError):
+            pass  # a server that no longer answers has nothing left to drain
+        return False
 
     def __enter__(self) -> TritonServer:
         return self if self.process is not None else self.start()
@@ -315,7 +341,9 @@ def server_environment(dist: Distribution, python: StubPython) -> dict[str, str]
 
 def check_repository(repository: Path) -> None:
     if not repository.is_dir():
-        raise SegError(f"{repository}: no such model repository; write one with `segexport MODEL --triton {repository}`")
+        raise SegError(
+            f"{repository}: no such model repository; write one with `segexport MODEL --triton {repository}`"
+        )
     if not any((entry / "config.pbtxt").is_file() for entry in repository.iterdir()):
         raise SegError(
             f"{repository}: no model folder with a config.pbtxt in it; write one with "
@@ -327,7 +355,8 @@ def explain_failure(log: str, options: ServerOptions) -> str:
     """Triton's reason for not starting, from its log, in one line with the fix."""
     in_use = re.search(r"Socket '([^']+)' already in use", log)
     if in_use:
-        return f"{in_use.group(1)} is already in use; stop what uses it or pick other --http-port/--grpc-port/--metrics-port"
+        flags = "--http-port/--grpc-port/--metrics-port"
+        return f"{in_use.group(1)} is already in use; stop what uses it or pick other {flags}"
     if "_recursion_count" in log:
         return (
             "Triton's Python backend stub loaded a libpython that does not match its Python's standard library; "
@@ -361,6 +390,20 @@ def _strip_prefix(line: str) -> str:
     """`E1201 21:39:44.915845 8290 file.cc:642] "text"` -> `text`."""
     match = re.match(r'^[EWI]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] "?(.*?)"?$', line)
     return match.group(1) if match else line
+
+
+def repository_index(url: str) -> list[dict[str, str]]:
+    """Triton's repository index: every model with its state (READY, UNLOADING, UNAVAILABLE, ...)."""
+    import json
+
+    index = json.loads(_post(f"{url}/v2/repository/index", 10))
+    return index if isinstance(index, list) else []
+
+
+def _post(url: str, timeout_s: float) -> bytes:
+    request = urllib.request.Request(url, data=b"{}", method="POST")
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        return bytes(response.read())
 
 
 def _url_host(host: str) -> str:
