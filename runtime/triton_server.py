@@ -381,6 +381,8 @@ def _fix_for(reason: str, model: str) -> str:
             f"serve the repository in NVIDIA's Triton container, or rewrite the model with "
             f"`segexport FILE --triton REPO --triton-backend python`"
         )
+    if "no GPUs are available" in reason:
+        return "; an engine's (or any KIND_GPU) instance group needs an NVIDIA GPU: serve it on a machine with one"
     if "No module named 'segrt'" in reason or "No module named 'numpy'" in reason:
         return "; install segexport in the Python the server runs model.py in (segserve --python, default this one)"
     return ""
