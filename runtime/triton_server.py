@@ -56,7 +56,7 @@ class Distribution:
 def find_tritonserver(explicit: str | os.PathLike[str] | None = None) -> Distribution:
     """`explicit`, else nvidia-pytriton's tritonserver, else one on PATH; MissingDependency when none is."""
     if explicit is not None:
-        binary = Path(explicit)
+        binary = Path(explicit).absolute()
         if not (binary.is_file() and os.access(binary, os.X_OK)):
             raise SegError(f"--tritonserver {binary}: not an executable file; give the path of a tritonserver binary")
         return _with_pytriton_parts(binary)
@@ -109,7 +109,7 @@ def describe_python(executable: str | os.PathLike[str] | None = None) -> StubPyt
     except (OSError, subprocess.SubprocessError) as exc:
         raise SegError(f"--python {executable}: cannot run it ({exc}); give a Python interpreter") from None
     full, libdir = [*answer.stdout.splitlines(), "", ""][:2]
-    return StubPython(Path(executable), ".".join(full.split(".")[:2]), full, Path(libdir) if libdir else None)
+    return StubPython(Path(executable).absolute(), ".".join(full.split(".")[:2]), full, Path(libdir) if libdir else None)
 
 
 def stub_problem(dist: Distribution, python: StubPython) -> str | None:
