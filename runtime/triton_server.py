@@ -109,7 +109,9 @@ def describe_python(executable: str | os.PathLike[str] | None = None) -> StubPyt
     except (OSError, subprocess.SubprocessError) as exc:
         raise SegError(f"--python {executable}: cannot run it ({exc}); give a Python interpreter") from None
     full, libdir = [*answer.stdout.splitlines(), "", ""][:2]
-    return StubPython(Path(executable).absolute(), ".".join(full.split(".")[:2]), full, Path(libdir) if libdir else None)
+    return StubPython(
+        Path(executable).absolute(), ".".join(full.split(".")[:2]), full, Path(libdir) if libdir else None
+    )
 
 
 def stub_problem(dist: Distribution, python: StubPython) -> str | None:
