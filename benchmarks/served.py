@@ -175,6 +175,9 @@ def markdown(record: dict[str, Any]) -> str:
         "",
         f"Label agreement, served vs local on the same images: {100 * record['cases'][0]['label_agreement']:.2f} %.",
     ]
+    others = record.get("environment", {}).get("other_processes_cpu")
+    if others is not None:
+        lines += ["", f"Other processes (not this run's server or clients) used {100 * others:.0f} % of the CPU."]
     lines += ["", *record.get("notes", [])]
     return "\n".join(lines) + "\n"
 
@@ -244,11 +247,13 @@ def served_command(argv: list[str], console: Any) -> int:
         if args.file is None:
             raise SegError(f"{args.target}: give --file, the artefact this server serves, for the local comparison")
         local, url, name = args.file, args.target, args.target.rstrip("/").rsplit("/", 1)[-1]
+    other_load = _other_load()
     try:
         cases = run_served(url, local, photo, settings, lambda text: console.print(text, highlight=False))
     finally:
         if server is not None:
             server.stop()
+    others = other_load.share() if other_load else None
     record = {
         "segbench_served_version": 1,
         "model": name,
@@ -256,7 +261,7 @@ def served_command(argv: list[str], console: Any) -> int:
         "file": str(local),
         "server_start_s": server.start_seconds if server else None,
         "settings": settings.__dict__ | {"clients": list(clients)},
-        "environment": _environment(),
+        "environment": {**_environment(), "other_processes_cpu": others},
         "cases": cases,
         "notes": [
             "Clients, server and local sessions share this machine's cores: on a 2-core machine the served "
@@ -267,6 +272,16 @@ def served_command(argv: list[str], console: Any) -> int:
     console.print(markdown(record), highlight=False)
     console.print(f"wrote {out / 'results.json'} and {out / 'report.md'}")
     return 0
+
+
+def _other_load() -> Any:
+    """CPU taken by processes outside this run (the server is this process's child, so it is the run's)."""
+    try:
+        from segbench.machine import OtherLoad
+
+        return OtherLoad()
+    except ImportError:
+        return None
 
 
 def _environment() -> dict[str, Any]:
