@@ -3,6 +3,7 @@
 segbench benchmarks/suites/cpu-quick.toml
 segbench --model fcn_resnet50 --weights none --backend ort-cpu --precision int8 --shape 1x612x640
 segbench compare RUN_A RUN_B
+segbench served build/triton/unet_shapes
 """
 
 from __future__ import annotations
@@ -271,6 +272,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if argv[:1] == ["compare"]:
             return compare_command(argv[1:], Console())
+        if argv[:1] == ["served"]:  # a model through a Triton server beside local segrt: segbench/served.py
+            from segbench.served import served_command
+
+            return served_command(argv[1:], console)
         return run_command(build_parser().parse_args(argv), console)
     except SegError as exc:
         console.print(f"[bold red]segbench: error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)

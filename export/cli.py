@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from segexport import DEFAULT_MODEL, parity_image, read_lines
+from segexport.triton_step import add_triton_arguments, check_triton_flags, triton_step
 from segrt.errors import SegError
 from segrt.signals import interrupt_on_sigterm
 
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     onnx_group.add_argument("--out", type=Path, help="output folder (default ./build/<model>)")
     add_precision_arguments(parser)
     add_engine_arguments(parser)
+    add_triton_arguments(parser)  # --triton REPO: export/triton_step.py
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: TensorRT's own)")
     return parser
 
@@ -382,8 +384,13 @@ def run(args: argparse.Namespace, console: Any) -> int:
 
     check_precision_flags(args)
     check_engine_flags(args)
+    check_triton_flags(args)
     report = Report(console)
     source = Path(args.model)
+    if args.triton and source.suffix in (".engine", ".plan", ".trt"):  # an engine: only its repository to write
+        triton_step(args, [source], report)
+        report.print_summary()
+        return 0
     card = None
     if source.suffix == ".onnx":
         if not source.is_file():
@@ -402,6 +409,7 @@ def run(args: argparse.Namespace, console: Any) -> int:
         out = prepare_output_folder(args.out or Path("build") / model.name, "--out")
         onnx_path, card = export_step(args, model, out, image, report)
     later_steps(args, onnx_path, card, image, out, report)
+    triton_step(args, [source, *report.files] if source == onnx_path else report.files, report)
     report.print_summary()
     return 0
 
@@ -540,7 +548,7 @@ def engine_step(args: argparse.Namespace, graphs: dict[str, Path], image: Any, o
     # --int8-target cpu writes no TensorRT graph, so it asks for no INT8 engine
     int8 = bool(getattr(args, "int8", False)) and "int8" in int8_flavours(getattr(args, "int8_target", None))
     if not engine_wanted(args):
-        if graphs["fp32"] == Path(args.model) and len(graphs) == 1:
+        if graphs["fp32"] == Path(args.model) and len(graphs) == 1 and not getattr(args, "triton", None):
             raise SegError(f"{args.model}: nothing to do for an ONNX file without --fp16, --int8 or --engine")
         return
     sources = engine_files.engine_sources(graphs, fp16=fp16, int8=int8, engine=args.engine or args.rtx)

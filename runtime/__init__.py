@@ -42,7 +42,7 @@ def load(
     threads: int | None = None,
     cuda_graph: bool = False,
 ) -> Segmenter:
-    """Open an engine or ONNX file (or a segexport output folder) as a `Segmenter`.
+    """Open an engine or ONNX file (or a segexport output folder, or a served model's URL) as a `Segmenter`.
 
     `backend`: None picks TensorRT for an engine and the best installed ONNX Runtime
     provider for an ONNX file; or name one of "tensorrt", "ort", "ort-cpu",
@@ -51,8 +51,16 @@ def load(
     CPU provider and the TensorRT one elsewhere. A sidecar card (`<file>.json`) is
     read and checked, sha256 included, before the model is loaded, so a stale one
     costs no session build; an ONNX file without one is loaded and its embedded card
-    read from the session. Raises `SegError` naming the file on bad input.
+    read from the session. `path` may also be a model on a Triton server,
+    `http://HOST:8000/MODEL` or `grpc://HOST:8001/MODEL` (see segrt.backends.triton).
+    Raises `SegError` naming the file on bad input.
     """
+    if isinstance(path, str) and path.startswith(("http://", "grpc://")):  # a model on a Triton server
+        from segrt.backends.triton import open_served
+
+        if backend is not None or precision is not None or threads is not None or cuda_graph:
+            raise SegError(f"{path}: backend, precision, threads and cuda_graph apply to local files, not a server")
+        return open_served(path)
     if backend is not None and backend not in BACKENDS:
         raise SegError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     path = resolve_model_file(path, backend=backend, precision=precision)

@@ -60,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Segment images, folders, videos or a camera with a segexport model (ONNX or TensorRT engine).",
         epilog="Example: segrun build/unet_shapes photos/ -o out/ --save labels,overlay",
     )
-    parser.add_argument("model", help="model.onnx, model.engine, or a segexport output folder")
+    parser.add_argument(
+        "model", help="model.onnx, model.engine, a segexport output folder, or a served model: http://HOST:8000/MODEL"
+    )
     parser.add_argument("inputs", nargs="+", help="image files, folders of images, video files, or a camera index")
     parser.add_argument("-o", "--out", type=Path, default=Path("segrun-out"), help="output folder (default segrun-out)")
     parser.add_argument(

@@ -34,6 +34,7 @@ class Segmenter:
         self.backend = backend
         self.card = card
         self.path = Path(path)
+        self.where = str(path)  # what messages name: the file, or a server's URL (a Path would fold its //)
         self.timings: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -97,7 +98,7 @@ class Segmenter:
             self.timings = timings
         if labels.shape != batch.shape[:3] or labels.dtype != np.uint8:
             raise SegError(
-                f"{self.path}: the model returned {labels.dtype} {tuple(labels.shape)} for a "
+                f"{self.where}: the model returned {labels.dtype} {tuple(labels.shape)} for a "
                 f"{tuple(batch.shape)} batch; its card does not describe this graph, re-export it"
             )
         return labels

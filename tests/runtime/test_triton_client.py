@@ -1,0 +1,77 @@
+"""segrt's Triton side without a server: server URLs, what a missing tritonclient or server says, and
+Triton's start-up failures read from its log into one line (the log lines are copied from real runs)."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+from pathlib import Path
+
+import pytest
+
+import segrt
+from segrt.backends.triton import is_server_url, parse_server_url
+from segrt.triton_server import ServerOptions, explain_failure
+
+
+@pytest.mark.parametrize(
+    ("url", "parts"),
+    [
+        ("http://127.0.0.1:8000/unet_shapes", ("http", "127.0.0.1", 8000, "unet_shapes", "")),
+        ("grpc://localhost/unet", ("grpc", "localhost", 8001, "unet", "")),
+        ("http://10.0.0.5:9000/v2/models/unet/versions/2", ("http", "10.0.0.5", 9000, "unet", "2")),
+        ("http://[::1]:8000/unet", ("http", "[::1]", 8000, "unet", "")),
+    ],
+)
+def test_server_urls_parse(url, parts):
+    address = parse_server_url(url)
+    assert (address.scheme, address.host, address.port, address.model, address.version) == parts
+    assert is_server_url(url)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000/", "https://host/unet", "http://host/a/b/c", "grpc://:1/m"])
+def test_a_url_that_names_no_model_is_refused(url):
+    with pytest.raises(segrt.SegError, match="not a model on a Triton server"):
+        parse_server_url(url)
+
+
+def test_model_files_are_not_urls():
+    assert not is_server_url("build/unet/model.onnx") and not is_server_url(Path("http://x/y"))
+
+
+def test_unreachable_server_or_missing_client_is_one_sentence():
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/unet"
+    if importlib.util.find_spec("tritonclient") is None:  # the torch-free runtime venv has no serving extra
+        with pytest.raises(segrt.MissingDependency, match=r"pip install 'segexport\[serve\]'"):
+            segrt.load(url)
+    else:
+        with pytest.raises(segrt.SegError, match=rf"cannot reach a Triton server at 127.0.0.1:{port}.*segserve"):
+            segrt.load(url)
+
+
+OPTIONS = ServerOptions(Path("build/triton"))
+NO_ORT = (
+    "E1201 21:39:44.915845 8290 model_lifecycle.cc:642] \"failed to load 'unet_shapes' version 1: Invalid argument: "
+    "unable to find backend library for backend 'onnxruntime', try specifying runtime on the model configuration.\"\n"
+    "error: creating server: Internal - failed to load all models"
+)
+PORT = (
+    'E1201 21:39:51.753729 8384 main.cc:257] "failed to start HTTP service: Unavailable - '
+    "Socket '127.0.0.1:18200' already in use \""
+)
+MISMATCH = (
+    "E1201 pb_stub.cc] Failed to initialize: AttributeError: '_thread.RLock' object has no attribute '_recursion_count'"
+)
+
+
+def test_triton_start_failures_become_one_line_with_the_fix():
+    line = explain_failure(NO_ORT, OPTIONS)
+    assert "Triton refused model 'unet_shapes'" in line and "no onnxruntime backend" in line
+    assert "--triton-backend python" in line and "\n" not in line
+    assert "127.0.0.1:18200 is already in use" in explain_failure(PORT, OPTIONS)
+    assert "a Python with a shared libpython" in explain_failure(MISMATCH, OPTIONS)
+    other = 'I1201 21:39:44.9 8290 server.cc:1] "start"\nE1201 21:39:44.914518 8290 server.cc:241] "something broke"'
+    assert explain_failure(other, OPTIONS) == "tritonserver stopped before it was ready: something broke"
