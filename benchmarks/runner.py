@@ -26,6 +26,7 @@ from segbench.artifacts import ExportCache, check_calibration, unavailable_reaso
 from segbench.measure import Timed, Window, time_calls
 from segbench.resources import ResourceSampler
 from segbench.suite import Case, ModelSpec, Suite
+from segrt import scoring
 from segrt.errors import MissingDependency, SegError
 
 REFERENCE_WORDS = (
@@ -223,7 +224,7 @@ class Runner:
         if key not in self.dataset_scores:
             try:
                 samples = accuracy.open_dataset(root)
-                self.dataset_scores[key] = accuracy.score_dataset(predict, samples, classes).as_dict()
+                self.dataset_scores[key] = scoring.score_dataset(predict, samples, classes).as_dict()
             except SegError as exc:
                 self.dataset_scores[key] = {"absent": f"{root}: {exc}"}
         return self.dataset_scores[key]
@@ -240,7 +241,7 @@ class Runner:
             try:
                 samples = accuracy.open_dataset(root)
                 predict = lambda image, r=reference: torch_labels(r.model, np.array(image), r.card)[0]  # noqa: E731
-                scores[spec.label] = accuracy.score_dataset(predict, samples, reference.card.classes).as_dict()
+                scores[spec.label] = scoring.score_dataset(predict, samples, reference.card.classes).as_dict()
             except SegError as exc:
                 scores[spec.label] = {"absent": f"{root}: {exc}"}
         return scores

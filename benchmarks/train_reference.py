@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from segbench import shapes
-from segbench.accuracy import confusion_matrix, iou_per_class
-from segbench.dataset import VocDataset
+from segrt.dataset import VocDataset
 from segrt.errors import SegError
 from segrt.meta import atomic_write, write_bytes_atomic
+from segrt.scoring import confusion_matrix, iou_per_class
 
 CHECKPOINT_NAME = "unet_shapes.pt"
 CARD_NAME = "unet_shapes.json"

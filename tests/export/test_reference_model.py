@@ -11,12 +11,12 @@ import torch
 
 import segrt
 from segbench import shapes
-from segbench.accuracy import confusion_matrix, iou_per_class
-from segbench.dataset import VocDataset
 from segexport import DEFAULT_MODEL
 from segexport.cli import main as segexport_main
 from segexport.models import SHAPES_WEIGHTS, build_model
+from segrt.dataset import VocDataset
 from segrt.errors import SegError
+from segrt.scoring import confusion_matrix, iou_per_class
 
 CARD = json.loads((SHAPES_WEIGHTS / "unet_shapes.json").read_text())
 TEST_SEED = 20240  # not the training data's seed: these images were never seen in training

@@ -1,15 +1,18 @@
-"""The Pascal-VOC segmentation reader behind `segbench --dataset DIR` (numpy + Pillow only).
+"""The Pascal-VOC segmentation reader behind `segbench --dataset DIR` and `segexport --val DIR` (numpy + Pillow only).
 
 A VOC folder holds JPEGImages/<id>.jpg, SegmentationClass/<id>.png (palette or
 grayscale PNG whose values are class ids; 255 is VOC's "void", kept as 255 for
 the accuracy code to ignore) and ImageSets/Segmentation/<split>.txt listing the
 ids. The whole folder is checked when the dataset is opened -- every id has an
 image and a label map of the same size -- so a broken folder fails in one clear
-sentence before any benchmark time is spent.
+sentence before any benchmark time is spent. Where the folder names its classes (`dataset.json`, as
+`python -m segbench.shapes` writes it, or CVAT's `labelmap.txt`), `classes` gives them, so a model
+scored on it can be checked to mean the same thing by each id.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -68,6 +71,11 @@ class VocDataset:
         if labels.shape != image.shape[:2]:
             raise SegError(self._size_message(name, image.shape[:2], labels.shape))
         return Sample(name=name, image=image, labels=labels)
+
+    @property
+    def classes(self) -> tuple[str, ...] | None:
+        """The class names the folder records (`dataset.json` "classes", else `labelmap.txt`), or None."""
+        return read_class_names(self.root)
 
     def __repr__(self) -> str:
         return f"VocDataset({str(self.root)!r}, split={self.split!r}, {len(self)} samples)"
@@ -149,3 +157,27 @@ def _exif_turns(img: object) -> bool:
         return img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # type: ignore[attr-defined]
     except Exception:
         return False
+
+
+def read_class_names(root: Path) -> tuple[str, ...] | None:
+    """Class names of a VOC folder, in id order: `dataset.json`'s "classes" list, else the names of CVAT's
+    `labelmap.txt` (`name:r,g,b:parts:actions` per line); None when it records none. A file that is there but
+    cannot be read is a SegError naming it: a wrong class check is worse than none."""
+    described = root / "dataset.json"
+    if described.is_file():
+        try:
+            names = json.loads(described.read_text(encoding="utf-8")).get("classes")
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError) as exc:
+            raise SegError(f"{described}: cannot read its class names ({exc}); fix or remove the file") from None
+        if names is not None:
+            if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+                raise SegError(f'{described}: "classes" must be a list of names; fix or remove the file')
+            return tuple(names)
+    labelmap = root / "labelmap.txt"
+    if labelmap.is_file():
+        try:
+            lines = labelmap.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SegError(f"{labelmap}: cannot read its class names ({exc}); fix or remove the file") from None
+        return tuple(line.split(":")[0].strip() for line in lines if line.strip() and not line.startswith("#"))
+    return None

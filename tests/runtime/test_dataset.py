@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from segbench import shapes
-from segbench.dataset import Sample, VocDataset
+from segrt.dataset import Sample, VocDataset
 from segrt.errors import SegError
 from segrt.image import read_image, read_labels_png, write_labels_png
 
@@ -122,3 +122,17 @@ def test_unreadable_image_is_named(voc: Path) -> None:
     (voc / "JPEGImages" / "val_00000.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(SegError, match=r"val_00000\.jpg: cannot read it"):
         VocDataset(voc)
+
+
+def test_classes_come_from_dataset_json_then_labelmap(voc: Path) -> None:
+    assert VocDataset(voc).classes == shapes.CLASSES  # segbench.shapes records them in dataset.json
+    (voc / "dataset.json").unlink()
+    assert VocDataset(voc).classes is None
+    (voc / "labelmap.txt").write_text("# label:color_rgb:parts:actions\nbackground:0,0,0::\ncar:128,0,0::\n")
+    assert VocDataset(voc).classes == ("background", "car")
+
+
+def test_unreadable_dataset_json_is_named(voc: Path) -> None:
+    (voc / "dataset.json").write_text("{not json")
+    with pytest.raises(SegError, match=r"dataset\.json: cannot read its class names"):
+        VocDataset(voc).classes  # noqa: B018 - the property reads the file
