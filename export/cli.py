@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from segexport import DEFAULT_MODEL, parity_image, read_lines
+from segexport.budget_step import add_budget_arguments, check_budget_flags, check_val_classes
 from segexport.triton_step import add_triton_arguments, check_triton_flags, triton_step
 from segrt.errors import SegError
 from segrt.signals import interrupt_on_sigterm
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     onnx_group.add_argument("--out", type=Path, help="output folder (default ./build/<model>)")
     add_precision_arguments(parser)
+    add_budget_arguments(parser)  # --max-miou-drop, --val: export/budget_step.py
     add_engine_arguments(parser)
     add_triton_arguments(parser)  # --triton REPO: export/triton_step.py
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: TensorRT's own)")
@@ -385,6 +387,7 @@ def run(args: argparse.Namespace, console: Any) -> int:
     check_precision_flags(args)
     check_engine_flags(args)
     check_triton_flags(args)
+    check_budget_flags(args)
     report = Report(console)
     source = Path(args.model)
     if args.triton and source.suffix in (".engine", ".plan", ".trt"):  # an engine: only its repository to write
@@ -396,6 +399,7 @@ def run(args: argparse.Namespace, console: Any) -> int:
         if not source.is_file():
             raise SegError(f"{source}: no such ONNX file")
         card = read_card(source)
+        check_val_classes(args, card.classes)
     args.image = args.image or parity_image(card.model if card else args.model)
     image = read_image(args.image)
     if card is not None:
@@ -406,6 +410,7 @@ def run(args: argparse.Namespace, console: Any) -> int:
             model = build_model_step(args)
             size = "x".join(map(str, model.input_size))
             detail["text"] = f"{len(model.classes)} classes, input {size} ({model.resize})"
+        check_val_classes(args, model.classes)  # before model.onnx is written
         out = prepare_output_folder(args.out or Path("build") / model.name, "--out")
         onnx_path, card = export_step(args, model, out, image, report)
     later_steps(args, onnx_path, card, image, out, report)
@@ -511,7 +516,16 @@ def precision_steps(
         "int8": "INT8 Q/DQ for TensorRT (ModelOpt, entropy calibration)",
         "int8-cpu": "INT8 Q/DQ for ONNX Runtime CPU (quantize_static, MinMax)",
     }
+    from segexport import budget_step
+
+    budget = budget_step.prepare_budget(args, onnx_path, card, image, calib_images, report)
     for name in wanted:
+        if budget is not None:  # the accuracy budget chooses the nodes kept: export/budget_step.py
+            path = budget_step.budgeted_graph(budget, args, name, onnx_path, image, calib_images, out, report).path
+            graphs[name] = path
+            report.add_file(path)
+            report.add_file(path.with_name(path.name + ".json"))
+            continue
         with report.step(titles[name]) as detail:
             result = precision.make_precision_graph(
                 name,
