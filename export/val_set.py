@@ -18,7 +18,8 @@ def open_val(root: str | os.PathLike[str]) -> VocDataset:
     try:
         return VocDataset(root, split="val")
     except SegError as exc:
-        raise SegError(f"--val {root}: {exc}") from None
+        message = str(exc)  # it names a file under `root`, or `root` itself
+        raise SegError(f"--val {message if message.startswith(str(root)) else f'{root}: {message}'}") from None
 
 
 def pick(count: int | None, total: int) -> list[int]:
