@@ -23,6 +23,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, TextIO
 
+from segbench.budgeted import budget_flags, budget_key
 from segbench.machine import tensorrt_version
 from segbench.suite import BASELINE, Case, ModelSpec
 from segrt.errors import MissingDependency, SegError
@@ -83,7 +84,14 @@ class ExportCache:
         return self.root / f"{slug}-{key}{'' if fused else '-unfused'}"
 
     def model_file(
-        self, model: ModelSpec, *, backend: str, precision: str, fused: bool, shape: tuple[int, int, int]
+        self,
+        model: ModelSpec,
+        *,
+        backend: str,
+        precision: str,
+        fused: bool,
+        shape: tuple[int, int, int],
+        max_miou_drop: float | None = None,
     ) -> Path:
         """The file `segrt.load` opens for this case (NxHxW `shape`), exported first where it is missing.
 
@@ -102,9 +110,12 @@ class ExportCache:
         # nodes kept in FP32 on them, not on the photo the case is scored on)
         calibrated = precision == "int8" or (precision == "fp16" and model.calib is not None)
         graphs = folder / f"calib-{self.calibration_key(model)}" if calibrated else folder
+        budget = budget_flags(model, max_miou_drop)  # a budgeted graph has a folder of its own
+        graphs = graphs / budget_key(budget, model) if budget else graphs
         onnx = graphs / artifact_name("model", flavour)
         if precision != "fp32":
-            self._once(onnx, [str(fp32), *_precision_flags(flavour, model), "--onnx-only", "--out", str(graphs)])
+            flags = [*_precision_flags(flavour, model), *budget, "--onnx-only", "--out", str(graphs)]
+            self._once(onnx, [str(fp32), *flags])
         if backend != "tensorrt":
             return onnx
         size = "x".join(map(str, shape))

@@ -14,6 +14,7 @@ from typing import Any
 
 from segbench.measure import STAGES
 from segbench.suite import BASELINE
+from segbench.trade_report import trade_lines
 from segrt.errors import SegError
 from segrt.meta import atomic_write
 
@@ -231,6 +232,7 @@ def markdown(record: dict[str, Any], plots: list[str]) -> str:
         lines += [*_table(list(rows[0]), [list(r.values()) for r in rows]), ""]
         notes = network_size_notes(ok)
         lines += [*notes, ""] if notes else []
+        lines += trade_lines(record)  # runs chosen against an accuracy budget: benchmarks/trade_report.py
         names = used_stages(ok)
         lines += ["## Where the time goes (mean ms per call, by stage)", ""]
         header = ["model", "pipeline", "N x H x W", *names, "e2e mean"]

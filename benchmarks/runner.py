@@ -23,6 +23,7 @@ import numpy as np
 
 from segbench import accuracy
 from segbench.artifacts import ExportCache, check_calibration, unavailable_reason
+from segbench.budgeted import check_budget_set
 from segbench.measure import Timed, Window, time_calls
 from segbench.resources import ResourceSampler
 from segbench.suite import Case, ModelSpec, Suite
@@ -96,7 +97,12 @@ class Runner:
     def _file(self, case: Case, *, fused: bool) -> Path:
         shape = (case.batch, case.height, case.width)
         return self.exports.model_file(
-            case.model, backend=case.backend, precision=case.precision, fused=fused, shape=shape
+            case.model,
+            backend=case.backend,
+            precision=case.precision,
+            fused=fused,
+            shape=shape,
+            max_miou_drop=case.max_miou_drop,
         )
 
     def _measure(self, case: Case, file: Path | None) -> dict[str, Any]:
@@ -157,9 +163,12 @@ class Runner:
         import segrt
 
         seg = segrt.load(file, backend=case.backend, threads=self.suite.threads)
+        from segbench.budgeted import budget_details
+
         details = {
             "file": str(file),
             "file_precision": seg.card.precision,
+            **({"accuracy_budget": budget_details(seg.card)} if case.max_miou_drop is not None else {}),
             "steps": "fused graph: uint8 image in, labels out" if seg.card.fused else "host pre -> graph -> host post",
             "classes": seg.classes,
         }
@@ -188,6 +197,8 @@ class Runner:
 
     def _network(self, case: Case, batch: np.ndarray) -> dict[str, Any]:
         """The bare network on the same backend and precision: --no-fuse graph, tensor already pre-processed."""
+        if case.max_miou_drop is not None:
+            return {"absent": "a graph chosen against an accuracy budget has no --no-fuse twin with the same nodes"}
         key = (case.model, case.backend, case.precision, *batch.shape)
         if key not in self.networks:
             self.networks[key] = self._time_network(case, batch)
@@ -297,6 +308,7 @@ def describe(case: Case) -> dict[str, Any]:
         "precision": case.precision,
         "fused": case.fused,
         "device": case.device,
+        "max_miou_drop": case.max_miou_drop,
         "pipeline": case.pipeline,
         "batch": case.batch,
         "height": case.height,
@@ -311,6 +323,9 @@ def check_calibrations(suite: Suite, photo: Path, dataset: Path | None) -> None:
     runnable = [c.model for c in calibrated if unavailable_reason(c) is None]
     for model in dict.fromkeys(runnable):
         check_calibration(model, [photo, *val_images(dataset or model.dataset)], where)
+    budgeted = [c.model for c in suite.cases if c.max_miou_drop is not None and unavailable_reason(c) is None]
+    for model in dict.fromkeys(budgeted):
+        check_budget_set(model, [photo, *val_images(dataset or model.dataset)], where)
 
 
 def val_images(root: Path | None) -> list[Path]:

@@ -54,6 +54,7 @@ MODEL_KEYS = {
     "calib": "INT8 calibration images: a folder, or a .txt list such as a VOC train.txt (default: the sample's folder)",
     "calib_count": "segexport --calib-count: how many calibration images (default segexport's)",
     "dataset": "Pascal-VOC folder for mIoU (JPEGImages/, SegmentationClass/, ImageSets/Segmentation/val.txt)",
+    "budget_val": "Pascal-VOC folder runs with max_miou_drop choose their graph on (segexport --val); not dataset",
     "shapes": "overrides the suite's shapes for this model",
     "runs": "list of { backend, precision, fused, device }",
 }
@@ -62,6 +63,7 @@ RUN_KEYS = {
     "precision": ", ".join(PRECISIONS),
     "fused": "true: the fused graph (default); false: --no-fuse with host pre/post-processing",
     "device": "pytorch-eager only: cpu or cuda",
+    "max_miou_drop": "fp16 / int8 only: the graph segexport --max-miou-drop POINTS chooses on the model's budget_val",
 }
 
 
@@ -75,6 +77,7 @@ class ModelSpec:
     calib: Path | None = None
     calib_count: int | None = None
     dataset: Path | None = None
+    budget_val: Path | None = None  # the labelled set an accuracy budget is measured on (segexport --val)
 
     def export_args(self) -> list[str]:
         """The segexport command line (without --out) that builds this model's FP32 graph."""
@@ -93,6 +96,7 @@ class Case:
     batch: int = 1
     height: int = 612
     width: int = 640
+    max_miou_drop: float | None = None  # the graph segexport chooses within this mIoU budget (points)
 
     @property
     def is_baseline(self) -> bool:
@@ -103,7 +107,8 @@ class Case:
         """backend, precision and graph kind, without the shape: the key cases share their work by."""
         if self.is_baseline:
             return f"{self.backend} {self.device}"
-        return f"{self.backend} {self.precision} {'fused' if self.fused else 'unfused'}"
+        budget = "" if self.max_miou_drop is None else f" ≤{self.max_miou_drop:g} mIoU pts"
+        return f"{self.backend} {self.precision}{budget} {'fused' if self.fused else 'unfused'}"
 
     @property
     def id(self) -> str:
@@ -243,6 +248,7 @@ def _model_cases(
     args = (["--weights", weights] if weights else []) + (["--input-size", input_size] if input_size else []) + args
     calib = _get(table, "calib", str, where, f"{key}.calib", default=None)
     dataset = _get(table, "dataset", str, where, f"{key}.dataset", default=None)
+    budget_val = _get(table, "budget_val", str, where, f"{key}.budget_val", default=None)
     default_label = f"{name}@{input_size}" if input_size else name
     spec = ModelSpec(
         name=name,
@@ -251,6 +257,7 @@ def _model_cases(
         calib=Path(calib) if calib else None,
         calib_count=_get(table, "calib_count", int, where, f"{key}.calib_count", default=None),
         dataset=Path(dataset) if dataset else None,
+        budget_val=Path(budget_val) if budget_val else None,
     )
     if "shapes" in table:
         shapes = _shapes(_get(table, "shapes", list, where, f"{key}.shapes", default=[]), where, f"{key}.shapes")
@@ -290,7 +297,23 @@ def _run(run: Any, spec: ModelSpec, where: str, key: str) -> Case:
         return Case(spec, backend, device=device or "cpu")
     if device is not None:
         raise SegError(f"{where}: {key}: device applies to {BASELINE} only; the backend {backend} names its device")
-    return Case(spec, backend, precision, fused, device="cpu" if backend == "ort-cpu" else "cuda")
+    budget = _budget(run, spec, precision, where, key)
+    return Case(spec, backend, precision, fused, "cpu" if backend == "ort-cpu" else "cuda", max_miou_drop=budget)
+
+
+def _budget(run: dict[str, Any], spec: ModelSpec, precision: str, where: str, key: str) -> float | None:
+    """A run's max_miou_drop: for a reduced precision, with a budget_val set to measure it on."""
+    budget = _get(run, "max_miou_drop", (int, float), where, f"{key}.max_miou_drop", default=None)
+    if budget is None:
+        return None
+    if precision == "fp32" or not 0 <= budget <= 100:
+        raise SegError(f"{where}: {key}: max_miou_drop {budget} needs precision fp16 or int8 and 0..100 points")
+    if spec.budget_val is None:
+        raise SegError(
+            f"{where}: {key}: max_miou_drop needs the model's budget_val, a labelled set the budget is measured on "
+            f"(not its dataset, which scores the result)"
+        )
+    return float(budget)
 
 
 def _check_model_name(name: str, where: str, key: str) -> None:

@@ -59,7 +59,7 @@ def test_baseline_false_adds_none(tmp_path: Path) -> None:
     assert not any(case.is_baseline for case in suite.cases)
 
 
-@pytest.mark.parametrize("name", ["cpu-quick", "cpu-full", "gpu", "jetson"])
+@pytest.mark.parametrize("name", ["cpu-quick", "cpu-full", "cpu-budget", "gpu", "jetson"])
 def test_shipped_suites_are_valid(name: str) -> None:
     suite = load_suite(SUITES / f"{name}.toml")
     assert suite.name == name and suite.cases
