@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import shlex
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -153,6 +154,9 @@ def budgeted_graph(
             budget_report.print_search(report.console, exc.result)
             raise
     budget_report.print_search(report.console, result)
+    if result.kept:
+        flags = " ".join(shlex.quote(flag) for flag in rebuild_flags(result.kept))
+        report.console.print(f"the same graph without the search: {flags} (also in the card)", highlight=False)
     written = _write(result, args, precision, onnx_path, image, out, run)
     report.steps.append((title, result.seconds, budget_report.summary_line(result, written.summary)))
     return written

@@ -3,6 +3,7 @@ that the budget is measured on other images than those scored, and the speed-bes
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -131,3 +132,45 @@ def test_speed_beside_accuracy_puts_fp32_all_int8_and_the_budgeted_graphs_in_one
     assert "| 6.00 | 1.50x | 91.80 % | +0.20 | 1: /stem/Conv | --val tune | 12 |" in rows[3]
     assert "| 5.00 | 1.80x | 88.00 % | +4.00 | — |" in rows[1] and "| none |" in rows[2]
     assert trade_lines({"cases": [_case("fp32", None, 9.0, 0.92)]}) == []
+
+
+def test_a_real_suite_runs_budgeted_graphs_and_reports_them_beside_fp32_and_all_int8(tmp_path: Path) -> None:
+    from segbench.cli import main
+
+    scored = shapes.generate(tmp_path / "scored", train=2, val=2, seed=5)
+    tune = shapes.generate(tmp_path / "tune", train=0, val=2, seed=6)
+    suite = tmp_path / "suite.toml"
+    suite.write_text(f"""
+name = "tiny-budget"
+shapes = ["1x48x64"]
+warmup = 1
+iterations = 3
+baseline = false
+[[model]]
+name = "unet"
+input_size = "32x32"
+args = ["--unet-base", "4", "--unet-depth", "2", "--num-classes", "7"]
+dataset = "{scored}"
+budget_val = "{tune}"
+calib = "{scored}/ImageSets/Segmentation/train.txt"
+runs = [
+  {{ backend = "ort-cpu" }},
+  {{ backend = "ort-cpu", precision = "int8", max_miou_drop = 100 }},
+  {{ backend = "ort-cpu", precision = "int8", max_miou_drop = 0 }},
+]
+""")
+    (scored / "dataset.json").unlink()  # the random U-Net's classes are class0..class6, not the shapes' names
+    (tune / "dataset.json").unlink()
+    out = tmp_path / "run"
+    assert main([str(suite), "--out", str(out), "--cache", str(tmp_path / "cache")]) == 0
+    cases = json.loads((out / "results.json").read_text())["cases"]
+    budgeted = [case for case in cases if case["max_miou_drop"] is not None]
+    assert [case["status"] for case in cases] == ["ok"] * 3 and len(budgeted) == 2
+    for case in budgeted:
+        details = case["accuracy_budget"]
+        assert details["measured_on"].startswith(f"--val {tune}") and isinstance(details["kept"], list)
+        assert details["budget"]["max_miou_drop_points"] == case["max_miou_drop"]
+        assert "absent" in case["network"]
+    assert budgeted[0]["accuracy_budget"]["kept"] == []  # a budget of 100 points keeps nothing
+    report = (out / "report.md").read_text()
+    assert "## Speed beside accuracy" in report and "ort-cpu int8 ≤0 mIoU pts fused" in report
