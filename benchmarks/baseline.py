@@ -5,7 +5,7 @@ the weights' `transforms()` preset (resize the shorter side with antialiasing,
 scale to 0..1, normalize), the eager model with the auxiliary head the torchvision
 builders attach, `F.interpolate` of the logits to the image size, `argmax`. The
 reference is the same FP32 network run the way the exported graph computes
-(segexport.onnx_export.torch_labels), so label drift measures the backend and
+(segexport.parity.torch_labels), so label drift measures the backend and
 precision, not a resize choice.
 """
 
@@ -33,7 +33,7 @@ class Reference:
 
     def labels_for(self, batch: np.ndarray) -> np.ndarray:
         """FP32 PyTorch labels of each image of an N x H x W x 3 batch (cached per image)."""
-        from segexport.onnx_export import torch_labels
+        from segexport.parity import torch_labels
 
         result = []
         for image in batch:

@@ -230,7 +230,7 @@ class Runner:
 
     def reference_scores(self) -> dict[str, Any]:
         """The FP32 PyTorch reference's own mIoU per model, so each case's drift in points is visible."""
-        from segexport.onnx_export import torch_labels
+        from segexport.parity import torch_labels
 
         scores: dict[str, Any] = {}
         for spec, reference in self.references.items():

@@ -339,6 +339,7 @@ def export_step(args: argparse.Namespace, model: Any, out: Path, image: Any, rep
     import tempfile
 
     from segexport import onnx_export
+    from segexport import parity as parity_checks
 
     fused = not args.no_fuse
     opset = args.opset or onnx_export.DEFAULT_OPSET
@@ -359,10 +360,10 @@ def export_step(args: argparse.Namespace, model: Any, out: Path, image: Any, rep
         versions=onnx_export.package_versions(),
     )
     with report.step(f"parity: ONNX Runtime vs PyTorch on {args.image.name}") as detail:
-        parity = onnx_export.check_parity(proto, model, image, card)
+        parity = parity_checks.check_parity(proto, model, image, card)
         diff = f"max |logit diff| {parity.max_abs_logit_diff:.2e}, " if parity.max_abs_logit_diff is not None else ""
         detail["text"] = f"{diff}label agreement {100 * parity.agreement:.3f} %"
-    onnx_export.check_agreement(
+    parity_checks.check_agreement(
         parity,
         minimum,
         f"{out / 'model.onnx'} was not written",
@@ -630,13 +631,13 @@ def engine_parity(
     report: Report,
 ) -> dict[str, Any]:
     """The engine gate: the engine's labels against its ONNX graph's on ONNX Runtime; below `minimum` a SegError."""
-    from segexport import onnx_export, parity
+    from segexport import parity
 
     with report.step(f"parity: {target.name} vs ONNX Runtime (CPU) on {args.image.name}") as step:
         agreement = parity.engine_agreement(engine, source, card, image, shapes)
         step["text"] = f"label agreement {100 * agreement:.3f} %"
-    onnx_export.check_agreement(
-        onnx_export.Parity(agreement=agreement, max_abs_logit_diff=None),
+    parity.check_agreement(
+        parity.Parity(agreement=agreement, max_abs_logit_diff=None),
         minimum,
         f"{target} was not written",
         "the engine's labels differ from its ONNX graph's; try another --builder-opt-level, or lower "

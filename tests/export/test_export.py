@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from segexport import onnx_export
+from segexport import onnx_export, parity
 from segexport.cli import main
 from segexport.deploy import FusedSegmentation
 from segexport.models import build_model, fcn_resnet18
@@ -157,7 +157,7 @@ def test_default_output_folder_is_build_model(tmp_path, monkeypatch):
 
 
 def test_failed_parity_writes_nothing(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(onnx_export, "check_parity", lambda *a, **k: onnx_export.Parity(0.97, 0.5))
+    monkeypatch.setattr(parity, "check_parity", lambda *a, **k: parity.Parity(0.97, 0.5))
     code = main(["unet", "--unet-base", "4", "--unet-depth", "2", "--input-size", "32x32", "--out", str(tmp_path)])
     assert code == 2
     assert "only 97.000 % of pixels agree" in " ".join(capsys.readouterr().err.split())
@@ -252,7 +252,7 @@ def test_user_model_with_a_checkpoint_exports_the_checkpoints_weights(tmp_path, 
 
 
 def test_min_agreement_sets_the_fp32_export_gate(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(onnx_export, "check_parity", lambda *a, **k: onnx_export.Parity(0.97, 0.5))
+    monkeypatch.setattr(parity, "check_parity", lambda *a, **k: parity.Parity(0.97, 0.5))
     argv = ["unet", "--unet-base", "4", "--unet-depth", "2", "--input-size", "32x32"]
     assert main([*argv, "--min-agreement", "96", "--out", str(tmp_path / "low")]) == 0
     assert read_card(tmp_path / "low" / "model.onnx").checks["parity"]["label_agreement"] == 0.97

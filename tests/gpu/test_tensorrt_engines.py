@@ -12,7 +12,7 @@ pytest.importorskip("tensorrt")
 
 import segrt
 from segexport.cli import main
-from segexport.precision import reference_outputs
+from segexport.parity import reference_outputs
 from segrt.backends import tensorrt as backend
 from segrt.errors import SegError
 from segrt.meta import file_sha256, read_card
