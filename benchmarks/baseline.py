@@ -48,12 +48,11 @@ def build_reference(spec: ModelSpec, threads: int | None = None) -> Reference:
     """Build the model with the very arguments (and seed) its export used, so weights match the files."""
     import torch
 
-    from segexport.cli import build_model_step, build_parser
+    from segexport.models import build
 
     if threads:
         torch.set_num_threads(threads)
-    args = build_parser().parse_args(spec.export_args())
-    model = build_model_step(args)
+    model = build(spec.options)
     return Reference(spec, model, model.card(fused=True))
 
 
@@ -124,7 +123,7 @@ def user_transforms(reference: Reference) -> tuple[Any, str]:
     except (ValueError, KeyError):
         weights_enum = None
     if weights_enum is not None:
-        chosen = _weights_arg(reference.spec)
+        chosen = reference.spec.options.weights
         entry = weights_enum.DEFAULT if chosen in (None, "none", "DEFAULT") else weights_enum[chosen]
         return entry.transforms(), f"{entry}.transforms()"
     size = list(card.input_size)
@@ -136,11 +135,6 @@ def user_transforms(reference: Reference) -> tuple[Any, str]:
         ]
     )
     return steps, f"torchvision v2 Resize({size}, antialias) + ToDtype + Normalize"
-
-
-def _weights_arg(spec: ModelSpec) -> str | None:
-    args = list(spec.args)
-    return args[args.index("--weights") + 1] if "--weights" in args[:-1] else None
 
 
 def with_aux_head(network: Any) -> Any:

@@ -100,6 +100,35 @@ def compare_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def export_arg_keys(model: str, flags: list[str]) -> dict[str, Any]:
+    """--export-arg segexport flags -> the suite's model keys (segexport's ModelOptions fields): segexport's own
+    parser reads them, so they mean what they mean on its command line."""
+    if not flags:
+        return {}
+    from segexport.cli import build_parser, request_from_args
+
+    parser = build_parser()
+    try:
+        request = request_from_args(parser.parse_args([model, *flags]))
+    except SystemExit:
+        raise SegError(f"--export-arg {' '.join(flags)}: segexport does not take these flags") from None
+    plain = request_from_args(parser.parse_args([model]))
+    if (request.onnx, request.precision, request.engine) != (plain.onnx, plain.precision, plain.engine):
+        raise SegError(
+            f"--export-arg {' '.join(flags)}: only segexport's model flags apply here (--checkpoint, --num-classes, "
+            f"--unet-base, ...); segbench picks the graph, precision and engine from --backend and --precision"
+        )
+    options = request.model
+    keys: dict[str, Any] = {}
+    for name, value in vars(options).items():
+        if name == "name" or value == getattr(type(options)(model), name):
+            continue
+        if name == "input_size":
+            value = "x".join(map(str, value))
+        keys[name] = str(value) if isinstance(value, Path) else (list(value) if isinstance(value, tuple) else value)
+    return keys
+
+
 def suite_from_args(args: argparse.Namespace) -> Suite:
     if args.suite and args.model:
         raise SegError("give a suite file or --model, not both")
@@ -109,7 +138,7 @@ def suite_from_args(args: argparse.Namespace) -> Suite:
         run: dict[str, Any] = {"backend": args.backend, "precision": args.precision, "fused": not args.no_fuse}
         if args.device:
             run["device"] = args.device
-        model: dict[str, Any] = {"name": args.model, "args": args.export_arg, "runs": [run]}
+        model: dict[str, Any] = {"name": args.model, **export_arg_keys(args.model, args.export_arg), "runs": [run]}
         if args.weights:
             model["weights"] = args.weights
         if args.input_size:

@@ -291,7 +291,7 @@ def describe(case: Case) -> dict[str, Any]:
         "id": case.id,
         "model": case.model.name,
         "label": case.model.label,
-        "export_args": list(case.model.args),
+        "export_options": case.model.export_options(),
         "backend": case.backend,
         "precision": case.precision,
         "fused": case.fused,

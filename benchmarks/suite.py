@@ -23,10 +23,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from segexport.request import ModelOptions
+from segexport.tensorrt_profile import parse_shape
+from segrt.backends import BACKENDS as BACKEND_ROWS
 from segrt.errors import MissingDependency, SegError
 
 BASELINE = "pytorch-eager"
-BACKENDS = (BASELINE, "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
+# the baseline, then every segrt backend but "ort" (a case names its provider, so runs compare)
+BACKENDS = (BASELINE, *(name for name in BACKEND_ROWS if name != "ort"))
 PRECISIONS = ("fp32", "fp16", "int8")
 DEVICES = ("cpu", "cuda")
 
@@ -50,7 +54,13 @@ MODEL_KEYS = {
     "label": "name shown in reports (default: name, plus input size)",
     "weights": "segexport --weights",
     "input_size": "segexport --input-size (HxW, or S for the shorter side)",
-    "args": "more segexport flags, as a list of strings",
+    "checkpoint": "segexport --checkpoint: a state dict",
+    "num_classes": "segexport --num-classes",
+    "classes": "segexport --classes: the class names, a list",
+    "seed": "segexport --seed (random weights)",
+    "unet_depth": "segexport --unet-depth",
+    "unet_base": "segexport --unet-base",
+    "unet_transposed": "segexport --unet-transposed",
     "calib": "INT8 calibration images: a folder, or a .txt list such as a VOC train.txt (default: the sample's folder)",
     "calib_count": "segexport --calib-count: how many calibration images (default segexport's)",
     "dataset": "Pascal-VOC folder for mIoU (JPEGImages/, SegmentationClass/, ImageSets/Segmentation/val.txt)",
@@ -65,20 +75,42 @@ RUN_KEYS = {
 }
 
 
+# The model keys that are segexport's ModelOptions fields, with the type each takes in the file.
+EXPORT_OPTION_KEYS: dict[str, type] = {
+    "weights": str,
+    "input_size": str,
+    "checkpoint": str,
+    "num_classes": int,
+    "classes": list,
+    "seed": int,
+    "unet_depth": int,
+    "unet_base": int,
+    "unet_transposed": bool,
+}
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """One model of the suite: how segexport builds it, and where its labelled data are."""
+    """One model of the suite: how segexport builds it (its ModelOptions), and where its labelled data are."""
 
-    name: str
-    args: tuple[str, ...] = ()
+    options: ModelOptions
     label: str = ""
     calib: Path | None = None
     calib_count: int | None = None
     dataset: Path | None = None
 
-    def export_args(self) -> list[str]:
-        """The segexport command line (without --out) that builds this model's FP32 graph."""
-        return [self.name, *self.args]
+    @property
+    def name(self) -> str:
+        return self.options.name
+
+    def export_options(self) -> dict[str, Any]:
+        """The options that differ from segexport's defaults, as plain JSON values (results, cache keys)."""
+        defaults = ModelOptions(self.options.name)
+        return {
+            key: str(value) if isinstance(value, Path) else (list(value) if isinstance(value, tuple) else value)
+            for key, value in vars(self.options).items()
+            if value != getattr(defaults, key)
+        }
 
 
 @dataclass(frozen=True)
@@ -216,17 +248,6 @@ def _check_time_limits(min_seconds: float | None, seconds: float | None, where: 
         raise SegError(f"{where}: min_seconds {min_seconds:g} is above the budget seconds {seconds:g}; lower it")
 
 
-def parse_shape(text: str) -> tuple[int, int, int]:
-    """ "1x612x640" -> (1, 612, 640): batch, height, width."""
-    try:
-        values = tuple(int(v) for v in str(text).lower().split("x"))
-    except ValueError:
-        values = ()
-    if len(values) != 3 or min(values) < 1:
-        raise ValueError(f"{text!r} is not NxHxW (e.g. 1x612x640)")
-    return values  # type: ignore[return-value]
-
-
 def _model_cases(
     table: Any, shapes: list[tuple[int, int, int]], where: str, key: str, add_baseline: bool
 ) -> tuple[list[Case], str]:
@@ -237,16 +258,13 @@ def _model_cases(
     if not name:
         raise SegError(f"{where}: {key} has no name; give the segexport model name")
     _check_model_name(name, where, key)
-    args = [str(a) for a in _get(table, "args", list, where, f"{key}.args", default=[])]
-    weights = _get(table, "weights", str, where, f"{key}.weights", default=None)
     input_size = _get(table, "input_size", str, where, f"{key}.input_size", default=None)
-    args = (["--weights", weights] if weights else []) + (["--input-size", input_size] if input_size else []) + args
+    options = _model_options(table, name, where, key)
     calib = _get(table, "calib", str, where, f"{key}.calib", default=None)
     dataset = _get(table, "dataset", str, where, f"{key}.dataset", default=None)
     default_label = f"{name}@{input_size}" if input_size else name
     spec = ModelSpec(
-        name=name,
-        args=tuple(args),
+        options=options,
         label=_get(table, "label", str, where, f"{key}.label", default=default_label),
         calib=Path(calib) if calib else None,
         calib_count=_get(table, "calib_count", int, where, f"{key}.calib_count", default=None),
@@ -268,6 +286,24 @@ def _model_cases(
             note = f"{spec.label}: added the {BASELINE} baseline on {', '.join(c.device for c in added)}"
     cases = [replace(p, batch=n, height=h, width=w) for (n, h, w) in shapes for p in pipelines]
     return cases, note
+
+
+def _model_options(table: dict[str, Any], name: str, where: str, key: str) -> ModelOptions:
+    """segexport's ModelOptions from a [[model]] table's export keys, each type-checked."""
+    from segexport.request import parse_input_size
+
+    given = {k: _get(table, k, kind, where, f"{key}.{k}", default=None) for k, kind in EXPORT_OPTION_KEYS.items()}
+    fields = {k: v for k, v in given.items() if v is not None}
+    try:
+        if "input_size" in fields:
+            fields["input_size"] = parse_input_size(fields["input_size"])
+        if "checkpoint" in fields:
+            fields["checkpoint"] = Path(fields["checkpoint"])
+        if "classes" in fields:
+            fields["classes"] = tuple(str(c) for c in fields["classes"])
+    except ValueError as exc:
+        raise SegError(f"{where}: {key}.input_size: {exc}") from None
+    return ModelOptions(name, **fields)
 
 
 def _run(run: Any, spec: ModelSpec, where: str, key: str) -> Case:
@@ -295,7 +331,9 @@ def _run(run: Any, spec: ModelSpec, where: str, key: str) -> Case:
 
 def _check_model_name(name: str, where: str, key: str) -> None:
     """Zoo names are checked here so a typo fails before any export; user factories are checked on export."""
-    if ":" in name:
+    from segexport import is_user_model
+
+    if is_user_model(name):
         return
     try:
         from segexport import DEFAULT_MODEL

@@ -13,9 +13,10 @@ import torch
 
 from segexport.deploy import FusedSegmentation
 from segexport.models import SegmentationModel
-from segrt.errors import SegError
+from segrt.errors import SegError, first_line
+from segrt.files import atomic_write
 from segrt.image import preprocess
-from segrt.meta import ModelCard, atomic_write, embed_card, write_sidecar
+from segrt.meta import ModelCard, embed_card, write_sidecar
 
 DEFAULT_OPSET = 17  # parsed by TensorRT 8.6 .. 11 and every ONNX Runtime since 1.12
 INPUT_NAME, OUTPUT_NAME = "image", "labels"
@@ -76,17 +77,12 @@ def export_onnx(
                 do_constant_folding=True,
             )
     except Exception as exc:  # an op ONNX lacks at this opset, a bad --opset, code the tracer cannot follow
+        reason = first_line(exc, with_type=True)
         raise SegError(
-            f"{model.name}: torch.onnx.export failed at opset {opset} ({_one_line(exc)}); try another --opset "
+            f"{model.name}: torch.onnx.export failed at opset {opset} ({reason}); try another --opset "
             f"(default {DEFAULT_OPSET}), or --no-fuse to export the plain network, or report it with the model"
         ) from None
     return onnx.load(str(path))
-
-
-def _one_line(exc: BaseException) -> str:
-    """The exception's type and first non-empty line: what the exporter says, without its traceback."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0][:300]}" if lines else type(exc).__name__
 
 
 def check_and_simplify(model_proto: Any) -> Any:
@@ -119,8 +115,9 @@ def save_onnx(model_proto: Any, path: str | os.PathLike[str], card: ModelCard) -
         try:
             onnx.checker.check_model(str(tmp))
         except onnx.checker.ValidationError as exc:
+            reason = first_line(exc, with_type=True)
             raise SegError(
-                f"{path} was not written: the graph fails onnx.checker ({_one_line(exc)}); report it with the model"
+                f"{path} was not written: the graph fails onnx.checker ({reason}); report it with the model"
             ) from None
 
     atomic_write(path, write_and_check)

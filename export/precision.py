@@ -32,7 +32,7 @@ import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
 from segexport.parity import graph_input
-from segrt.errors import MissingDependency, SegError
+from segrt.errors import MissingDependency, SegError, first_line
 from segrt.image import IMAGE_SUFFIXES, read_image
 from segrt.meta import ModelCard, artifact_name, file_sha256
 from segrt.precisions import PRECISIONS as PRECISION_ROWS
@@ -41,6 +41,11 @@ if TYPE_CHECKING:
     from segexport.parity import Parity
 
 PRECISIONS = tuple(name for name in PRECISION_ROWS if name != "fp32")  # the graphs a pass writes
+PASS_TITLES = {
+    "fp16": "FP16 mixed precision (ModelOpt AutoCast)",
+    "int8": "INT8 Q/DQ for TensorRT (ModelOpt, entropy calibration)",
+    "int8-cpu": "INT8 Q/DQ for ONNX Runtime CPU (quantize_static, MinMax)",
+}
 DEFAULT_CALIB_COUNT = 64
 # AutoCast needs only value ranges, and Polygraphy, which runs the graph for it, keeps every tensor of every
 # image in memory (~2 GB per image for fcn_resnet50 at 520x520; 8 images took 16 GB): two images.
@@ -404,8 +409,7 @@ def _guarded(tool: str, model_path: Path, function: Any, /, *args: Any, **kwargs
     except SegError:
         raise
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        reason = first if isinstance(exc, _ChildFailed) else f"{type(exc).__name__}: {first}"
+        reason = first_line(exc, with_type=not isinstance(exc, _ChildFailed))
         raise SegError(
             f"{model_path}: {tool} failed ({reason}); try --keep-fp32 on the node it names, or report it with the model"
         ) from exc

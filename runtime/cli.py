@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from segrt.backends import BACKENDS
 from segrt.errors import MissingDependency, SegError
+from segrt.files import prepare_output_folder
 from segrt.image import colorize, overlay, read_image, write_image, write_labels_png
-from segrt.meta import prepare_output_folder
 from segrt.signals import interrupt_on_sigterm
 from segrt.timing import LatencyStats
 
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--backend",
-        choices=("tensorrt", "ort", "ort-cpu", "ort-cuda", "ort-trt"),
+        choices=tuple(BACKENDS),
         help="default: TensorRT for engines, the best ONNX Runtime provider for ONNX",
     )
     parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="pick that file in a model folder")

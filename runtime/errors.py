@@ -27,3 +27,15 @@ def require(module: str, install: str) -> object:
         return importlib.import_module(module)
     except ImportError as exc:  # also OSError-free ImportErrors from broken native libs
         raise MissingDependency(f"{module} is not installed ({exc}); {install}") from None
+
+
+def first_line(error: BaseException | str, *, with_type: bool = False, limit: int = 300) -> str:
+    """What an exception (or a tool's message) says, in one line: its first non-empty line, cut to `limit`
+    characters; `with_type` puts the exception's type in front ("ValueError: ..."). The one helper every
+    message that quotes a third-party error uses."""
+    text = error if isinstance(error, str) else str(error)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    name = type(error).__name__ if isinstance(error, BaseException) else ""
+    if not lines:
+        return name or "no message"
+    return f"{name}: {lines[0][:limit]}" if with_type and name else lines[0][:limit]

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from segrt.errors import SegError
-from segrt.meta import ModelCard, atomic_write
+from segrt.files import atomic_write
+from segrt.meta import ModelCard
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 

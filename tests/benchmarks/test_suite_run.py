@@ -34,7 +34,8 @@ camera_seconds = 0.3
 [[model]]
 name = "unet"
 input_size = "32x32"
-args = ["--unet-base", "4", "--unet-depth", "2"]
+unet_base = 4
+unet_depth = 2
 dataset = "{dataset}"
 calib = "{calib}"
 runs = [
@@ -257,7 +258,8 @@ baseline = false
 [[model]]
 name = "unet"
 input_size = "32x32"
-args = ["--unet-base", "4", "--unet-depth", "2"]
+unet_base = 4
+unet_depth = 2
 calib = "{calib}"
 runs = [
   {{ backend = "ort-cpu" }},
@@ -270,16 +272,16 @@ runs = [
 def test_a_failed_export_is_a_failure_with_its_reason_and_exit_1_a_missing_package_a_skip(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bench_cache: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    real = artifacts.run_segexport
+    real = artifacts.run_export
 
-    def exporter(argv: list[str], log: object = None) -> None:
-        if "--int8" in argv:
+    def exporter(request, log: object = None) -> None:
+        if "int8-cpu" in request.precision.graphs:
             raise SegError("model.int8-cpu.onnx: label agreement with FP32 41.0 % is below --min-agreement 98 %")
-        if "--fp16" in argv:
+        if "fp16" in request.precision.graphs:
             raise MissingDependency("modelopt is not installed; install the exporter's extra")
-        real(argv, log)
+        real(request, log)
 
-    monkeypatch.setattr(artifacts, "run_segexport", exporter)
+    monkeypatch.setattr(artifacts, "run_export", exporter)
     suite = tmp_path / "failing.toml"
     suite.write_text(FAILING.format(calib=write_calib(tmp_path / "calib", seed=5)))
     out = tmp_path / "run"

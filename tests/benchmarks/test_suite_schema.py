@@ -19,7 +19,7 @@ iterations = 3
 [[model]]
 name = "unet"
 input_size = "64x64"
-args = ["--unet-base", "8"]
+unet_base = 8
 runs = [{ backend = "ort-cpu" }, { backend = "ort-cpu", fused = false }, { backend = "tensorrt", precision = "int8" }]
 """
 
@@ -38,7 +38,7 @@ def test_a_suite_expands_to_shapes_times_runs_with_the_baseline_added(tmp_path: 
     assert ids[0] == "unet@64x64 | pytorch-eager cpu | 1x64x80"
     assert "unet@64x64 | pytorch-eager cuda | 2x64x80" in ids
     assert "unet@64x64 | tensorrt int8 fused | 2x64x80" in ids
-    assert suite.cases[0].model.export_args() == ["unet", "--input-size", "64x64", "--unet-base", "8"]
+    assert suite.cases[0].model.export_options() == {"input_size": [64, 64], "unet_base": 8}
     assert suite.iterations == 3 and suite.warmup == 2 and suite.seconds is None
     assert any("added the pytorch-eager baseline" in note for note in suite.notes)
 
@@ -117,7 +117,7 @@ def test_min_seconds_from_the_file_or_the_command_line(tmp_path: Path) -> None:
         (('"2x64x80"', '"2x64"'), "shapes: '2x64' is not NxHxW"),
         (("iterations = 3", 'iterations = "3"'), "iterations must be int, not str"),
         (('backend = "ort-cpu" }', 'backend = "ort-cpu", device = "cuda" }'), "device applies to pytorch-eager only"),
-        (('args = ["--unet-base", "8"]', 'arg = ["--unet-base", "8"]'), "unknown key 'arg' in model[0]"),
+        (("unet_base = 8", "unet_bas = 8"), "unknown key 'unet_bas' in model[0]"),
         (("[[model]]", "[model]"), "model must be list"),
         (("iterations = 3", "iterations = 3\ncamera_fps = 0"), "camera_fps and camera_seconds must be positive"),
         (("iterations = 3", 'iterations = 3\ncamera_fps = "30"'), "camera_fps must be int or float, not str"),

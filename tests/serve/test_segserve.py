@@ -53,6 +53,20 @@ def test_segserve_prints_where_it_is_and_stops_cleanly(repository, signum):
     _, rest = process.communicate(timeout=60)
     assert process.returncode == 0, rest
     assert "answering requests in flight, then stopping" in rest and "stopped (tritonserver exit code 0)" in rest
+    assert _stubs_serving(repository) == []  # no Python-backend stub outlives its server
+
+
+def _stubs_serving(repository) -> list[str]:
+    """Command lines of running Triton Python-backend stubs that serve a model of `repository`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "triton_python_backend_stub" in command and str(repository) in command:
+            found.append(command)
+    return found
 
 
 def run_segserve(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
