@@ -11,11 +11,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from segexport import DEFAULT_MODEL, read_lines
 from segrt.errors import MissingDependency, SegError
 from segrt.signals import interrupt_on_sigterm
+
+if TYPE_CHECKING:
+    from segexport.request import ExportRequest
 
 INT8_TARGETS = ("tensorrt", "cpu", "both")
 ENGINE_MODES = ("--check", "--rebuild")
@@ -290,7 +293,7 @@ def _read_classes(text: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def request_from_args(args: argparse.Namespace) -> Any:
+def request_from_args(args: argparse.Namespace) -> ExportRequest:
     """The one place where flags become decisions: the `ExportRequest` this command line asks for."""
     from segexport import request as rq
     from segexport.tensorrt_build import BuildOptions

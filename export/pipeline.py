@@ -33,6 +33,11 @@ DEFAULT_FP32_OUT = Path("build")  # ./build/<model>/ when no output folder is gi
 
 def check_request(request: ExportRequest) -> None:
     """Refuse inconsistent options before any work is done (nothing is written for a refused request)."""
+    if Path(request.model.name).suffix in ENGINE_SUFFIXES and request.triton.repository is None:
+        raise SegError(
+            f"{request.model.name}: an engine is checked on its GPU with --check, built again with --rebuild, "
+            f"or served with --triton REPO"
+        )
     precision = request.precision
     calibrated = [name for name in precision.graphs if PRECISIONS[name].calibrated]
     if calibrated and precision.calib is None:

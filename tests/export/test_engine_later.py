@@ -101,6 +101,7 @@ def test_check_on_a_target_gpu_records_the_agreement_in_the_card(rtx_engine, mon
     ("args", "words"),
     [
         (["{engine}", "--check", "--rebuild"], "give one"),
+        (["{engine}"], "an engine is checked on its GPU with --check, built again with --rebuild"),
         (["{tmp}/nothing.engine", "--rebuild"], "no such engine, and no card"),
         (["{tmp}/model.onnx.json", "--check"], "not an engine or an engine's card"),
     ],
