@@ -53,18 +53,23 @@ def test_segserve_prints_where_it_is_and_stops_cleanly(repository, signum):
     _, rest = process.communicate(timeout=60)
     assert process.returncode == 0, rest
     assert "answering requests in flight, then stopping" in rest and "stopped (tritonserver exit code 0)" in rest
-    assert _stubs_serving(repository) == []  # no Python-backend stub outlives its server
+    deadline = time.monotonic() + 10
+    while _orphaned_stubs(repository) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _orphaned_stubs(repository) == []  # no Python-backend stub outlives its server
 
 
-def _stubs_serving(repository) -> list[str]:
-    """Command lines of running Triton Python-backend stubs that serve a model of `repository`."""
+def _orphaned_stubs(repository) -> list[str]:
+    """Command lines of Triton Python-backend stubs serving a model of `repository` whose server is gone (their
+    parent is init); the stubs of a server other tests still use have that server as their parent."""
     found = []
     for proc in Path("/proc").iterdir():
         try:
             command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
             continue
-        if "triton_python_backend_stub" in command and str(repository) in command:
+        if "triton_python_backend_stub" in command and str(repository) in command and parent == 1:
             found.append(command)
     return found
 
