@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from segbench.suite import BACKENDS, PRECISIONS, Case, Suite, load_suite, suite_from_dict
-from segrt.errors import MissingDependency, SegError
+from segrt.errors import MissingDependency, SegError, rich_say
+from segrt.errors import run_command as command
 from segrt.signals import interrupt_on_sigterm
 
 INSTALL_BENCH = "install the benchmark extra: pip install 'segexport[bench]'"
@@ -290,7 +291,6 @@ def compare_command(argv: Sequence[str], console: Any) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         from rich.console import Console
-        from rich.markup import escape
     except ImportError:  # the terminal output itself is rich's: say so without it
         print(f"segbench: error: rich is not installed; {INSTALL_BENCH}", file=sys.stderr)
         return MissingDependency.exit_code
@@ -298,7 +298,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     console = Console(stderr=True)
     interrupt_on_sigterm()
-    try:
+
+    def work() -> int:
         if argv[:1] == ["compare"]:
             return compare_command(argv[1:], Console())
         if argv[:1] == ["served"]:  # a model through a Triton server beside local segrt: segbench/served.py
@@ -306,12 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return served_command(argv[1:], console)
         return run_command(build_parser().parse_args(argv), console)
-    except SegError as exc:
-        console.print(f"[bold red]segbench: error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        console.print("[bold red]segbench: interrupted[/]; no results.json was written for this run")
-        return 130
+
+    return command("segbench", work, rich_say(console), interrupted="; no results.json was written for this run")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segexport import DEFAULT_MODEL, read_lines
-from segrt.errors import MissingDependency, SegError
+from segrt.errors import MissingDependency, SegError, rich_say, run_command
 from segrt.signals import interrupt_on_sigterm
 
 if TYPE_CHECKING:
@@ -430,19 +430,16 @@ def run_engine_mode(args: argparse.Namespace, report: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
-    from rich.markup import escape  # messages name extras like segexport[tensorrt]
 
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
     interrupt_on_sigterm()
-    try:
-        return run(args, console)
-    except SegError as exc:
-        console.print(f"[bold red]segexport: error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        console.print("[bold red]segexport: interrupted[/]; no partial file was left at the output paths")
-        return 130
+    return run_command(
+        "segexport",
+        lambda: run(args, console),
+        rich_say(console),
+        interrupted="; no partial file was left at the output paths",
+    )
 
 
 if __name__ == "__main__":

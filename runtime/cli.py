@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from segrt.backends import BACKENDS
-from segrt.errors import MissingDependency, SegError
+from segrt.errors import MissingDependency, SegError, run_command
 from segrt.files import prepare_output_folder
 from segrt.image import colorize, overlay, read_image, write_image, write_labels_png
 from segrt.signals import interrupt_on_sigterm
@@ -312,14 +312,7 @@ def print_summary(summary: RunSummary, wall_s: float, out: Path, classes: Sequen
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     interrupt_on_sigterm()
-    try:
-        return run(args)
-    except SegError as exc:
-        print(f"segrun: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("segrun: interrupted", file=sys.stderr)
-        return 130
+    return run_command("segrun", lambda: run(args))
 
 
 if __name__ == "__main__":
