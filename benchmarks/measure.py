@@ -153,3 +153,85 @@ def _split_nested_infer(stages: Mapping[str, float]) -> Mapping[str, float]:
     split = {name: value for name, value in stages.items() if name != "infer"}
     split["backend-host"] = stages["infer"] - sum(stages.get(name, 0.0) for name in DEVICE_STAGES)
     return split
+
+
+def time_pairs(
+    first: Callable[[], object],
+    second: Callable[[], object],
+    *,
+    iterations: int,
+    min_seconds: float | None = None,
+    seconds: float | None = None,
+    clock: Callable[[], int] = time.perf_counter_ns,
+) -> tuple[list[float], list[float]]:
+    """ms of `first` and of `second`, called alternately, one pair after another, until the count and time are met.
+
+    Two loops run one after the other see whatever else the machine did at two
+    different times; a pair's two calls are back to back, so a ratio of the two
+    (the share of a frame spent outside the network) is measured under one load.
+    """
+    first_ms: list[float] = []
+    second_ms: list[float] = []
+    budget_ns = int(seconds * 1e9) if seconds else None
+    min_ns = int(min_seconds * 1e9) if min_seconds else 0
+    gc.collect()
+    gc_was_on = gc.isenabled()
+    gc.disable()
+    try:
+        start = clock()
+        while True:
+            elapsed = clock() - start
+            if len(first_ms) >= iterations and elapsed >= min_ns:
+                break
+            if budget_ns is not None and len(first_ms) >= MIN_SAMPLES and elapsed >= budget_ns:
+                break
+            for call, samples in ((first, first_ms), (second, second_ms)):
+                before = clock()
+                call()
+                samples.append((clock() - before) / 1e6)
+    finally:
+        if gc_was_on:
+            gc.enable()
+    return first_ms, second_ms
+
+
+def outside_share(e2e_ms: list[float], network_ms: list[float], *, resamples: int = 2000) -> dict[str, Any]:
+    """1 - network p50 / e2e p50 over paired samples, with its 95 % bootstrap interval (pairs resampled together).
+
+    The interval says whether the share is told apart from zero: where it is not, the steps
+    around the network cost less than the spread of the whole frame's time.
+    """
+    e2e, network = np.asarray(e2e_ms, float), np.asarray(network_ms, float)
+    if e2e.shape != network.shape or not e2e.size:
+        raise ValueError(f"{e2e.size} e2e and {network.size} network samples: give one pair per call")
+    share = 1.0 - float(np.median(network) / np.median(e2e))
+    picks = np.random.default_rng(0).integers(0, e2e.size, size=(resamples, e2e.size))
+    shares = 1.0 - np.median(network[picks], axis=1) / np.median(e2e[picks], axis=1)
+    low, high = (float(v) for v in np.percentile(shares, [2.5, 97.5]))
+    return {"share": share, "low": low, "high": high, "pairs": int(e2e.size), "resolved": low > 0.0}
+
+
+def time_frames(
+    call: Callable[[int], Mapping[str, float]],
+    frames: int,
+    *,
+    warmup: int,
+    window: Window | None = None,
+    on_sample: Callable[[int], None] | None = None,
+) -> Timed:
+    """`call(i)` for frame i = 0 .. frames-1 in order, one timed sample each, after `warmup` untimed calls on frame 0.
+
+    A clip is measured frame by frame in its own order (flicker compares consecutive frames),
+    so the count is the clip's, not a time budget's.
+    """
+    for _ in range(warmup):
+        call(0)
+    order = iter(range(frames))
+    return time_calls(
+        lambda: call(next(order)),
+        frames_per_call=1,
+        warmup=0,
+        iterations=frames,
+        window=window,
+        on_sample=on_sample,
+    )
