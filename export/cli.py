@@ -258,8 +258,9 @@ class Report:
 
 
 def _size(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if count < 1024 or unit == "GB":
+    """Bytes in binary units, named as such: the steps divide by 1024."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
             return f"{count:.1f} {unit}" if unit != "B" else f"{int(count)} B"
         count /= 1024
     return str(count)
@@ -536,7 +537,7 @@ def engine_step(args: argparse.Namespace, graphs: dict[str, Path], image: Any, o
             tb.save_engine(scratch_engine, engine, engine_card)
             low, _, high = record.profile
             title = f"TensorRT {record.tensorrt_version} {card.precision} engine on {record.gpu.name}"
-            detail = f"input {list(low)} .. {list(high)}, {len(engine) / 2**20:.1f} MB"
+            detail = f"input {list(low)} .. {list(high)}, {len(engine) / 2**20:.1f} MiB"
             report.steps.append((title, record.build_seconds, detail))
             report.console.print(
                 f"[green]✓[/] {title} [dim]({record.build_seconds:.1f} s)[/] {detail}", highlight=False
