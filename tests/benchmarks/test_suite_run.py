@@ -387,7 +387,7 @@ def test_each_pipeline_goes_over_the_clip_frame_by_frame(video_run) -> None:
                                "ort-cpu int8 fused", "tensorrt fp16 fused"}  # fmt: skip
     assert all(c["id"].endswith("| clip clip") for c in clip_cases.values())
     baseline = clip_cases["pytorch-eager cpu"]
-    for pipeline, case in clip_cases.items():
+    for case in clip_cases.values():
         reason = unavailable_reason(suite[case["id"]])
         if reason is not None:  # no TensorRT or CUDA here: skipped with the reason; where there is, measured
             assert case["status"] == "skipped" and case["reason"] == reason
