@@ -123,7 +123,7 @@ class Runner:
             camera = self._camera(case, call)
             predict = lambda image: pipeline(np.array(image[None]))[0]  # noqa: E731 - a writable copy for torch
             dataset = self._dataset_score(case, predict, details.pop("classes"))
-            network = timed_network(timed) if case.is_baseline else self._paired_network(case, batch, call)
+            network = timed_network(timed) if case.is_baseline else self._alternated_network(case, batch, call)
         finally:
             if pipeline is not None:
                 pipeline.close()
@@ -233,7 +233,7 @@ class Runner:
 
         return run_at_camera_rate(call, self.suite.camera_fps, self.suite.camera_seconds).as_dict()
 
-    def _paired_network(self, case: Case, batch: np.ndarray, call: Callable[[], object]) -> dict[str, Any]:
+    def _alternated_network(self, case: Case, batch: np.ndarray, call: Callable[[], object]) -> dict[str, Any]:
         """The bare network on the same backend and precision (--no-fuse graph, tensor already pre-processed),
         timed in blocks alternating with the case's own call, so the share outside the network sees one load."""
         import segrt
