@@ -55,7 +55,7 @@ def video_plot(path: Path, cases: list[dict[str, Any]]) -> Path:
     """Flicker (top) and mIoU (bottom) of each pipeline frame by frame over one clip."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(10, 6.5), layout="constrained")
+    figure = Figure(figsize=(12, 6.5), layout="constrained")
     flicker_axes, miou_axes = figure.subplots(2, 1, sharex=True)
     for case in cases:
         clip = case["accuracy"]["clip"]
@@ -72,7 +72,7 @@ def video_plot(path: Path, cases: list[dict[str, Any]]) -> Path:
         f"{cases[0]['label']} over {Path(info['folder']).name} ({info['frames']} frames, "
         f"{info['height']}x{info['width']}): label changes where the ground truth does not"
     )
-    flicker_axes.legend(fontsize=8, loc="upper right")
+    flicker_axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside: spikes stay in view
     miou_axes.set_ylabel("mIoU % of the frame")
     miou_axes.set_xlabel(f"frame (at {info['fps']:g} FPS)")
     for axes in (flicker_axes, miou_axes):
