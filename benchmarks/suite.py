@@ -10,6 +10,10 @@
     weights = "none"
     input_size = "520x520"
     runs = [{ backend = "ort-cpu" }, { backend = "ort-cpu", fused = false }]
+    video = "build/shapes-clip"       # each run also goes over this labelled clip, frame by frame
+    [generate]                        # segbench's own labelled data, made on first use and reused
+    shapes = "build/shapes"
+    clip = { out = "build/shapes-clip", frames = 300 }
 
 Every error names the file and the key in one line. Each model gets the pytorch-eager
 baseline (on CPU, and on CUDA too when one of its runs is on a GPU) unless its runs name one.
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from segbench.generated import ClipSet, GeneratedSet, ShapesSet
 from segexport.request import ModelOptions
 from segexport.tensorrt_profile import parse_shape
 from segrt.backends import BACKENDS as BACKEND_ROWS
@@ -47,7 +52,12 @@ SUITE_KEYS = {
     "baseline": "add the pytorch-eager baseline to each model that lacks one (default true)",
     "camera_fps": "also run each batch-1 case at this camera frame rate, counting dropped and late frames",
     "camera_seconds": "how many seconds of camera frames (default 10)",
+    "generate": "the generated labelled sets the suite reads, made on first use: shapes, clip",
     "model": "the [[model]] tables",
+}
+GENERATE_KEYS = {
+    "shapes": 'the shapes set (python -m segbench.shapes): "FOLDER", or { out, train, val, seed }',
+    "clip": "the labelled clip (python -m segbench.clip): { out, frames, seed, size, fps }",
 }
 MODEL_KEYS = {
     "name": "segexport model: zoo name or package.module:factory",
@@ -65,6 +75,7 @@ MODEL_KEYS = {
     "calib_count": "segexport --calib-count: how many calibration images (default segexport's)",
     "dataset": "Pascal-VOC folder for mIoU (JPEGImages/, SegmentationClass/, ImageSets/Segmentation/val.txt)",
     "shapes": "overrides the suite's shapes for this model",
+    "video": "a labelled clip folder (a video and labels/NNNNNN.png): each run also goes over it, frame by frame",
     "runs": "list of { backend, precision, fused, device }",
 }
 RUN_KEYS = {
@@ -125,6 +136,7 @@ class Case:
     batch: int = 1
     height: int = 612
     width: int = 640
+    clip: Path | None = None  # a labelled clip folder: the case runs over its frames (its size, batch 1)
 
     @property
     def is_baseline(self) -> bool:
@@ -139,6 +151,8 @@ class Case:
 
     @property
     def id(self) -> str:
+        if self.clip is not None:
+            return f"{self.model.label} | {self.pipeline} | clip {self.clip.name}"
         return f"{self.model.label} | {self.pipeline} | {self.batch}x{self.height}x{self.width}"
 
 
@@ -159,6 +173,7 @@ class Suite:
     camera_fps: float | None = None
     camera_seconds: float = 10.0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    generate: tuple[GeneratedSet, ...] = ()
 
     def with_overrides(self, **changes: Any) -> Suite:
         """A copy with the CLI's overrides (None leaves a setting as the file has it)."""
@@ -225,6 +240,7 @@ def suite_from_dict(data: dict[str, Any], *, source: Path | None = None) -> Suit
         model_cases, note = _model_cases(table, shapes, where, f"model[{index}]", add_baseline)
         cases += model_cases
         notes += [note] if note else []
+    generate = _generate(_get(data, "generate", dict, where, "generate", default={}), where)
     return Suite(
         name=name,
         description=_get(data, "description", str, where, "description", default=""),
@@ -239,7 +255,58 @@ def suite_from_dict(data: dict[str, Any], *, source: Path | None = None) -> Suit
         camera_seconds=float(camera_seconds),
         cases=tuple(cases),
         notes=tuple(notes),
+        generate=generate,
     )
+
+
+def _generate(table: dict[str, Any], where: str) -> tuple[GeneratedSet, ...]:
+    """The [generate] table: which folders are segbench's generated sets, and with which settings."""
+    _check_keys(table, GENERATE_KEYS, where, "generate")
+    made: list[GeneratedSet] = []
+    if "shapes" in table:
+        value = table["shapes"]
+        value = {"out": value} if isinstance(value, str) else value
+        if not isinstance(value, dict):
+            raise SegError(f'{where}: generate.shapes must be a folder ("build/shapes") or a table {{ out = ... }}')
+        keys = {"out": "folder", "train": "train images", "val": "val images", "seed": "seed"}
+        _check_keys(value, keys, where, "generate.shapes")
+        counts = {k: _get(value, k, int, where, f"generate.shapes.{k}", default=None) for k in ("train", "val", "seed")}
+        made.append(
+            ShapesSet(_generated_out(value, where, "shapes"), **{k: v for k, v in counts.items() if v is not None})
+        )
+    if "clip" in table:
+        made.append(_clip_set(table["clip"], where))
+    return tuple(made)
+
+
+def _clip_set(value: Any, where: str) -> ClipSet:
+    if not isinstance(value, dict):
+        raise SegError(f'{where}: generate.clip must be a table {{ out = "build/shapes-clip", frames = 300 }}')
+    keys = {"out": "folder", "frames": "frames", "seed": "seed", "size": '"HxW"', "fps": "frame rate"}
+    _check_keys(value, keys, where, "generate.clip")
+    options: dict[str, Any] = {}
+    for key in ("frames", "seed"):
+        if key in value:
+            options[key] = _get(value, key, int, where, f"generate.clip.{key}", default=None)
+    if "fps" in value:
+        options["fps"] = float(_get(value, "fps", (int, float), where, "generate.clip.fps", default=None))
+    if "size" in value:
+        text = _get(value, "size", str, where, "generate.clip.size", default=None)
+        try:
+            options["height"], options["width"] = (int(v) for v in text.lower().split("x"))
+        except ValueError:
+            raise SegError(f'{where}: generate.clip.size {text!r} is not "HxW" (e.g. "240x320")') from None
+    clip = ClipSet(_generated_out(value, where, "clip"), **options)
+    if clip.frames < 2 or min(clip.height, clip.width) < 64 or clip.fps <= 0:
+        raise SegError(f"{where}: generate.clip needs frames >= 2, a size of at least 64x64 and a positive fps")
+    return clip
+
+
+def _generated_out(value: dict[str, Any], where: str, key: str) -> Path:
+    out = _get(value, "out", str, where, f"generate.{key}.out", default=None)
+    if not out:
+        raise SegError(f"{where}: generate.{key} has no out; give the folder to make it in")
+    return Path(out)
 
 
 def _check_time_limits(min_seconds: float | None, seconds: float | None, where: str) -> None:
@@ -285,6 +352,9 @@ def _model_cases(
             pipelines = added + pipelines
             note = f"{spec.label}: added the {BASELINE} baseline on {', '.join(c.device for c in added)}"
     cases = [replace(p, batch=n, height=h, width=w) for (n, h, w) in shapes for p in pipelines]
+    video = _get(table, "video", str, where, f"{key}.video", default=None)
+    if video:  # the clip's frame size is read with the clip; 0 x 0 until then
+        cases += [replace(p, batch=1, height=0, width=0, clip=Path(video)) for p in pipelines]
     return cases, note
 
 
