@@ -21,12 +21,15 @@ import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from segbench.budgeted import budget_flags, budget_key
+from segbench.budgeted import budget_key, budget_options
 from segbench.machine import tensorrt_version
 from segbench.suite import BASELINE, Case, ModelSpec
 from segrt.errors import MissingDependency, SegError
+
+if TYPE_CHECKING:
+    from segexport.request import ExportRequest, PrecisionOptions
 
 
 def unavailable_reason(case: Case) -> str | None:
@@ -37,13 +40,12 @@ def unavailable_reason(case: Case) -> str | None:
         return None if case.device == "cpu" else _cuda_reason()
     if case.backend == "tensorrt":
         return _tensorrt_reason()
-    from segrt.backends.onnxruntime import PROVIDERS, available_backends
+    from segrt.backends import BACKENDS
+    from segrt.backends.onnxruntime import available_backends
 
     if case.backend not in available_backends():
-        return (
-            f"this onnxruntime has no {PROVIDERS[case.backend][0]}; install onnxruntime-gpu "
-            f"(pip install 'segexport[gpu]') on a machine with an NVIDIA GPU"
-        )
+        row = BACKENDS[case.backend]
+        return f"this onnxruntime has no {row.providers[0]}; install {row.needs}"
     return None
 
 
@@ -79,7 +81,8 @@ class ExportCache:
     calibration_keys: dict[tuple[Path | None, int | None, str], str] = field(default_factory=dict)
 
     def folder(self, model: ModelSpec, *, fused: bool) -> Path:
-        key = hashlib.sha256(json.dumps([model.export_args(), exporter_fingerprint()]).encode()).hexdigest()[:10]
+        options = json.dumps([model.name, model.export_options(), exporter_fingerprint()], sort_keys=True)
+        key = hashlib.sha256(options.encode()).hexdigest()[:10]
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", model.name)
         return self.root / f"{slug}-{key}{'' if fused else '-unfused'}"
 
@@ -100,30 +103,41 @@ class ExportCache:
         """
         if backend == BASELINE:
             raise ValueError("the PyTorch baseline has no exported file")
+        from segexport.request import EngineOptions, ExportRequest, ModelOptions, OnnxOptions
+        from segexport.tensorrt_build import BuildOptions
+        from segexport.tensorrt_profile import ShapeRange
         from segrt.meta import artifact_name
+        from segrt.precisions import graph_for
 
         folder = self.folder(model, fused=fused)
         fp32 = folder / "model.onnx"
-        self._once(fp32, [*model.export_args(), *([] if fused else ["--no-fuse"]), "--out", str(folder)])
-        flavour = "int8-cpu" if precision == "int8" and backend == "ort-cpu" else precision
+        self._once(fp32, ExportRequest(model=model.options, onnx=OnnxOptions(fuse=fused, out=folder)))
+        flavour = graph_for(precision, on_ort_cpu=backend == "ort-cpu").name
         # INT8 always calibrates; FP16 does where the model names calibration images (AutoCast picks the
         # nodes kept in FP32 on them, not on the photo the case is scored on)
         calibrated = precision == "int8" or (precision == "fp16" and model.calib is not None)
         graphs = folder / f"calib-{self.calibration_key(model)}" if calibrated else folder
-        budget = budget_flags(model, max_miou_drop)  # a budgeted graph has a folder of its own
-        graphs = graphs / budget_key(budget, model) if budget else graphs
+        budget = budget_options(model, max_miou_drop)  # a budgeted graph has a folder of its own
+        graphs = graphs / budget_key(budget, model) if budget.wanted else graphs
         onnx = graphs / artifact_name("model", flavour)
         if precision != "fp32":
-            flags = [*_precision_flags(flavour, model), *budget, "--onnx-only", "--out", str(graphs)]
-            self._once(onnx, [str(fp32), *flags])
+            graph = ExportRequest(
+                model=ModelOptions(str(fp32)),
+                onnx=OnnxOptions(out=graphs),
+                precision=_precision_options(flavour, model),
+                budget=budget,
+            )
+            self._once(onnx, graph)
         if backend != "tensorrt":
             return onnx
         size = "x".join(map(str, shape))
         engines = graphs / f"engines-{size}"  # an INT8 engine lives with the calibration it came from
-        profile = ["--min-shape", size, "--opt-shape", size, "--max-shape", size]
-        timing_cache = ["--timing-cache", str(self.root / "tensorrt.timing-cache")]
+        build = BuildOptions(shapes=ShapeRange(shape, shape, shape), timing_cache=self.root / "tensorrt.timing-cache")
         engine = engines / artifact_name("model", precision, engine=True)
-        self._once(engine, [str(onnx), "--engine", *profile, *timing_cache, "--out", str(engines)])
+        request = ExportRequest(
+            model=ModelOptions(str(onnx)), onnx=OnnxOptions(out=engines), engine=EngineOptions(("fp32",), build=build)
+        )
+        self._once(engine, request)
         return engine
 
     def calibration_key(self, model: ModelSpec) -> str:
@@ -136,15 +150,15 @@ class ExportCache:
             self.calibration_keys[memo] = digest.hexdigest()[:10]
         return self.calibration_keys[memo]
 
-    def _once(self, target: Path, argv: list[str]) -> None:
+    def _once(self, target: Path, request: ExportRequest) -> None:
         if target.is_file():
             return
         key = str(target)
         if key not in self.failures:
             try:
-                run_segexport(argv, self.log)
+                run_export(request, self.log)
                 if not target.is_file():
-                    raise SegError(f"segexport {' '.join(argv)} finished without writing {target.name}")
+                    raise SegError(f"segexport {describe_request(request)} finished without writing {target.name}")
             except SegError as exc:
                 self.failures[key] = exc
         if key in self.failures:
@@ -177,13 +191,15 @@ def exporter_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def _precision_flags(flavour: str, model: ModelSpec) -> list[str]:
-    """segexport flags writing one precision graph: fp16, int8 (TensorRT Q/DQ) or int8-cpu."""
-    count = ["--calib-count", str(model.calib_count)] if model.calib_count else []
+def _precision_options(flavour: str, model: ModelSpec) -> PrecisionOptions:
+    """The precision options writing one graph: fp16, int8 (TensorRT Q/DQ) or int8-cpu."""
+    from segexport.precision import DEFAULT_CALIB_COUNT
+    from segexport.request import PrecisionOptions
+
+    count = model.calib_count or DEFAULT_CALIB_COUNT
     if flavour == "fp16":
-        return ["--fp16", *(["--calib", str(model.calib), *count] if model.calib else [])]
-    target = ["--int8-target", "cpu" if flavour == "int8-cpu" else "tensorrt"]
-    return ["--int8", *target, "--calib", str(calibration_source(model)), *count]
+        return PrecisionOptions(("fp16",), calib=model.calib, calib_count=count)
+    return PrecisionOptions((flavour,), calib=calibration_source(model), calib_count=count)
 
 
 def calibration_source(model: ModelSpec) -> Path:
@@ -221,25 +237,34 @@ def check_calibration(model: ModelSpec, evaluated: list[Path], where: str) -> No
             )
 
 
-def run_segexport(argv: list[str], log: TextIO | None = None) -> None:
-    """Run the segexport chain in this process, its progress going to `log`; SegError says why it failed."""
+def describe_request(request: ExportRequest) -> str:
+    """A request in a few words, for the export log: what it reads and what it writes where."""
+    parts = [request.model.name, *(f"--{name}" for name in request.precision.graphs)]
+    if request.budget.max_miou_drop is not None:
+        parts += ["--max-miou-drop", f"{request.budget.max_miou_drop:g}", "--val", str(request.budget.val)]
+    if request.engine.sources:
+        parts.append("--engine")
+    if not request.onnx.fuse:
+        parts.append("--no-fuse")
+    return " ".join([*parts, "->", str(request.onnx.out)])
+
+
+def run_export(request: ExportRequest, log: TextIO | None = None) -> None:
+    """Run one export in this process through segexport's API, its progress going to `log`; SegError says why
+    it failed."""
     try:
         from rich.console import Console
 
-        from segexport.cli import build_parser, run
+        from segexport import export
+        from segexport.progress import Report
     except ImportError as exc:
         raise MissingDependency(
             f"segbench exports its cases with segexport, which needs torch ({exc}); "
             f"install the benchmark extra: pip install 'segexport[bench]'"
         ) from None
-    parser = build_parser()
-    try:
-        args, unknown = parser.parse_known_args(argv)
-    except SystemExit:
-        raise SegError(f"segexport refused the arguments {' '.join(argv)}") from None
-    if unknown:
-        raise SegError(f"this segexport has no {' '.join(unknown)} option yet (segexport {' '.join(argv)})")
     console: Any = Console(file=log, width=120, no_color=True) if log else Console(quiet=True)
     if log:
-        console.rule(f"segexport {' '.join(argv)}")
-    run(args, console)
+        console.rule(f"segexport {describe_request(request)}")
+    report = Report(console)
+    export(request, report)
+    report.print_summary()

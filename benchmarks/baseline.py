@@ -5,7 +5,7 @@ the weights' `transforms()` preset (resize the shorter side with antialiasing,
 scale to 0..1, normalize), the eager model with the auxiliary head the torchvision
 builders attach, `F.interpolate` of the logits to the image size, `argmax`. The
 reference is the same FP32 network run the way the exported graph computes
-(segexport.onnx_export.torch_labels), so label drift measures the backend and
+(segexport.parity.torch_labels), so label drift measures the backend and
 precision, not a resize choice.
 """
 
@@ -33,7 +33,7 @@ class Reference:
 
     def labels_for(self, batch: np.ndarray) -> np.ndarray:
         """FP32 PyTorch labels of each image of an N x H x W x 3 batch (cached per image)."""
-        from segexport.onnx_export import torch_labels
+        from segexport.parity import torch_labels
 
         result = []
         for image in batch:
@@ -48,12 +48,11 @@ def build_reference(spec: ModelSpec, threads: int | None = None) -> Reference:
     """Build the model with the very arguments (and seed) its export used, so weights match the files."""
     import torch
 
-    from segexport.cli import build_model_step, build_parser
+    from segexport.models import build
 
     if threads:
         torch.set_num_threads(threads)
-    args = build_parser().parse_args(spec.export_args())
-    model = build_model_step(args)
+    model = build(spec.options)
     return Reference(spec, model, model.card(fused=True))
 
 
@@ -124,7 +123,7 @@ def user_transforms(reference: Reference) -> tuple[Any, str]:
     except (ValueError, KeyError):
         weights_enum = None
     if weights_enum is not None:
-        chosen = _weights_arg(reference.spec)
+        chosen = reference.spec.options.weights
         entry = weights_enum.DEFAULT if chosen in (None, "none", "DEFAULT") else weights_enum[chosen]
         return entry.transforms(), f"{entry}.transforms()"
     size = list(card.input_size)
@@ -136,11 +135,6 @@ def user_transforms(reference: Reference) -> tuple[Any, str]:
         ]
     )
     return steps, f"torchvision v2 Resize({size}, antialias) + ToDtype + Normalize"
-
-
-def _weights_arg(spec: ModelSpec) -> str | None:
-    args = list(spec.args)
-    return args[args.index("--weights") + 1] if "--weights" in args[:-1] else None
 
 
 def with_aux_head(network: Any) -> Any:

@@ -1,28 +1,33 @@
-"""Runs whose graph segexport chose against an accuracy budget (`max_miou_drop` in a suite run): the flags that
-export them, their cache folder, the check that the budget is measured on other images than those scored, and
+"""Runs whose graph segexport chose against an accuracy budget (`max_miou_drop` in a suite run): the budget they
+are exported with, their cache folder, the check that the budget is measured on other images than those scored, and
 what their card says about the choice."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from segbench.suite import ModelSpec
 from segrt.errors import SegError
 
+if TYPE_CHECKING:
+    from segexport.budget_step import BudgetOptions
 
-def budget_flags(model: ModelSpec, max_miou_drop: float | None) -> list[str]:
-    """segexport's accuracy budget flags for a run with max_miou_drop (none without), measured on budget_val."""
+
+def budget_options(model: ModelSpec, max_miou_drop: float | None) -> BudgetOptions:
+    """The accuracy budget of a run with max_miou_drop, measured on the model's budget_val (none without)."""
+    from segexport.budget_step import BudgetOptions
+
     if max_miou_drop is None or model.budget_val is None:
-        return []
-    return ["--max-miou-drop", f"{max_miou_drop:g}", "--val", str(model.budget_val)]
+        return BudgetOptions()
+    return BudgetOptions(max_miou_drop=max_miou_drop, val=model.budget_val)
 
 
-def budget_key(flags: list[str], model: ModelSpec) -> str:
-    """The budgeted graph's folder name: its flags and the ids its budget set lists (a regenerated set with
+def budget_key(options: BudgetOptions, model: ModelSpec) -> str:
+    """The budgeted graph's folder name: its budget, its set and the ids that set lists (a regenerated set with
     other ids is another choice)."""
-    digest = hashlib.sha256(" ".join(flags).encode())
+    digest = hashlib.sha256(f"{options.max_miou_drop:g} {options.val}".encode())
     split = (model.budget_val or Path()) / "ImageSets" / "Segmentation" / "val.txt"
     digest.update(split.read_bytes() if split.is_file() else b"no split file")
     return f"budget-{digest.hexdigest()[:10]}"

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from segbench.suite import BACKENDS, PRECISIONS, Case, Suite, load_suite, suite_from_dict
-from segrt.errors import MissingDependency, SegError
+from segrt.errors import MissingDependency, SegError, rich_say
+from segrt.errors import run_command as command
 from segrt.signals import interrupt_on_sigterm
 
 INSTALL_BENCH = "install the benchmark extra: pip install 'segexport[bench]'"
@@ -100,6 +101,35 @@ def compare_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def export_arg_keys(model: str, flags: list[str]) -> dict[str, Any]:
+    """--export-arg segexport flags -> the suite's model keys (segexport's ModelOptions fields): segexport's own
+    parser reads them, so they mean what they mean on its command line."""
+    if not flags:
+        return {}
+    from segexport.cli import build_parser, request_from_args
+
+    parser = build_parser()
+    try:
+        request = request_from_args(parser.parse_args([model, *flags]))
+    except SystemExit:
+        raise SegError(f"--export-arg {' '.join(flags)}: segexport does not take these flags") from None
+    plain = request_from_args(parser.parse_args([model]))
+    if (request.onnx, request.precision, request.engine) != (plain.onnx, plain.precision, plain.engine):
+        raise SegError(
+            f"--export-arg {' '.join(flags)}: only segexport's model flags apply here (--checkpoint, --num-classes, "
+            f"--unet-base, ...); segbench picks the graph, precision and engine from --backend and --precision"
+        )
+    options = request.model
+    keys: dict[str, Any] = {}
+    for name, value in vars(options).items():
+        if name == "name" or value == getattr(type(options)(model), name):
+            continue
+        if name == "input_size":
+            value = "x".join(map(str, value))
+        keys[name] = str(value) if isinstance(value, Path) else (list(value) if isinstance(value, tuple) else value)
+    return keys
+
+
 def suite_from_args(args: argparse.Namespace) -> Suite:
     if args.suite and args.model:
         raise SegError("give a suite file or --model, not both")
@@ -109,7 +139,7 @@ def suite_from_args(args: argparse.Namespace) -> Suite:
         run: dict[str, Any] = {"backend": args.backend, "precision": args.precision, "fused": not args.no_fuse}
         if args.device:
             run["device"] = args.device
-        model: dict[str, Any] = {"name": args.model, "args": args.export_arg, "runs": [run]}
+        model: dict[str, Any] = {"name": args.model, **export_arg_keys(args.model, args.export_arg), "runs": [run]}
         if args.weights:
             model["weights"] = args.weights
         if args.input_size:
@@ -158,6 +188,7 @@ class Progress:
         self.cases = self.bar.add_task("cases", total=total)
         self.samples = self.bar.add_task("samples", total=iterations)
         self.iterations = iterations
+        self.total = iterations
 
     def __enter__(self) -> Progress:
         self.bar.start()
@@ -166,22 +197,31 @@ class Progress:
     def __exit__(self, *exc: object) -> None:
         self.bar.stop()
 
-    def start_case(self, case: Case) -> None:
+    def start_case(self, case: Case, total: int | None = None) -> None:
+        """A new case; `total` is its sample count where it is fixed (a clip's frames), else the suite's iterations."""
         from rich.markup import escape
 
+        self.total = total or self.iterations
         self.bar.update(self.cases, description=f"[bold]{escape(case.id)}")
-        self.bar.reset(self.samples, total=self.iterations, description="export, load, warm up")
+        self.bar.reset(self.samples, total=self.total, description="export, load, warm up")
 
     def sample(self, count: int) -> None:
         # past `iterations` a case samples on until its minimum time: the bar then counts what it has
-        total = max(self.iterations, count)
+        total = max(self.total, count)
         self.bar.update(self.samples, completed=count, total=total, description="timed samples")
 
     def finish_case(self, result: dict[str, Any]) -> None:
         from rich.markup import escape
 
         self.bar.advance(self.cases)
-        if result["status"] == "ok":
+        if result["status"] == "ok" and result.get("clip"):
+            e2e, clip = result["timing"]["e2e"], result["accuracy"]["clip"]
+            self.console.print(
+                f"[green]✓[/] {escape(result['id'])}: {clip['frames']} frames, e2e p50 {e2e['p50']:.2f} ms, "
+                f"mIoU over the clip {_share(clip['miou'])}, flicker {_share(clip['flicker'], 2)}",
+                highlight=False,
+            )
+        elif result["status"] == "ok":
             e2e = result["timing"]["e2e"]
             camera = result.get("camera")
             at_rate = (
@@ -201,6 +241,10 @@ class Progress:
             self.console.print(f"{mark} {reason}", highlight=False)
 
 
+def _share(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{100 * value:.{digits}f} %"
+
+
 def require_modules(modules: Sequence[str], purpose: str) -> None:
     """One sentence naming every module `purpose` needs that is not installed, and what to install."""
     missing = [name for name in modules if importlib.util.find_spec(name) is None]
@@ -218,7 +262,10 @@ def run_command(args: argparse.Namespace, console: Any) -> int:
     if args.list:
         print("\n".join(case.id for case in suite.cases))
         return 0
-    preflight(suite, args.dataset)  # a bad photo, labelled set or calibration: refused before the run folder
+    made = make_generated(suite, console)
+    checked = preflight(
+        suite, args.dataset
+    )  # a bad photo, labelled set, clip or calibration: refused before the run folder
     out = args.out or Path("build/segbench-runs") / f"{suite.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -226,7 +273,9 @@ def run_command(args: argparse.Namespace, console: Any) -> int:
     except OSError as exc:
         raise SegError(f"{out}: cannot write the run directory ({exc.strerror}); choose another with --out") from None
     with log, Progress(console, len(suite.cases), suite.iterations) as progress:
-        record = run_suite(suite, cache=args.cache, log=log, dataset=args.dataset, progress=progress)
+        record = run_suite(
+            suite, cache=args.cache, log=log, dataset=args.dataset, progress=progress, checked=checked, generated=made
+        )
     results = write_run(out, record)
     for table in console_tables(record):
         console.print(table)
@@ -239,6 +288,26 @@ def run_command(args: argparse.Namespace, console: Any) -> int:
             highlight=False,
         )
     return 1 if failed else 0
+
+
+def make_generated(suite: Suite, console: Any) -> list[dict[str, Any]]:
+    """The suite's generated sets, made here where missing (with a progress bar); what each is and whether it was made.
+
+    Nothing is made for a suite none of whose cases this machine can run.
+    """
+    from segbench.artifacts import unavailable_reason
+    from segbench.generated import ensure
+
+    if not suite.generate or all(unavailable_reason(case) for case in suite.cases):
+        return []
+    made = []
+    for generated in suite.generate:
+        started = time.monotonic()
+        fresh = ensure(generated, console)
+        if fresh:
+            console.print(f"made {generated.words()} in {time.monotonic() - started:.0f} s; later runs reuse it")
+        made.append({"set": generated.words(), "made_now": fresh, "seconds": time.monotonic() - started})
+    return made
 
 
 def compare_command(argv: Sequence[str], console: Any) -> int:
@@ -261,7 +330,6 @@ def compare_command(argv: Sequence[str], console: Any) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         from rich.console import Console
-        from rich.markup import escape
     except ImportError:  # the terminal output itself is rich's: say so without it
         print(f"segbench: error: rich is not installed; {INSTALL_BENCH}", file=sys.stderr)
         return MissingDependency.exit_code
@@ -269,7 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     console = Console(stderr=True)
     interrupt_on_sigterm()
-    try:
+
+    def work() -> int:
         if argv[:1] == ["compare"]:
             return compare_command(argv[1:], Console())
         if argv[:1] == ["served"]:  # a model through a Triton server beside local segrt: segbench/served.py
@@ -277,12 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return served_command(argv[1:], console)
         return run_command(build_parser().parse_args(argv), console)
-    except SegError as exc:
-        console.print(f"[bold red]segbench: error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        console.print("[bold red]segbench: interrupted[/]; no results.json was written for this run")
-        return 130
+
+    return command("segbench", work, rich_say(console), interrupted="; no results.json was written for this run")
 
 
 if __name__ == "__main__":

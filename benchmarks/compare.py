@@ -9,8 +9,17 @@ from segbench.report import _table, machine_line, ms, percent
 ENVIRONMENT_KEYS = ("cpu", "cores_usable", "gpu", "versions", "git", "onnxruntime_providers")
 
 
+def has_video(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether either run went over a labelled clip: then the table has both runs' flicker too."""
+    return any(case.get("clip") for case in [*a["cases"], *b["cases"]])
+
+
+def header(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    return HEADER + (["A flicker", "B flicker"] if has_video(a, b) else [])
+
+
 def rows(a: dict[str, Any], b: dict[str, Any]) -> list[list[str]]:
-    """One row per case id found in either run: both p50s, B/A, both speed-ups and agreements."""
+    """One row per case id found in either run: both p50s, B/A, both speed-ups and agreements (and flicker)."""
     by_id_a = {c["id"]: c for c in a["cases"]}
     by_id_b = {c["id"]: c for c in b["cases"]}
     ids = list(by_id_a) + [i for i in by_id_b if i not in by_id_a]
@@ -29,6 +38,7 @@ def rows(a: dict[str, Any], b: dict[str, Any]) -> list[list[str]]:
                 _speedup(right),
                 _agreement(left),
                 _agreement(right),
+                *([_flicker(left), _flicker(right)] if has_video(a, b) else []),
             ]
         )
     return table
@@ -58,6 +68,12 @@ def _agreement(case: dict[str, Any] | None) -> str:
     return percent(case["accuracy"]["pixel_agreement"], 2)
 
 
+def _flicker(case: dict[str, Any] | None) -> str:
+    if not case or case["status"] != "ok" or not case.get("clip"):
+        return "—"
+    return percent(case["accuracy"]["clip"]["flicker"], 2)
+
+
 def environment_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     env_a, env_b = a["environment"], b["environment"]
     return [
@@ -74,10 +90,11 @@ def markdown(a: dict[str, Any], b: dict[str, Any], name_a: str, name_b: str) -> 
         f"- A: {a['suite']['name']}, {a['started']}, {machine_line(a['environment'])}",
         f"- B: {b['suite']['name']}, {b['started']}, {machine_line(b['environment'])}",
         "",
-        "e2e p50: ms per call from a uint8 array in memory to labels in memory. B/A below 1: B is faster.",
+        "e2e p50: ms per call from a uint8 array in memory to labels in memory. B/A below 1: B is faster. "
+        "flicker (cases over a labelled clip): label changes between consecutive frames where the truth stays.",
         "",
     ]
-    lines += [*_table(HEADER, rows(a, b)), ""]
+    lines += [*_table(header(a, b), rows(a, b)), ""]
     differences = environment_differences(a, b)
     if differences:
         lines += ["Differences in the environment:", ""] + [f"- {d}" for d in differences] + [""]
@@ -88,7 +105,7 @@ def console_table(a: dict[str, Any], b: dict[str, Any]) -> Any:
     from rich.table import Table
 
     table = Table(title="segbench compare (B/A below 1: B is faster)")
-    for name in HEADER:
+    for name in header(a, b):
         table.add_column(name, justify="left" if name == "case" else "right", overflow="fold")
     for row in rows(a, b):
         table.add_row(*row)

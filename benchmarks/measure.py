@@ -153,3 +153,119 @@ def _split_nested_infer(stages: Mapping[str, float]) -> Mapping[str, float]:
     split = {name: value for name, value in stages.items() if name != "infer"}
     split["backend-host"] = stages["infer"] - sum(stages.get(name, 0.0) for name in DEVICE_STAGES)
     return split
+
+
+BLOCK_SECONDS = 0.25  # how long each side of an alternation runs before the other takes over
+
+
+@dataclass
+class Alternated:
+    """Samples (ms) of two calls timed in alternating blocks: round r is one block of each, back to back."""
+
+    first_ms: list[list[float]]
+    second_ms: list[list[float]]
+
+    @property
+    def rounds(self) -> int:
+        return len(self.first_ms)
+
+    def flat(self, which: int) -> list[float]:
+        return [value for block in (self.first_ms, self.second_ms)[which] for value in block]
+
+
+def time_alternating(
+    first: Callable[[], object],
+    second: Callable[[], object],
+    *,
+    iterations: int,
+    min_seconds: float | None = None,
+    seconds: float | None = None,
+    block_seconds: float = BLOCK_SECONDS,
+    clock: Callable[[], int] = time.perf_counter_ns,
+) -> Alternated:
+    """`first` for a block of `block_seconds`, then `second` for one, and again, until both counts and time are met.
+
+    Two loops run one after the other see whatever else the machine did at two different
+    times; blocks a quarter of a second long, alternating, see the same load, so a ratio of
+    the two (the share of a call spent outside the network) is measured under one load.
+    Whole blocks, not single calls in turn, because each side's first call after the other
+    ran finds the caches cold: that first call is not kept when a block holds more than one.
+    """
+    rounds: list[tuple[list[float], list[float]]] = []
+    budget_ns = int(seconds * 1e9) if seconds else None
+    min_ns, block_ns = int((min_seconds or 0) * 1e9), int(block_seconds * 1e9)
+    gc.collect()
+    gc_was_on = gc.isenabled()
+    gc.disable()
+    try:
+        start = clock()
+        while True:
+            elapsed = clock() - start
+            count = min((sum(len(r[side]) for r in rounds) for side in (0, 1)), default=0)
+            if count >= iterations and elapsed >= min_ns:
+                break
+            if budget_ns is not None and count >= MIN_SAMPLES and elapsed >= budget_ns:
+                break
+            rounds.append((_block(first, block_ns, clock), _block(second, block_ns, clock)))
+    finally:
+        if gc_was_on:
+            gc.enable()
+    return Alternated([r[0] for r in rounds], [r[1] for r in rounds])
+
+
+def _block(call: Callable[[], object], block_ns: int, clock: Callable[[], int]) -> list[float]:
+    samples: list[float] = []
+    began = clock()
+    while not samples or clock() - began < block_ns:
+        before = clock()
+        call()
+        samples.append((clock() - before) / 1e6)
+    return samples[1:] if len(samples) > 1 else samples
+
+
+def outside_share(e2e_ms: list[list[float]], network_ms: list[list[float]], *, resamples: int = 2000) -> dict[str, Any]:
+    """1 - network p50 / e2e p50, with its 95 % bootstrap interval: rounds (a block of each) resampled together.
+
+    The interval says whether the share is told apart from zero: where it is not, the steps
+    around the network cost less than the spread of the whole call's time.
+    """
+    if len(e2e_ms) != len(network_ms) or not e2e_ms or not all(e2e_ms) or not all(network_ms):
+        raise ValueError(f"{len(e2e_ms)} e2e and {len(network_ms)} network rounds: give both sides of every round")
+    e2e_rounds = [np.asarray(block, float) for block in e2e_ms]
+    network_rounds = [np.asarray(block, float) for block in network_ms]
+    share = 1.0 - float(np.median(np.concatenate(network_rounds)) / np.median(np.concatenate(e2e_rounds)))
+    picks = np.random.default_rng(0).integers(0, len(e2e_rounds), size=(resamples, len(e2e_rounds)))
+    shares = [
+        1.0
+        - float(np.median(np.concatenate([network_rounds[i] for i in pick])))
+        / float(np.median(np.concatenate([e2e_rounds[i] for i in pick])))
+        for pick in picks
+    ]
+    low, high = (float(v) for v in np.percentile(shares, [2.5, 97.5]))
+    return {"share": share, "low": low, "high": high, "rounds": len(e2e_rounds), "resolved": low > 0.0}
+
+
+def time_frames(
+    call: Callable[[int], Mapping[str, float]],
+    frames: int,
+    *,
+    warmup: int,
+    window: Window | None = None,
+    on_sample: Callable[[int], None] | None = None,
+) -> Timed:
+    """`call(i)` for frame i = 0 .. frames-1 in order, one timed sample each, after `warmup` untimed calls on frame 0.
+
+    A clip is measured frame by frame in its own order (flicker compares consecutive frames),
+    so the count is the clip's, not a time budget's.
+    """
+    for _ in range(warmup):
+        call(0)
+    order = iter(range(frames))
+    return time_calls(
+        lambda: call(next(order)),
+        frames_per_call=1,
+        warmup=0,
+        iterations=frames,
+        window=window,
+        on_sample=on_sample,
+    )

@@ -1,10 +1,12 @@
-"""PNG plots of a run: latency distribution per case, stacked per-stage bars, speed-up over the baseline.
+"""PNG plots of a run: latency distribution per case, stacked per-stage bars, speed-up over the baseline,
+and for each model run over a labelled clip, its flicker and mIoU frame by frame.
 
 Drawn on matplotlib `Figure` objects (the Agg canvas, no pyplot and no display), written atomically.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +31,53 @@ def _save(figure: Any, path: Path) -> Path:
 
 
 def write_plots(out: Path, cases: list[dict[str, Any]]) -> list[Path]:
-    """Write latency.png, stages.png and speedup.png for the measured cases; returns the paths written."""
-    ok = [c for c in cases if c["status"] == "ok"]
-    if not ok:
-        return []
-    return [
-        latency_plot(out / "latency.png", ok),
-        stages_plot(out / "stages.png", ok),
-        speedup_plot(out / "speedup.png", ok),
-    ]
+    """Write latency.png, stages.png and speedup.png for the measured photo cases, and video-<model>.png for each
+    model and clip; returns the paths written."""
+    ok = [c for c in cases if c["status"] == "ok" and not c.get("clip")]
+    written = []
+    if ok:
+        written += [
+            latency_plot(out / "latency.png", ok),
+            stages_plot(out / "stages.png", ok),
+            speedup_plot(out / "speedup.png", ok),
+        ]
+    clips: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for case in cases:
+        if case["status"] == "ok" and case.get("clip"):
+            clips.setdefault((case["label"], case["clip"]), []).append(case)
+    for (label, folder), clip_cases in clips.items():
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{label}-{Path(folder).name}")
+        written.append(video_plot(out / f"video-{slug}.png", clip_cases))
+    return written
+
+
+def video_plot(path: Path, cases: list[dict[str, Any]]) -> Path:
+    """Flicker (top) and mIoU (bottom) of each pipeline frame by frame over one clip."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(12, 6.5), layout="constrained")
+    flicker_axes, miou_axes = figure.subplots(2, 1, sharex=True)
+    for case in cases:
+        clip = case["accuracy"]["clip"]
+        flicker = [np.nan if v is None else 100 * v for v in clip["flicker_per_frame"]]
+        miou = [np.nan if v is None else 100 * v for v in clip["miou_per_frame"]]
+        name = (
+            f"{case['pipeline']} (clip: {100 * (clip['flicker'] or 0):.2f} %, mIoU {100 * (clip['miou'] or 0):.1f} %)"
+        )
+        flicker_axes.plot(range(1, len(flicker) + 1), flicker, linewidth=1, label=name)
+        miou_axes.plot(range(len(miou)), miou, linewidth=1, label=case["pipeline"])
+    info = cases[0]["video"]
+    flicker_axes.set_ylabel("flicker % (frame t vs t-1)")
+    flicker_axes.set_title(
+        f"{cases[0]['label']} over {Path(info['folder']).name} ({info['frames']} frames, "
+        f"{info['height']}x{info['width']}): label changes where the ground truth does not"
+    )
+    flicker_axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside: spikes stay in view
+    miou_axes.set_ylabel("mIoU % of the frame")
+    miou_axes.set_xlabel(f"frame (at {info['fps']:g} FPS)")
+    for axes in (flicker_axes, miou_axes):
+        axes.grid(alpha=0.3)
+    return _save(figure, path)
 
 
 def latency_plot(path: Path, cases: list[dict[str, Any]]) -> Path:

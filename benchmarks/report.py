@@ -14,6 +14,7 @@ from typing import Any
 
 from segbench.measure import STAGES
 from segbench.suite import BASELINE
+from segbench.temporal import FLICKER_WORDS
 from segbench.trade_report import trade_lines
 from segrt.errors import SegError
 from segrt.meta import atomic_write
@@ -22,7 +23,7 @@ BUSY_MACHINE = 0.10  # share of the CPU taken by other processes above which the
 
 RESULTS, REPORT = "results.json", "report.md"
 
-INCLUDES = f"""\
+INCLUDES_TEMPLATE = f"""\
 - **e2e** (end to end): wall time (`perf_counter_ns`) of one call, from an N x H x W x 3 uint8 array already in
   host memory to the N x H x W uint8 label maps in host memory: input checks, host pre-processing
   (unfused graphs), copies to and from the device, the network, and for fused graphs the in-graph
@@ -41,8 +42,12 @@ INCLUDES = f"""\
   `backend.run` on a float tensor already pre-processed to the network size (for `{BASELINE}`, its
   `compute` stage: the eager model with its aux head). **outside network** = 1 - network p50 / e2e p50:
   the share of the frame spent on anything but the network (resizes, normalize, argmax, copies, Python).
-  The two are separate measurements: a share near zero, even slightly negative, means the steps around the
-  network cost less than the run-to-run spread.
+  The bare network is timed in blocks of a quarter second alternating with blocks of the case's own call
+  (for the suite's count and time; a block's first call, which finds the caches cold, is dropped when the
+  block holds more calls), so both see the same machine load; for `{BASELINE}` both come from the same
+  calls. The share is shown only where its 95 % bootstrap interval (over the rounds of blocks) lies above
+  zero; "≈0 %" means the steps around the network cost less than the spread of the whole call (the interval
+  is listed under the table), never that they cost nothing, and never a negative share.
 - **speed-up** = e2e p50 of `{BASELINE}` / e2e p50 of the case, same model, batch and image size, same
   run and machine (the baseline on the case's device where it ran there, else on the CPU).
 - **at camera rate** (suites with `camera_fps`): frames arrive every 1/fps s whether or not the pipeline
@@ -54,22 +59,28 @@ INCLUDES = f"""\
   antialiasing), so `{BASELINE}`, which resizes with antialiasing as torchvision's preset does, differs on
   edge pixels by design. **mIoU**: on the labelled set's val split, mean over classes of a confusion
   matrix, label 255 ignored.
+- **on video** (models with `video =`): the case goes over a labelled clip frame by frame, in order, one
+  frame per call (batch 1, the clip's frame size, frames as OpenCV decodes the video), after warm-up calls on
+  its first frame. **mIoU over the clip**: one confusion matrix summed over every frame. **flicker**: FLICKER.
+  0 % is a pipeline whose labels change only where the scene moved. **agreement** there is with the FP32
+  PyTorch reference on the same frames.
 - **peak RSS**: the highest resident memory of the segbench process while the case loaded and ran (sampled
   every 20 ms; it includes what the process held before, see "added"); device memory, power, clocks and
   energy per frame come from NVML (or tegrastats on a Jetson) where the machine has them."""
+INCLUDES = INCLUDES_TEMPLATE.replace("FLICKER", FLICKER_WORDS)
 
 
 def add_speedups(cases: list[dict[str, Any]]) -> None:
-    """Give each measured case its speed-up over the baseline of the same model, batch and image size."""
+    """Give each measured case its speed-up over the baseline of the same model, batch and image size (or clip)."""
     baselines = {
-        (c["label"], c["batch"], c["height"], c["width"], c["device"]): c
+        (c["label"], c["batch"], c["height"], c["width"], c.get("clip"), c["device"]): c
         for c in cases
         if c["status"] == "ok" and c["backend"] == BASELINE
     }
     for case in cases:
         if case["status"] != "ok":
             continue
-        key = (case["label"], case["batch"], case["height"], case["width"])
+        key = (case["label"], case["batch"], case["height"], case["width"], case.get("clip"))
         base = baselines.get((*key, case["device"])) or baselines.get((*key, "cpu"))
         if base is None:
             case["speedup"] = {"absent": f"no {BASELINE} baseline ran for this model and shape"}
@@ -153,13 +164,57 @@ def summary_row(case: dict[str, Any]) -> dict[str, str]:
         "FPS": fmt(e2e["fps"], 2 if e2e["fps"] < 10 else 1),
         "samples": str(e2e["count"]),
         "network p50 ms": ms(case["network"].get("p50_ms")),
-        "outside network": percent(case.get("outside_network_share")),
+        "outside network": outside_text(case),
         "speed-up": fmt(case["speedup"].get("p50"), 2, "x"),
         "agreement": percent(case["accuracy"]["pixel_agreement"], 2),
         "mIoU": percent(dataset.get("miou")),
-        "peak RSS MB (added)": f"{host['rss_peak_mb']:.0f} ({host['rss_added_mb']:+.0f})",
+        "peak RSS MiB (added)": f"{host['rss_peak_mb']:.0f} ({host['rss_added_mb']:+.0f})",
         "J/frame": fmt(energy, 3),
     }
+
+
+def outside_text(case: dict[str, Any]) -> str:
+    """The share of the call outside the network where it is told apart from zero, else "≈0 %" (never negative)."""
+    outside = case.get("outside_network")
+    if outside is None:  # a run recorded before the paired measurement: one share, no interval
+        share = case.get("outside_network_share")
+        return percent(share) if share is None or share > 0 else "≈0 %"
+    return percent(outside["share"]) if outside["resolved"] else "≈0 %"
+
+
+def outside_notes(cases: list[dict[str, Any]]) -> list[str]:
+    """One line per case shown as "≈0 %": the share's interval, and why the bare network can be the slower one."""
+    lines = []
+    for case in cases:
+        alternated, e2e = case["network"].get("alternated_e2e_p50_ms"), case["timing"]["e2e"]["p50"]
+        if alternated and not 0.8 <= alternated / e2e <= 1.25:
+            lines.append(
+                f"- {case['label']} {case['pipeline']} at {case['batch']}x{case['height']}x{case['width']}: while the "
+                f"bare network was timed, the whole call's p50 was {ms(alternated)} ms ({ms(e2e)} ms in the table): "
+                "the machine's load changed between the two; the network p50 and the outside share come from the "
+                "alternated blocks, which saw one load."
+            )
+        outside = case.get("outside_network")
+        if outside is None or outside["resolved"]:
+            continue
+        network, whole = ms(case["network"].get("p50_ms")), ms(alternated or e2e)
+        where = f"- {case['label']} {case['pipeline']} at {case['batch']}x{case['height']}x{case['width']}"
+        if outside["high"] < 0:
+            lines.append(
+                f"{where}: outside network ≈0 %: the bare --no-fuse graph (p50 {network} ms) ran slower than the whole "
+                f"pipeline (p50 {whole} ms) over {outside['rounds']} rounds of alternating blocks, so at this "
+                "precision it is not the same computation (AutoCast and quantization choose their nodes per graph) "
+                "and the steps around the network cannot be told apart from it."
+            )
+        else:
+            spread = 100 * (outside["high"] - outside["low"]) / 2
+            lines.append(
+                f"{where}: outside network ≈0 %: the whole call (p50 {whole} ms) and the bare network (p50 {network} "
+                f"ms) differ by less than the spread of their times over {outside['rounds']} rounds of alternating "
+                f"blocks (the share's 95 % interval reaches zero; half its width is {spread:.1f} points): the steps "
+                "around the network cost less than that spread."
+            )
+    return lines
 
 
 def size_text(size: list[int] | None) -> str:
@@ -214,14 +269,17 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def markdown(record: dict[str, Any], plots: list[str]) -> str:
     """report.md: headline table, stages, per-class IoU, skipped cases, definitions, plots, environment."""
     suite, env = record["suite"], record["environment"]
-    ok = [c for c in record["cases"] if c["status"] == "ok"]
+    ok = [c for c in record["cases"] if c["status"] == "ok" and not c.get("clip")]
     lines = [f"# segbench: {suite['name']}", ""]
     if suite.get("description"):
         lines += [suite["description"], ""]
     lines += [f"{machine_line(env)}. Run {record['started']}, {record['duration_s'] / 60:.1f} min.", ""]
     lines += [f"Each case: {sampling_words(suite)}, on the photo {Path(suite['image']).name} resized to H x W "
               "(flipped copies fill a batch).", ""]  # fmt: skip
-    lines += [f"- {note}" for note in suite.get("notes", [])] + ([""] if suite.get("notes") else [])
+    generated = [f"{g['set']}: {'made for this run' if g['made_now'] else 'made earlier, reused'}"
+                 for g in suite.get("generated", [])]  # fmt: skip
+    notes = [*suite.get("notes", []), *generated]
+    lines += [f"- {note}" for note in notes] + ([""] if notes else [])
     failed = [c for c in record["cases"] if c["status"] == "failed"]
     if failed:
         lines += [f"**{len(failed)} of {len(record['cases'])} cases failed** (model, export, parity check or run): "
@@ -230,7 +288,7 @@ def markdown(record: dict[str, Any], plots: list[str]) -> str:
         rows = [summary_row(c) for c in ok]
         lines += ["## End to end (ms per call of N frames; see below for what each figure includes)", ""]
         lines += [*_table(list(rows[0]), [list(r.values()) for r in rows]), ""]
-        notes = network_size_notes(ok)
+        notes = network_size_notes(ok) + outside_notes(ok)
         lines += [*notes, ""] if notes else []
         lines += trade_lines(record)  # runs chosen against an accuracy budget: benchmarks/trade_report.py
         names = used_stages(ok)
@@ -252,6 +310,7 @@ def markdown(record: dict[str, Any], plots: list[str]) -> str:
             lines += [f"Device memory, power and energy per frame: absent ({'; '.join(absent)}).", ""]
         lines += camera_lines(record)
         lines += per_class_lines(record)
+    lines += video_lines(record)
     lines += not_measured_lines(record["cases"])
     lines += ["## What each figure includes", "", INCLUDES, ""]
     if plots:
@@ -347,6 +406,57 @@ def per_class_lines(record: dict[str, Any]) -> list[str]:
     return lines
 
 
+def clip_groups(cases: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """The measured clip cases, by model and clip folder, in run order."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for case in cases:
+        if case["status"] == "ok" and case.get("clip"):
+            groups.setdefault((case["label"], case["clip"]), []).append(case)
+    return groups
+
+
+def video_row(case: dict[str, Any]) -> dict[str, str]:
+    """The headline figures of one case over a clip, formatted."""
+    e2e, clip = case["timing"]["e2e"], case["accuracy"]["clip"]
+    return {
+        "model": case["label"],
+        "pipeline": case["pipeline"],
+        "e2e p50 ms": ms(e2e["p50"]),
+        "p99": ms(e2e["p99"]),
+        "FPS": fmt(e2e["fps"], 2 if e2e["fps"] < 10 else 1),
+        "speed-up": fmt(case["speedup"].get("p50"), 2, "x"),
+        "agreement": percent(case["accuracy"]["pixel_agreement"], 2),
+        "mIoU over the clip": percent(clip["miou"]),
+        "flicker": percent(clip["flicker"], 2),
+        "flickering / steady pixels": f"{clip['flicker_changed_pixels']:,} / {clip['flicker_stable_pixels']:,}",
+    }
+
+
+def video_lines(record: dict[str, Any]) -> list[str]:
+    """Per model and clip: latency, mIoU over the clip and flicker of every pipeline, then IoU per class."""
+    lines: list[str] = []
+    for (label, _), cases in clip_groups(record["cases"]).items():
+        clip = cases[0]["video"]
+        lines += [
+            f"## On video: {label} over {Path(clip['folder']).name} ({clip['frames']} frames of "
+            f"{clip['height']}x{clip['width']} at {clip['fps']:g} FPS, one frame per call, in order)",
+            "",
+            f"**flicker** = {FLICKER_WORDS}. e2e ms per frame; speed-up over {BASELINE} on the same frames; "
+            "agreement with the FP32 PyTorch reference on the same frames.",
+            "",
+        ]
+        rows = [video_row(c) for c in cases]
+        lines += [*_table(list(rows[0]), [list(r.values()) for r in rows]), ""]
+        classes = list(cases[0]["accuracy"]["clip"]["per_class_iou"])
+        body = [
+            [c["pipeline"], *(percent(c["accuracy"]["clip"]["per_class_iou"].get(k)) for k in classes),
+             percent(c["accuracy"]["clip"]["miou"])]
+            for c in cases
+        ]  # fmt: skip
+        lines += [f"IoU per class over the clip ({label}):", "", *_table(["pipeline", *classes, "mIoU"], body), ""]
+    return lines
+
+
 def machine_line(env: dict[str, Any]) -> str:
     gpus = ", ".join(gpu_names(env.get("gpu", {}))) or "no GPU"
     commit = (env.get("git") or {}).get("commit", "unknown")[:10]
@@ -379,10 +489,19 @@ def console_tables(record: dict[str, Any]) -> list[Any]:
     for name in columns:
         table.add_column(name, justify="left" if name in ("model", "pipeline") else "right", overflow="fold")
     for case in record["cases"]:
-        if case["status"] == "ok":
+        if case["status"] == "ok" and not case.get("clip"):
             row = summary_row(case)
             table.add_row(*(escape(row[name]) for name in columns))
-    tables = [table]
+    tables = [table] if table.row_count else []
+    for (label, folder), cases in clip_groups(record["cases"]).items():
+        video = Table(title=f"on video: {escape(label)} over {escape(Path(folder).name)}, ms per frame; flicker = "
+                            "label changes where the truth does not")  # fmt: skip
+        rows = [video_row(c) for c in cases]
+        for name in rows[0]:
+            video.add_column(name, justify="left" if name in ("model", "pipeline") else "right", overflow="fold")
+        for row in rows:
+            video.add_row(*(escape(value) for value in row.values()))
+        tables.append(video)
     for status, (title, _) in NOT_MEASURED.items():
         style = "bold red" if status == "failed" else "yellow"
         listed = Table(title=f"[{style}]{title.lower()}[/]: {escape(NOT_MEASURED[status][1])}")

@@ -15,7 +15,7 @@ import gc
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -24,7 +24,7 @@ import numpy as np
 from segbench import accuracy
 from segbench.artifacts import ExportCache, check_calibration, unavailable_reason
 from segbench.budgeted import check_budget_set
-from segbench.measure import Timed, Window, time_calls
+from segbench.measure import Timed, Window, outside_share, time_alternating, time_calls, time_frames
 from segbench.resources import ResourceSampler
 from segbench.suite import Case, ModelSpec, Suite
 from segrt import scoring
@@ -56,8 +56,8 @@ class Runner:
     exports: ExportCache
     dataset: Path | None = None  # overrides each model's own dataset (segbench --dataset)
     on_sample: Callable[[int], None] | None = None
+    clips: dict[Path, Any] = field(default_factory=dict)  # clip folder -> segbench.video.LabelledClip
     references: dict[ModelSpec, Any] = field(default_factory=dict)
-    networks: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
     dataset_scores: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
 
     def reference(self, spec: ModelSpec) -> Any:
@@ -76,10 +76,15 @@ class Runner:
         step = "model"  # what was being done when an error came: the reason's first word
         try:
             self.reference(case.model)  # the baseline's network and every case's FP32 reference
+            if case.clip is not None:  # the clip's frame size decides the export's shape (a TensorRT profile)
+                height, width = self.clips[case.clip].labels.shape[1:]
+                case = replace(case, height=height, width=width)
+                record.update(height=height, width=width)
             step = "export"
             file = None if case.is_baseline else self._file(case, fused=case.fused)
             step = "run"
-            return {**record, **self._measure(case, file)}
+            measured = self._measure_clip(case, file) if case.clip is not None else self._measure(case, file)
+            return {**record, **measured}
         except MissingDependency as exc:  # a driver or library the machine lacks: not a failure of the case
             return {**record, "status": "skipped", "reason": str(exc)}
         except SegError as exc:
@@ -125,6 +130,7 @@ class Runner:
             camera = self._camera(case, call)
             predict = lambda image: pipeline(np.array(image[None]))[0]  # noqa: E731 - a writable copy for torch
             dataset = self._dataset_score(case, predict, details.pop("classes"))
+            network = timed_network(timed) if case.is_baseline else self._alternated_network(case, batch, call)
         finally:
             if pipeline is not None:
                 pipeline.close()
@@ -142,11 +148,53 @@ class Runner:
         }
         if camera is not None:
             result["camera"] = camera
-        network = timed_network(timed) if case.is_baseline else self._network(case, batch)
+        outside = network.pop("outside", None)
         result["network"] = network
-        if "p50_ms" in network:
-            result["outside_network_share"] = 1.0 - network["p50_ms"] / timed.stats().p50
+        if outside is not None:
+            result["outside_network"] = outside
+            result["outside_network_share"] = outside["share"]
         return result
+
+    def _measure_clip(self, case: Case, file: Path | None) -> dict[str, Any]:
+        """The case over its labelled clip, frame by frame: per-frame latency, mIoU over the clip, flicker."""
+        from segbench.temporal import score_clip
+
+        clip = self.clips[case.clip]  # type: ignore[index]
+        reference = self.reference(case.model)
+        truth_reference = reference.labels_for(clip.frames)  # FP32 PyTorch on every frame, before the case's memory
+        window = Window()
+        sampler = ResourceSampler(gpu_index=0 if case.device == "cuda" else None)
+        labels = np.empty_like(clip.labels)
+        pipeline = None
+        try:
+            with sampler:
+                pipeline, details = self._open(case, file)
+
+                def call(index: int) -> dict[str, float]:
+                    labels[index] = pipeline(clip.frames[index : index + 1])[0]
+                    return pipeline.timings
+
+                timed = time_frames(call, len(clip.frames), warmup=max(self.suite.warmup, 1), window=window,
+                                    on_sample=self.on_sample)  # fmt: skip
+            network_input = pipeline.network_input
+        finally:
+            if pipeline is not None:
+                pipeline.close()
+        scores = score_clip(labels, clip.labels, details.pop("classes"))
+        return {
+            "status": "ok",
+            **details,
+            "video": clip.describe(),
+            "network_input": network_input,
+            "timing": timed.as_dict(),
+            "resources": sampler.summary(window),
+            "accuracy": {
+                "reference": REFERENCE_WORDS,
+                "pixel_agreement": accuracy.pixel_agreement(labels, truth_reference),
+                "clip": scores.as_dict(),
+            },
+            "network": {"absent": "the bare network is timed on the photo cases"},
+        }
 
     def _open(self, case: Case, file: Path | None) -> tuple[Any, dict[str, Any]]:
         if case.is_baseline:
@@ -195,16 +243,11 @@ class Runner:
 
         return run_at_camera_rate(call, self.suite.camera_fps, self.suite.camera_seconds).as_dict()
 
-    def _network(self, case: Case, batch: np.ndarray) -> dict[str, Any]:
-        """The bare network on the same backend and precision: --no-fuse graph, tensor already pre-processed."""
+    def _alternated_network(self, case: Case, batch: np.ndarray, call: Callable[[], object]) -> dict[str, Any]:
+        """The bare network on the same backend and precision (--no-fuse graph, tensor already pre-processed),
+        timed in blocks alternating with the case's own call, so the share outside the network sees one load."""
         if case.max_miou_drop is not None:
             return {"absent": "a graph chosen against an accuracy budget has no --no-fuse twin with the same nodes"}
-        key = (case.model, case.backend, case.precision, *batch.shape)
-        if key not in self.networks:
-            self.networks[key] = self._time_network(case, batch)
-        return self.networks[key]
-
-    def _time_network(self, case: Case, batch: np.ndarray) -> dict[str, Any]:
         import segrt
         from segrt.image import preprocess
 
@@ -215,16 +258,27 @@ class Runner:
             return {"absent": f"no --no-fuse graph at this precision: {exc}"}
         try:
             tensor = preprocess(batch, seg.card)
-
-            def call() -> dict[str, float]:
+            for _ in range(max(self.suite.warmup, 1)):
                 seg.backend.run(tensor)
-                return seg.backend.timings
-
-            timed = self._time(call, case.batch)
+            suite = self.suite
+            timed = time_alternating(
+                call,
+                lambda: seg.backend.run(tensor),
+                iterations=suite.iterations,
+                min_seconds=suite.min_seconds,
+                seconds=suite.seconds,
+            )
         finally:
             seg.close()
-        stats = timed.stats()
-        return {"file": str(file), "input": list(tensor.shape), "p50_ms": stats.p50, **timed.as_dict()}
+        return {
+            "file": str(file),
+            "input": list(tensor.shape),
+            "p50_ms": float(np.median(timed.flat(1))),
+            "alternated_e2e_p50_ms": float(np.median(timed.flat(0))),
+            "samples_ms": timed.second_ms,
+            "alternated_e2e_samples_ms": timed.first_ms,
+            "outside": outside_share(timed.first_ms, timed.second_ms),
+        }
 
     def _dataset_score(self, case: Case, predict: Callable[[np.ndarray], np.ndarray], classes: Any) -> dict[str, Any]:
         """mIoU of this pipeline on the labelled set (once per pipeline, whatever the batch and shape)."""
@@ -242,7 +296,7 @@ class Runner:
 
     def reference_scores(self) -> dict[str, Any]:
         """The FP32 PyTorch reference's own mIoU per model, so each case's drift in points is visible."""
-        from segexport.onnx_export import torch_labels
+        from segexport.parity import torch_labels
 
         scores: dict[str, Any] = {}
         for spec, reference in self.references.items():
@@ -278,11 +332,20 @@ class _SegmenterCall:
 
 
 def timed_network(timed: Timed) -> dict[str, Any]:
-    """The baseline's network time is its own "compute" stage: the eager model, aux head included."""
+    """The baseline's network time is its own "compute" stage: the eager model, aux head included.
+
+    Stage and whole call come from the same calls, so they are paired by construction.
+    """
     samples = timed.stages_ms.get("compute")
     if not samples:
         return {"absent": "the baseline recorded no compute stage"}
-    return {"file": None, "input": None, "p50_ms": float(np.median(samples)), "from": "the compute stage above"}
+    return {
+        "file": None,
+        "input": None,
+        "p50_ms": float(np.median(samples)),
+        "from": "the compute stage above",
+        "outside": outside_share([[v] for v in timed.e2e_ms], [[v] for v in samples]),  # each call its own round
+    }
 
 
 OUR_PACKAGES = ("segbench", "segexport", "segrt")
@@ -303,7 +366,7 @@ def describe(case: Case) -> dict[str, Any]:
         "id": case.id,
         "model": case.model.name,
         "label": case.model.label,
-        "export_args": list(case.model.args),
+        "export_options": case.model.export_options(),
         "backend": case.backend,
         "precision": case.precision,
         "fused": case.fused,
@@ -313,6 +376,7 @@ def describe(case: Case) -> dict[str, Any]:
         "batch": case.batch,
         "height": case.height,
         "width": case.width,
+        "clip": str(case.clip) if case.clip is not None else None,
     }
 
 
@@ -338,11 +402,21 @@ def val_images(root: Path | None) -> list[Path]:
         return []
 
 
-def preflight(suite: Suite, dataset: Path | None) -> tuple[Path, np.ndarray]:
-    """What a run reads, checked before any work or output: the photo, the labelled sets, the calibration.
+@dataclass(frozen=True)
+class Checked:
+    """What preflight read: the photo (path and pixels) and the labelled clips the runnable cases go over."""
+
+    photo_path: Path
+    photo: np.ndarray
+    clips: dict[Path, Any]
+
+
+def preflight(suite: Suite, dataset: Path | None) -> Checked:
+    """What a run reads, checked before any work or output: the photo, the labelled sets and clips, the calibration.
 
     A labelled set the user named (--dataset, or dataset = in the suite) that cannot be read is an
-    error, not a run whose mIoU column is silently empty. Returns the photo's path and pixels.
+    error, not a run whose mIoU column is silently empty; so is a clip whose video cannot be opened,
+    has no frames or changes size, or whose label maps do not match it.
     """
     from segexport import ASSETS
     from segrt.image import read_image
@@ -353,7 +427,17 @@ def preflight(suite: Suite, dataset: Path | None) -> tuple[Path, np.ndarray]:
     for root in dict.fromkeys(root for root in roots if root is not None):
         accuracy.open_dataset(root)
     check_calibrations(suite, photo_path, dataset)
-    return photo_path, photo
+    return Checked(photo_path, photo, read_clips(suite))
+
+
+def read_clips(suite: Suite) -> dict[Path, Any]:
+    """Each clip a runnable case goes over, read once into memory (segbench.video)."""
+    folders = [c.clip for c in suite.cases if c.clip is not None and unavailable_reason(c) is None]
+    if not folders:
+        return {}
+    from segbench.video import open_clip
+
+    return {folder: open_clip(folder) for folder in dict.fromkeys(folders)}  # type: ignore[misc]
 
 
 def run_suite(
@@ -363,19 +447,23 @@ def run_suite(
     log: TextIO | None = None,
     dataset: Path | None = None,
     progress: Any = None,
+    checked: Checked | None = None,
+    generated: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run every case; returns the run record (environment, settings, cases) that report.py writes."""
     from segbench.machine import OtherLoad, environment
     from segbench.report import add_speedups
 
-    photo_path, photo = preflight(suite, dataset)
+    checked = checked or preflight(suite, dataset)
+    photo_path = checked.photo_path
     started = time.time()
     other_load = OtherLoad()
-    runner = Runner(suite, photo, ExportCache(cache, log), dataset)
+    runner = Runner(suite, checked.photo, ExportCache(cache, log), dataset, clips=checked.clips)
     cases = []
     for case in suite.cases:
         if progress is not None:
-            progress.start_case(case)
+            clip = checked.clips.get(case.clip) if case.clip is not None else None
+            progress.start_case(case, total=len(clip.frames) if clip is not None else None)
             runner.on_sample = progress.sample
         result = runner.run_case(case)
         cases.append(result)
@@ -397,6 +485,7 @@ def run_suite(
             "camera_fps": suite.camera_fps,
             "camera_seconds": suite.camera_seconds,
             "notes": list(suite.notes),
+            "generated": generated or [],
         },
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "duration_s": time.time() - started,

@@ -214,8 +214,8 @@ def build_parser() -> Any:
 
 
 def served_command(argv: list[str], console: Any) -> int:
-    from segbench.suite import parse_shape
     from segexport import ASSETS
+    from segexport.tensorrt_profile import parse_shape
     from segrt.image import read_image
     from segrt.triton_server import Ports, ServerOptions, TritonServer, free_ports
 

@@ -16,13 +16,15 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from segbench.progress import counting
 from segrt.errors import SegError
 from segrt.image import voc_palette, write_labels_png
 from segrt.meta import atomic_write, write_bytes_atomic
@@ -83,6 +85,8 @@ class Scene:
     noise: float = 0.0  # Gaussian sigma in grey levels
     seed: int = 0  # texture and noise randomness
     extras: dict[str, float] = field(default_factory=dict)
+    noise_seed: int | None = None  # the noise's own seed (a clip's frames share textures, not noise); None: seed
+    textures_move: bool = False  # paint each shape's texture in its own frame, so it moves and turns with it
 
 
 # --- geometry: masks at pixel centres ---------------------------------------------------------------
@@ -148,14 +152,25 @@ def shape_mask(shape: Shape, height: int, width: int) -> np.ndarray:
 # --- appearance --------------------------------------------------------------------------------------
 
 
-def _texture(kind: str, colour: tuple[int, int, int], seed: int, height: int, width: int) -> np.ndarray:
-    """Float H x W x 3 fill of one region; its mean stays near `colour`."""
+def _texture(
+    kind: str,
+    colour: tuple[int, int, int],
+    seed: int,
+    height: int,
+    width: int,
+    coords: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Float H x W x 3 fill of one region; its mean stays near `colour`.
+
+    The pattern is laid out on `coords` (x, y of every pixel; default the image's own grid),
+    so a shape's local coordinates make its stripes and checks move with it.
+    """
     rng = np.random.default_rng(seed)
     base = np.asarray(colour, dtype=np.float32)
     fill = np.broadcast_to(base, (height, width, 3)).copy()
     if kind == "flat":
         return fill
-    xs, ys = _grid(height, width)
+    xs, ys = coords if coords is not None else _grid(height, width)
     angle = rng.uniform(0, np.pi)
     along = (np.cos(angle) * xs + np.sin(angle) * ys).astype(np.float32)
     if kind == "gradient":
@@ -218,7 +233,8 @@ def render(scene: Scene, *, clean: bool = False) -> tuple[np.ndarray, np.ndarray
         pixels[mask] = _texture(stroke.texture, stroke.colour, stroke.texture_seed, height, width)[mask]
     for shape in scene.shapes:
         mask = shape_mask(shape, height, width)
-        pixels[mask] = _texture(shape.texture, shape.colour, shape.texture_seed, height, width)[mask]
+        coords = _local(shape, *_grid(height, width)) if scene.textures_move else None
+        pixels[mask] = _texture(shape.texture, shape.colour, shape.texture_seed, height, width, coords)[mask]
         labels[mask] = shape.label
     if not clean:
         pixels = pixels * _lighting(scene)[..., None] * np.asarray(scene.cast, np.float32)
@@ -227,7 +243,8 @@ def render(scene: Scene, *, clean: bool = False) -> tuple[np.ndarray, np.ndarray
         blurred = Image.fromarray(image).filter(ImageFilter.GaussianBlur(scene.blur))
         image = np.asarray(blurred, dtype=np.uint8)
     if not clean and scene.noise > 0:
-        noise = np.random.default_rng([scene.seed, 1]).normal(0, scene.noise, size=image.shape)
+        noise_seed = scene.seed if scene.noise_seed is None else scene.noise_seed
+        noise = np.random.default_rng([noise_seed, 1]).normal(0, scene.noise, size=image.shape)
         image = np.clip(image + noise + 0.5, 0, 255).astype(np.uint8)
     return image, labels
 
@@ -235,7 +252,7 @@ def render(scene: Scene, *, clean: bool = False) -> tuple[np.ndarray, np.ndarray
 # --- random scenes -----------------------------------------------------------------------------------
 
 
-def _colour(rng: np.random.Generator, avoid: Sequence[tuple[int, int, int]]) -> tuple[int, int, int]:
+def distinct_colour(rng: np.random.Generator, avoid: Sequence[tuple[int, int, int]]) -> tuple[int, int, int]:
     """A random colour at least MIN_COLOUR_DISTANCE from each colour in `avoid` (best of 50 tries)."""
     best, best_distance = (0, 0, 0), -1.0
     for _ in range(50):
@@ -254,7 +271,7 @@ def _random_shape(
     side = min(height, width)
     common = {
         "angle": float(rng.uniform(0, 2 * np.pi)),
-        "colour": _colour(rng, avoid),
+        "colour": distinct_colour(rng, avoid),
         "texture": str(rng.choice(TEXTURES)),
         "texture_seed": int(rng.integers(2**31)),
     }
@@ -283,13 +300,15 @@ def _random_shape(
     )
 
 
-def _clutter(rng: np.random.Generator, height: int, width: int, background: tuple[int, int, int]) -> list[Shape]:
+def background_clutter(
+    rng: np.random.Generator, height: int, width: int, background: tuple[int, int, int]
+) -> list[Shape]:
     """Thin strokes and small dots: edges and blobs that are background, so edges alone do not mean shape."""
     side = min(height, width)
     clutter = []
     for _ in range(int(rng.integers(0, 5))):
         common = {
-            "colour": _colour(rng, [background]),
+            "colour": distinct_colour(rng, [background]),
             "texture": "flat",
             "angle": float(rng.uniform(0, 2 * np.pi)),
         }
@@ -327,7 +346,7 @@ def random_scene(rng: np.random.Generator) -> Scene:
         background=background,  # type: ignore[arg-type]
         background_texture=str(rng.choice(BACKGROUND_TEXTURES)),
         shapes=tuple(shapes),
-        clutter=tuple(_clutter(rng, height, width, background)),  # type: ignore[arg-type]
+        clutter=tuple(background_clutter(rng, height, width, background)),  # type: ignore[arg-type]
         light=(
             float(rng.uniform(0.7, 1.15)),
             float(rng.uniform(0.0, 0.6)),
@@ -372,12 +391,23 @@ def _jpeg_bytes(image: np.ndarray, quality: int) -> bytes:
     return buffer.getvalue()
 
 
-def generate(out_dir: str | Path, *, train: int, val: int, seed: int) -> Path:
+def generate(
+    out_dir: str | Path,
+    *,
+    train: int,
+    val: int,
+    seed: int,
+    workers: int | None = None,
+    on_sample: Callable[[int], None] | None = None,
+) -> Path:
     """Write `train` + `val` samples under `out_dir` in Pascal-VOC layout; returns `out_dir`.
 
     JPEGImages/<id>.jpg, SegmentationClass/<id>.png (palette PNG, values are class
     ids), ImageSets/Segmentation/{train,val}.txt, and dataset.json recording the
-    command's arguments, classes and palette. Ids are `train_00000`, `val_00000`, ...
+    command's arguments, classes and palette (written last: a set without it is unfinished).
+    Ids are `train_00000`, `val_00000`, ... Samples are drawn by `workers` processes
+    (default: one per core); each sample has its own seed, so the files do not depend on
+    how many. `on_sample(n)` is told each time n more samples are written.
     """
     if train < 0 or val < 0 or train + val == 0:
         raise SegError(f"--train {train} --val {val}: ask for at least one sample, and no negative counts")
@@ -390,12 +420,10 @@ def generate(out_dir: str | Path, *, train: int, val: int, seed: int) -> Path:
             folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SegError(f"{root}: cannot create the dataset folders ({exc.strerror})") from None
+    jobs = [(root, seed, split, index) for split, count in (("train", train), ("val", val)) for index in range(count)]
+    _run_jobs(jobs, workers, on_sample)
     for split, count in (("train", train), ("val", val)):
         names = [f"{split}_{index:05d}" for index in range(count)]
-        for index, name in enumerate(names):
-            scene, image, labels = sample(seed, split, index)
-            write_bytes_atomic(images / f"{name}.jpg", _jpeg_bytes(image, int(scene.extras["jpeg_quality"])))
-            write_labels_png(labels_dir / f"{name}.png", labels, PALETTE)
         atomic_write(sets / f"{split}.txt", lambda tmp, names=names: tmp.write_text("".join(f"{n}\n" for n in names)))
     info = {
         "generator": "segbench.shapes",
@@ -410,6 +438,35 @@ def generate(out_dir: str | Path, *, train: int, val: int, seed: int) -> Path:
     return root
 
 
+def _write_sample(job: tuple[Path, int, str, int]) -> None:
+    """Draw one sample and write its image and label map (a worker process's unit of work)."""
+    root, seed, split, index = job
+    name = f"{split}_{index:05d}"
+    scene, image, labels = sample(seed, split, index)
+    write_bytes_atomic(root / "JPEGImages" / f"{name}.jpg", _jpeg_bytes(image, int(scene.extras["jpeg_quality"])))
+    write_labels_png(root / "SegmentationClass" / f"{name}.png", labels, PALETTE)
+
+
+def _run_jobs(
+    jobs: list[tuple[Path, int, str, int]], workers: int | None, on_sample: Callable[[int], None] | None
+) -> None:
+    """Every job, in this process or spread over worker processes (spawned: the caller may hold torch's threads)."""
+    workers = min(workers or os.cpu_count() or 1, max(len(jobs) // 32, 1))
+    if workers == 1:
+        for job in jobs:
+            _write_sample(job)
+            if on_sample:
+                on_sample(1)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for _ in pool.map(_write_sample, jobs, chunksize=16):
+            if on_sample:
+                on_sample(1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m segbench.shapes",
@@ -419,9 +476,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--train", type=int, default=3200, help="training samples (default 3200)")
     parser.add_argument("--val", type=int, default=200, help="validation samples (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="seed; the same seed gives the same files (default 0)")
+    parser.add_argument("--workers", type=int, help="processes drawing samples (default: one per core)")
     args = parser.parse_args(argv)
     try:
-        root = generate(args.out_dir, train=args.train, val=args.val, seed=args.seed)
+        with counting(f"drawing the shapes set into {args.out_dir}", max(args.train + args.val, 0)) as advance:
+            root = generate(
+                args.out_dir, train=args.train, val=args.val, seed=args.seed, workers=args.workers, on_sample=advance
+            )
     except SegError as exc:
         print(f"segbench.shapes: error: {exc}", file=sys.stderr)
         return exc.exit_code

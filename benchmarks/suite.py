@@ -10,6 +10,10 @@
     weights = "none"
     input_size = "520x520"
     runs = [{ backend = "ort-cpu" }, { backend = "ort-cpu", fused = false }]
+    video = "build/shapes-clip"       # each run also goes over this labelled clip, frame by frame
+    [generate]                        # segbench's own labelled data, made on first use and reused
+    shapes = "build/shapes"
+    clip = { out = "build/shapes-clip", frames = 300 }
 
 Every error names the file and the key in one line. Each model gets the pytorch-eager
 baseline (on CPU, and on CUDA too when one of its runs is on a GPU) unless its runs name one.
@@ -23,10 +27,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from segbench.generated import ClipSet, GeneratedSet, ShapesSet
+from segexport.request import ModelOptions
+from segexport.tensorrt_profile import parse_shape
+from segrt.backends import BACKENDS as BACKEND_ROWS
 from segrt.errors import MissingDependency, SegError
 
 BASELINE = "pytorch-eager"
-BACKENDS = (BASELINE, "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
+# the baseline, then every segrt backend but "ort" (a case names its provider, so runs compare)
+BACKENDS = (BASELINE, *(name for name in BACKEND_ROWS if name != "ort"))
 PRECISIONS = ("fp32", "fp16", "int8")
 DEVICES = ("cpu", "cuda")
 
@@ -43,20 +52,33 @@ SUITE_KEYS = {
     "baseline": "add the pytorch-eager baseline to each model that lacks one (default true)",
     "camera_fps": "also run each batch-1 case at this camera frame rate, counting dropped and late frames",
     "camera_seconds": "how many seconds of camera frames (default 10)",
+    "generate": "the generated labelled sets the suite reads, made on first use: shapes, clip",
     "model": "the [[model]] tables",
+}
+GENERATE_KEYS = {
+    "shapes": 'the shapes set (python -m segbench.shapes): "FOLDER", or { out, train, val, seed }',
+    "clip": "the labelled clip (python -m segbench.clip): { out, frames, seed, size, fps }",
+    "budget_shapes": "a second shapes set, the budget_val of runs with max_miou_drop: { out, train, val, seed }",
 }
 MODEL_KEYS = {
     "name": "segexport model: zoo name or package.module:factory",
     "label": "name shown in reports (default: name, plus input size)",
     "weights": "segexport --weights",
     "input_size": "segexport --input-size (HxW, or S for the shorter side)",
-    "args": "more segexport flags, as a list of strings",
+    "checkpoint": "segexport --checkpoint: a state dict",
+    "num_classes": "segexport --num-classes",
+    "classes": "segexport --classes: the class names, a list",
+    "seed": "segexport --seed (random weights)",
+    "unet_depth": "segexport --unet-depth",
+    "unet_base": "segexport --unet-base",
+    "unet_transposed": "segexport --unet-transposed",
     "calib": "INT8 calibration images: a folder, or a .txt list such as a VOC train.txt (default: the sample's folder)",
     "calib_count": "segexport --calib-count: how many calibration images (default segexport's)",
     "dataset": "Pascal-VOC folder for mIoU (JPEGImages/, SegmentationClass/, ImageSets/Segmentation/val.txt)",
     "budget_val": "Pascal-VOC folder runs with max_miou_drop choose their graph on (segexport --val); not dataset",
     "shapes": "overrides the suite's shapes for this model",
-    "runs": "list of { backend, precision, fused, device }",
+    "video": "a labelled clip folder (a video and labels/NNNNNN.png): each run also goes over it, frame by frame",
+    "runs": "list of { backend, precision, fused, device, max_miou_drop }",
 }
 RUN_KEYS = {
     "backend": ", ".join(BACKENDS),
@@ -67,21 +89,43 @@ RUN_KEYS = {
 }
 
 
+# The model keys that are segexport's ModelOptions fields, with the type each takes in the file.
+EXPORT_OPTION_KEYS: dict[str, type] = {
+    "weights": str,
+    "input_size": str,
+    "checkpoint": str,
+    "num_classes": int,
+    "classes": list,
+    "seed": int,
+    "unet_depth": int,
+    "unet_base": int,
+    "unet_transposed": bool,
+}
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """One model of the suite: how segexport builds it, and where its labelled data are."""
+    """One model of the suite: how segexport builds it (its ModelOptions), and where its labelled data are."""
 
-    name: str
-    args: tuple[str, ...] = ()
+    options: ModelOptions
     label: str = ""
     calib: Path | None = None
     calib_count: int | None = None
     dataset: Path | None = None
     budget_val: Path | None = None  # the labelled set an accuracy budget is measured on (segexport --val)
 
-    def export_args(self) -> list[str]:
-        """The segexport command line (without --out) that builds this model's FP32 graph."""
-        return [self.name, *self.args]
+    @property
+    def name(self) -> str:
+        return self.options.name
+
+    def export_options(self) -> dict[str, Any]:
+        """The options that differ from segexport's defaults, as plain JSON values (results, cache keys)."""
+        defaults = ModelOptions(self.options.name)
+        return {
+            key: str(value) if isinstance(value, Path) else (list(value) if isinstance(value, tuple) else value)
+            for key, value in vars(self.options).items()
+            if value != getattr(defaults, key)
+        }
 
 
 @dataclass(frozen=True)
@@ -96,6 +140,7 @@ class Case:
     batch: int = 1
     height: int = 612
     width: int = 640
+    clip: Path | None = None  # a labelled clip folder: the case runs over its frames (its size, batch 1)
     max_miou_drop: float | None = None  # the graph segexport chooses within this mIoU budget (points)
 
     @property
@@ -112,6 +157,8 @@ class Case:
 
     @property
     def id(self) -> str:
+        if self.clip is not None:
+            return f"{self.model.label} | {self.pipeline} | clip {self.clip.name}"
         return f"{self.model.label} | {self.pipeline} | {self.batch}x{self.height}x{self.width}"
 
 
@@ -132,6 +179,7 @@ class Suite:
     camera_fps: float | None = None
     camera_seconds: float = 10.0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    generate: tuple[GeneratedSet, ...] = ()
 
     def with_overrides(self, **changes: Any) -> Suite:
         """A copy with the CLI's overrides (None leaves a setting as the file has it)."""
@@ -198,6 +246,7 @@ def suite_from_dict(data: dict[str, Any], *, source: Path | None = None) -> Suit
         model_cases, note = _model_cases(table, shapes, where, f"model[{index}]", add_baseline)
         cases += model_cases
         notes += [note] if note else []
+    generate = _generate(_get(data, "generate", dict, where, "generate", default={}), where)
     return Suite(
         name=name,
         description=_get(data, "description", str, where, "description", default=""),
@@ -212,24 +261,66 @@ def suite_from_dict(data: dict[str, Any], *, source: Path | None = None) -> Suit
         camera_seconds=float(camera_seconds),
         cases=tuple(cases),
         notes=tuple(notes),
+        generate=generate,
     )
+
+
+def _generate(table: dict[str, Any], where: str) -> tuple[GeneratedSet, ...]:
+    """The [generate] table: which folders are segbench's generated sets, and with which settings."""
+    _check_keys(table, GENERATE_KEYS, where, "generate")
+    made: list[GeneratedSet] = []
+    for name in ("shapes", "budget_shapes"):  # the second shapes set: what accuracy budgets are measured on
+        if name in table:
+            made.append(_shapes_set(table[name], where, name))
+    if "clip" in table:
+        made.append(_clip_set(table["clip"], where))
+    return tuple(made)
+
+
+def _shapes_set(value: Any, where: str, name: str) -> ShapesSet:
+    value = {"out": value} if isinstance(value, str) else value
+    if not isinstance(value, dict):
+        raise SegError(f'{where}: generate.{name} must be a folder ("build/shapes") or a table {{ out = ... }}')
+    keys = {"out": "folder", "train": "train images", "val": "val images", "seed": "seed"}
+    _check_keys(value, keys, where, f"generate.{name}")
+    counts = {k: _get(value, k, int, where, f"generate.{name}.{k}", default=None) for k in ("train", "val", "seed")}
+    return ShapesSet(_generated_out(value, where, name), **{k: v for k, v in counts.items() if v is not None})
+
+
+def _clip_set(value: Any, where: str) -> ClipSet:
+    if not isinstance(value, dict):
+        raise SegError(f'{where}: generate.clip must be a table {{ out = "build/shapes-clip", frames = 300 }}')
+    keys = {"out": "folder", "frames": "frames", "seed": "seed", "size": '"HxW"', "fps": "frame rate"}
+    _check_keys(value, keys, where, "generate.clip")
+    options: dict[str, Any] = {}
+    for key in ("frames", "seed"):
+        if key in value:
+            options[key] = _get(value, key, int, where, f"generate.clip.{key}", default=None)
+    if "fps" in value:
+        options["fps"] = float(_get(value, "fps", (int, float), where, "generate.clip.fps", default=None))
+    if "size" in value:
+        text = _get(value, "size", str, where, "generate.clip.size", default=None)
+        try:
+            options["height"], options["width"] = (int(v) for v in text.lower().split("x"))
+        except ValueError:
+            raise SegError(f'{where}: generate.clip.size {text!r} is not "HxW" (e.g. "240x320")') from None
+    clip = ClipSet(_generated_out(value, where, "clip"), **options)
+    if clip.frames < 2 or min(clip.height, clip.width) < 64 or clip.fps <= 0:
+        raise SegError(f"{where}: generate.clip needs frames >= 2, a size of at least 64x64 and a positive fps")
+    return clip
+
+
+def _generated_out(value: dict[str, Any], where: str, key: str) -> Path:
+    out = _get(value, "out", str, where, f"generate.{key}.out", default=None)
+    if not out:
+        raise SegError(f"{where}: generate.{key} has no out; give the folder to make it in")
+    return Path(out)
 
 
 def _check_time_limits(min_seconds: float | None, seconds: float | None, where: str) -> None:
     """A minimum above the budget would be cut by it every time: refuse it rather than measure something else."""
     if min_seconds is not None and seconds is not None and min_seconds > seconds:
         raise SegError(f"{where}: min_seconds {min_seconds:g} is above the budget seconds {seconds:g}; lower it")
-
-
-def parse_shape(text: str) -> tuple[int, int, int]:
-    """ "1x612x640" -> (1, 612, 640): batch, height, width."""
-    try:
-        values = tuple(int(v) for v in str(text).lower().split("x"))
-    except ValueError:
-        values = ()
-    if len(values) != 3 or min(values) < 1:
-        raise ValueError(f"{text!r} is not NxHxW (e.g. 1x612x640)")
-    return values  # type: ignore[return-value]
 
 
 def _model_cases(
@@ -242,17 +333,14 @@ def _model_cases(
     if not name:
         raise SegError(f"{where}: {key} has no name; give the segexport model name")
     _check_model_name(name, where, key)
-    args = [str(a) for a in _get(table, "args", list, where, f"{key}.args", default=[])]
-    weights = _get(table, "weights", str, where, f"{key}.weights", default=None)
     input_size = _get(table, "input_size", str, where, f"{key}.input_size", default=None)
-    args = (["--weights", weights] if weights else []) + (["--input-size", input_size] if input_size else []) + args
+    options = _model_options(table, name, where, key)
     calib = _get(table, "calib", str, where, f"{key}.calib", default=None)
     dataset = _get(table, "dataset", str, where, f"{key}.dataset", default=None)
     budget_val = _get(table, "budget_val", str, where, f"{key}.budget_val", default=None)
     default_label = f"{name}@{input_size}" if input_size else name
     spec = ModelSpec(
-        name=name,
-        args=tuple(args),
+        options=options,
         label=_get(table, "label", str, where, f"{key}.label", default=default_label),
         calib=Path(calib) if calib else None,
         calib_count=_get(table, "calib_count", int, where, f"{key}.calib_count", default=None),
@@ -274,7 +362,28 @@ def _model_cases(
             pipelines = added + pipelines
             note = f"{spec.label}: added the {BASELINE} baseline on {', '.join(c.device for c in added)}"
     cases = [replace(p, batch=n, height=h, width=w) for (n, h, w) in shapes for p in pipelines]
+    video = _get(table, "video", str, where, f"{key}.video", default=None)
+    if video:  # the clip's frame size is read with the clip; 0 x 0 until then
+        cases += [replace(p, batch=1, height=0, width=0, clip=Path(video)) for p in pipelines]
     return cases, note
+
+
+def _model_options(table: dict[str, Any], name: str, where: str, key: str) -> ModelOptions:
+    """segexport's ModelOptions from a [[model]] table's export keys, each type-checked."""
+    from segexport.request import parse_input_size
+
+    given = {k: _get(table, k, kind, where, f"{key}.{k}", default=None) for k, kind in EXPORT_OPTION_KEYS.items()}
+    fields = {k: v for k, v in given.items() if v is not None}
+    try:
+        if "input_size" in fields:
+            fields["input_size"] = parse_input_size(fields["input_size"])
+        if "checkpoint" in fields:
+            fields["checkpoint"] = Path(fields["checkpoint"])
+        if "classes" in fields:
+            fields["classes"] = tuple(str(c) for c in fields["classes"])
+    except ValueError as exc:
+        raise SegError(f"{where}: {key}.input_size: {exc}") from None
+    return ModelOptions(name, **fields)
 
 
 def _run(run: Any, spec: ModelSpec, where: str, key: str) -> Case:
@@ -318,7 +427,9 @@ def _budget(run: dict[str, Any], spec: ModelSpec, precision: str, where: str, ke
 
 def _check_model_name(name: str, where: str, key: str) -> None:
     """Zoo names are checked here so a typo fails before any export; user factories are checked on export."""
-    if ":" in name:
+    from segexport import is_user_model
+
+    if is_user_model(name):
         return
     try:
         from segexport import DEFAULT_MODEL

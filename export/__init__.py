@@ -1,17 +1,33 @@
 """segexport: PyTorch segmentation models to checked, fused ONNX graphs and TensorRT engines.
 
-The chain is a set of small functions the `segexport` command wires together:
-`models.build_model` -> `onnx_export.export_onnx` -> `check_and_simplify` ->
-`check_parity` -> `save_onnx` (then precision and engine steps).
+    from segexport import ExportRequest, ModelOptions, export
+    result = export(ExportRequest(model=ModelOptions("fcn_resnet50", weights="none")))
+
+`export(request)` (segexport.pipeline) runs the chain of small steps: `models.build` ->
+`onnx_export.export_onnx` -> `check_and_simplify` -> `parity.check_parity` -> `save_onnx`, then
+the precision graphs, the engines and a Triton repository. The `segexport` command makes the
+request from its flags (segexport.cli) and prints the progress.
 """
 
+from __future__ import annotations
+
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from segexport.progress import Report
+    from segexport.request import ExportRequest, ExportResult
 
 __version__ = "0.1.0"
 
 ASSETS = Path(__file__).parent / "assets"
 WEIGHTS = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "unet_shapes"  # the bundled reference model, trained on the generated shapes set
+
+
+def is_user_model(name: str) -> bool:
+    """Whether a model name is a user's `package.module:factory` rather than a zoo name or a file."""
+    return ":" in name
 
 
 def parity_image(model_name: str) -> Path:
@@ -36,3 +52,22 @@ def read_lines(path: Path, what: str, fix: str, reading: str = "it") -> list[str
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise SegError(f"{what}: cannot read {reading} ({reason}); {fix}") from None
     return [line.strip() for line in lines if line.strip()]
+
+
+_REQUEST_TYPES = ("ExportRequest", "ExportResult", "ModelOptions", "OnnxOptions", "PrecisionOptions", "EngineOptions")
+
+
+def export(request: ExportRequest, report: Report | None = None) -> ExportResult:
+    """Run an export request and return what it wrote; see `segexport.pipeline.export`."""
+    from segexport.pipeline import export as run
+
+    return run(request, report)
+
+
+def __getattr__(name: str) -> Any:
+    """The request types, imported on first use (`import segexport` stays light for segrt-only tools)."""
+    if name in _REQUEST_TYPES:
+        from segexport import request
+
+        return getattr(request, name)
+    raise AttributeError(f"module 'segexport' has no attribute {name!r}")

@@ -1,23 +1,28 @@
-"""The `segexport` command: parse flags, run the export chain step by step, print progress and a summary."""
+"""The `segexport` command: parse flags, make one `ExportRequest` from them, run it, print progress and a summary.
+
+Also `segexport ENGINE --check` / `--rebuild` (an engine later, on its GPU or for this machine) and
+`segexport doctor` (what this machine can build and run). Every decision a flag makes is in
+`request_from_args`; the work is `segexport.export` and `segexport.engines`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from segexport import DEFAULT_MODEL, parity_image, read_lines
-from segexport.budget_step import add_budget_arguments, check_budget_flags, check_val_classes
-from segexport.triton_step import add_triton_arguments, check_triton_flags, triton_step
-from segrt.errors import SegError
+from segexport import DEFAULT_MODEL, read_lines
+from segrt.errors import MissingDependency, SegError, rich_say, run_command
 from segrt.signals import interrupt_on_sigterm
 
+if TYPE_CHECKING:
+    from segexport.budget_step import BudgetOptions
+    from segexport.request import ExportRequest
+
 INT8_TARGETS = ("tensorrt", "cpu", "both")
+ENGINE_MODES = ("--check", "--rebuild")
 
 
 def int8_flavours(target: str | None) -> list[str]:
@@ -26,16 +31,13 @@ def int8_flavours(target: str | None) -> list[str]:
 
 
 def parse_size(text: str) -> tuple[int, ...]:
-    """ "520x520" -> (520, 520), a fixed H x W; "520" -> (520,), the shorter side."""
+    """--input-size: "520x520" -> (520, 520), a fixed H x W; "520" -> (520,), the shorter side."""
+    from segexport.request import parse_input_size
+
     try:
-        values = tuple(int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: expected HxW (e.g. 520x520) or one number (shorter side)"
-        ) from None
-    if len(values) not in (1, 2) or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected HxW (e.g. 520x520) or one number (shorter side)")
-    return values
+        return parse_input_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def percent(text: str) -> float:
@@ -57,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         default=DEFAULT_MODEL,
         help=f"zoo name (fcn_resnet18, fcn_resnet50, fcn_resnet101, unet, {DEFAULT_MODEL}), "
-        f"package.module:factory, or an .onnx file made by segexport (skips the PyTorch step); "
+        f"package.module:factory, an .onnx file made by segexport (skips the PyTorch step), an .engine with "
+        f"--check or --rebuild, or `doctor` (what this machine can build and run); "
         f"default: {DEFAULT_MODEL}, the bundled reference model",
     )
     model = parser.add_argument_group("model")
@@ -104,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_precision_arguments(parser)
     add_budget_arguments(parser)  # --max-miou-drop, --val: export/budget_step.py
     add_engine_arguments(parser)
-    add_triton_arguments(parser)  # --triton REPO: export/triton_step.py
+    add_triton_arguments(parser)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: TensorRT's own)")
     return parser
 
@@ -156,22 +159,52 @@ def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_budget_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of the accuracy budget (with --fp16 / --int8): export/budget_step.py."""
+    group = parser.add_argument_group(
+        "accuracy budget (with --fp16 / --int8)",
+        "Keep the most sensitive nodes in higher precision until the reduced graph loses at most this much "
+        "against FP32; the nodes kept are recorded in the card.",
+    )
+    group.add_argument(
+        "--max-miou-drop", metavar="POINTS", help="most mIoU points the graph may lose against FP32 on --val (e.g. 0.5)"
+    )
+    group.add_argument(
+        "--max-disagreement",
+        metavar="PCT",
+        help="most pixels, in %%, whose label may differ from FP32's: on --val's images, else on the --calib images",
+    )
+    group.add_argument(
+        "--val", type=Path, metavar="VOCDIR", help="Pascal-VOC folder whose val split the budget is measured on"
+    )
+    group.add_argument(
+        "--val-count", type=int, metavar="N", help="score on N val images spread over the split (default: all)"
+    )
+
+
+def budget_options(args: argparse.Namespace) -> BudgetOptions:
+    """The accuracy budget the flags give; a value that is not a number in 0..100 is a SegError naming the flag."""
+    from segexport.budget_step import BudgetOptions, budget_number
+
+    drop = budget_number(args.max_miou_drop, "--max-miou-drop", "mIoU points the reduced graph may lose, e.g. 0.5")
+    share = budget_number(args.max_disagreement, "--max-disagreement", "% of pixels that may differ from FP32, e.g. 2")
+    return BudgetOptions(
+        max_miou_drop=drop,
+        max_disagreement=None if share is None else share / 100.0,
+        val=args.val,
+        val_count=args.val_count,
+    )
+
+
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of the TensorRT engine step. Owned by the engine work."""
     from segexport import tensorrt_profile as tb
-    from segrt.backends import tensorrt_library
 
     def shape(text: str) -> tuple[int, int, int]:
         try:
             return tb.parse_shape(text)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
-
-    def gpu_arch(text: str) -> tuple[str, ...]:
-        try:
-            return tensorrt_library.parse_gpu_arch(text)
-        except SegError as exc:
-            raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[-1]) from None
 
     def text(values: tuple[int, ...]) -> str:
         return "x".join(map(str, values))
@@ -183,20 +216,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         "then segexport exits with code 3 and the command that builds the engine later.",
     )
     group.add_argument("--engine", action="store_true", help="build a TensorRT engine (implied by --fp16 / --int8)")
-    group.add_argument(
-        "--rtx",
-        action="store_true",
-        help="build with TensorRT for RTX instead (model.<precision>.rtx.engine): ahead of time, on any machine, "
-        "GPU or not, for GeForce/RTX GPUs of the --gpu-arch targets; its kernels are compiled on the GPU at first run",
-    )
-    group.add_argument(
-        "--gpu-arch",
-        type=gpu_arch,
-        metavar="SM,...",
-        help="with --rtx: the GPUs to build for, from "
-        f"{', '.join(tensorrt_library.RTX_TARGETS)} (default: TensorRT-RTX's own portable set, compute capability "
-        f"{', '.join(tensorrt_library.RTX_DEFAULT_TARGETS)}); Hopper (sm90) and Jetson (sm87) need full TensorRT",
-    )
+    add_rtx_and_engine_mode_arguments(group)
     group.add_argument(
         "--onnx-only", action="store_true", help="stop after the ONNX files, even with --fp16 / --int8 (exit 0)"
     )
@@ -236,62 +256,68 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-# --- progress and summary ----------------------------------------------------------------------------
+def add_rtx_and_engine_mode_arguments(group: argparse._ArgumentGroup) -> None:
+    """--rtx and --gpu-arch (TensorRT-RTX, built anywhere), and what is done to an engine later (--check, --rebuild)."""
+    from segrt.backends import tensorrt_library
+
+    def gpu_arch(text: str) -> tuple[str, ...]:
+        try:
+            return tensorrt_library.parse_gpu_arch(text)
+        except SegError as exc:
+            raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[-1]) from None
+
+    group.add_argument(
+        "--rtx",
+        action="store_true",
+        help="build with TensorRT for RTX instead (model.<precision>.rtx.engine): ahead of time, on any machine, "
+        "GPU or not, for GeForce/RTX GPUs of the --gpu-arch targets; its kernels are compiled on the GPU at first run",
+    )
+    group.add_argument(
+        "--gpu-arch",
+        type=gpu_arch,
+        metavar="SM,...",
+        help="with --rtx: the GPUs to build for, from "
+        f"{', '.join(tensorrt_library.RTX_TARGETS)} (default: TensorRT-RTX's own portable set, compute capability "
+        f"{', '.join(tensorrt_library.RTX_DEFAULT_TARGETS)}); Hopper (sm90) and Jetson (sm87) need full TensorRT",
+    )
+    group.add_argument(
+        "--check",
+        action="store_true",
+        help="with an ENGINE as MODEL: run its check against the ONNX it was built from on this machine's GPU "
+        "(a TensorRT-RTX engine built where no GPU ran it) and record the result in its card",
+    )
+    group.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="with an ENGINE (or its .json card) as MODEL: build it again for this machine from the ONNX its card "
+        "names (sha256 checked), with the options it was built with",
+    )
 
 
-@dataclass
-class Report:
-    """What the run did: steps with their time and figures, files with their sizes."""
+def add_triton_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of the Triton repository step (export/triton_step.py)."""
+    from segexport.triton_repository import TRITON_BACKENDS
 
-    console: Any
-    steps: list[tuple[str, float, str]] = field(default_factory=list)
-    files: list[Path] = field(default_factory=list)
-
-    @contextmanager
-    def step(self, title: str) -> Iterator[dict[str, str]]:
-        """Show a spinner while the block runs, then a line with its time and `detail["text"]`."""
-        detail = {"text": ""}
-        start = time.perf_counter()
-        with self.console.status(f"{title} ..."):
-            yield detail
-        seconds = time.perf_counter() - start
-        self.steps.append((title, seconds, detail["text"]))
-        self.console.print(
-            f"[green]✓[/] {title} [dim]({seconds:.1f} s)[/] {detail['text']}", highlight=False, soft_wrap=True
-        )
-
-    def add_file(self, path: Path) -> None:
-        self.files.append(path)
-
-    def print_summary(self) -> None:
-        from rich.table import Table
-
-        steps = Table(title="segexport summary", title_justify="left")
-        steps.add_column("step", overflow="fold")
-        steps.add_column("time", justify="right", no_wrap=True)
-        steps.add_column("result", overflow="fold")
-        for title, seconds, text in self.steps:
-            steps.add_row(title, f"{seconds:.1f} s", text)
-        folders = {path.parent for path in self.files}
-        where = f" in {folders.pop()}" if len(folders) == 1 else ""
-        files = Table(show_header=True)
-        files.add_column(f"file written{where}", overflow="fold")
-        files.add_column("size", justify="right")
-        for path in self.files:
-            files.add_row(path.name if where else str(path), _size(path.stat().st_size))
-        self.console.print(steps)
-        self.console.print(files)
+    group = parser.add_argument_group(
+        "Triton model repository",
+        "Also write the run's artefacts as a Triton model repository (serve it with `segserve REPO`).",
+    )
+    group.add_argument(
+        "--triton",
+        type=Path,
+        metavar="REPO",
+        help="write REPO/<model>/config.pbtxt and 1/<model file> with its card, one model per precision "
+        "(the engine where one is built, else the ONNX graph); also from an .onnx or .engine MODEL",
+    )
+    group.add_argument(
+        "--triton-backend",
+        choices=TRITON_BACKENDS,
+        help="onnxruntime (ONNX) or tensorrt (engines), both in NVIDIA's Triton containers (default by file); "
+        "python: a model.py that serves any artefact through segrt (what segserve's tritonserver runs)",
+    )
 
 
-def _size(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if count < 1024 or unit == "GB":
-            return f"{count:.1f} {unit}" if unit != "B" else f"{int(count)} B"
-        count /= 1024
-    return str(count)
-
-
-# --- the steps ---------------------------------------------------------------------------------------
+# --- flags -> request ------------------------------------------------------------------------------
 
 
 def _read_classes(text: str) -> tuple[str, ...]:
@@ -306,169 +332,65 @@ def _read_classes(text: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def build_model_step(args: argparse.Namespace) -> Any:
-    """MODEL and its flags -> a SegmentationModel."""
-    import torch
+def request_from_args(args: argparse.Namespace) -> ExportRequest:
+    """The one place where flags become decisions: the `ExportRequest` this command line asks for."""
+    from segexport import request as rq
+    from segexport.tensorrt_build import BuildOptions
+    from segexport.tensorrt_profile import ShapeRange, shape_range
+    from segexport.triton_step import TritonOptions
+    from segrt.backends import tensorrt_library
 
-    from segexport.models import build_model
-
-    torch.manual_seed(args.seed)
-    options: dict[str, Any] = {}
-    if args.model == "unet":
-        options = {"depth": args.unet_depth, "base": args.unet_base, "bilinear": not args.unet_transposed}
-    if (":" in args.model or args.model == "unet") and args.input_size:
-        options["input_size"] = args.input_size  # checked against the model before it is built
-    model = build_model(
-        args.model, weights=args.weights, num_classes=args.num_classes, checkpoint=args.checkpoint, **options
-    )
-    if args.input_size:
-        model.input_size = args.input_size
-        model.resize = "fixed" if len(args.input_size) == 2 else "shorter"
-    if model.resize == "fixed" and any(v % model.size_divisor for v in model.input_size):
-        raise SegError(
-            f"--input-size {'x'.join(map(str, model.input_size))}: {model.name} needs multiples of {model.size_divisor}"
-        )
-    if args.classes:
-        names = _read_classes(args.classes)
-        if len(names) != len(model.classes):
-            raise SegError(f"--classes names {len(names)} classes but {model.name} has {len(model.classes)}")
-        model.classes = names
-    return model
-
-
-def export_step(args: argparse.Namespace, model: Any, out: Path, image: Any, report: Report) -> tuple[Path, Any]:
-    """Export, check, simplify, parity-check and write model.onnx with its card."""
-    import tempfile
-
-    from segexport import onnx_export
-
-    fused = not args.no_fuse
-    opset = args.opset or onnx_export.DEFAULT_OPSET
-    minimum = args.min_agreement if args.min_agreement is not None else 0.999
-    with report.step(f"export {model.name} to ONNX (opset {opset}, {'fused' if fused else 'unfused'})") as detail:
-        with tempfile.TemporaryDirectory(prefix=".segexport-", dir=out) as scratch:
-            proto = onnx_export.export_onnx(model, Path(scratch) / "raw.onnx", sample=image, fused=fused, opset=opset)
-        detail["text"] = "; ".join(model.notes)
-    with report.step("check, infer shapes, simplify (onnxslim)") as detail:
-        before = len(proto.graph.node)
-        proto = onnx_export.check_and_simplify(proto)
-        detail["text"] = f"{before} -> {len(proto.graph.node)} nodes"
-    card = model.card(
-        fused=fused,
-        opset=opset,
-        input_name=proto.graph.input[0].name,
-        output_name=proto.graph.output[0].name,
-        versions=onnx_export.package_versions(),
-    )
-    with report.step(f"parity: ONNX Runtime vs PyTorch on {args.image.name}") as detail:
-        parity = onnx_export.check_parity(proto, model, image, card)
-        diff = f"max |logit diff| {parity.max_abs_logit_diff:.2e}, " if parity.max_abs_logit_diff is not None else ""
-        detail["text"] = f"{diff}label agreement {100 * parity.agreement:.3f} %"
-    onnx_export.check_agreement(
-        parity,
-        minimum,
-        f"{out / 'model.onnx'} was not written",
-        "the export changed the model's answers; report it with the model, or lower --min-agreement if you accept it",
-    )
-    card = card.replace(checks={"parity": parity.record("PyTorch (eager, CPU)", args.image.name)})
-    path = out / "model.onnx"
-    with report.step("write model.onnx and its model card"):
-        onnx_export.save_onnx(proto, path, card)
-    report.add_file(path)
-    report.add_file(path.with_name(path.name + ".json"))
-    return path, card
-
-
-def run(args: argparse.Namespace, console: Any) -> int:
-    """The whole chain for one command line; returns the exit code."""
-    from segrt.image import read_image
-    from segrt.meta import prepare_output_folder, read_card
-
-    check_precision_flags(args)
-    check_engine_flags(args)
-    check_triton_flags(args)
-    check_budget_flags(args)
-    report = Report(console)
-    source = Path(args.model)
-    if args.triton and source.suffix in (".engine", ".plan", ".trt"):  # an engine: only its repository to write
-        triton_step(args, [source], report)
-        report.print_summary()
-        return 0
-    card = None
-    if source.suffix == ".onnx":
-        if not source.is_file():
-            raise SegError(f"{source}: no such ONNX file")
-        card = read_card(source)
-        check_val_classes(args, card.classes)
-    args.image = args.image or parity_image(card.model if card else args.model)
-    image = read_image(args.image)
-    if card is not None:
-        out = prepare_output_folder(args.out or source.parent, "--out")
-        onnx_path = source
-    else:
-        with report.step(f"build {args.model}") as detail:
-            model = build_model_step(args)
-            size = "x".join(map(str, model.input_size))
-            detail["text"] = f"{len(model.classes)} classes, input {size} ({model.resize})"
-        check_val_classes(args, model.classes)  # before model.onnx is written
-        out = prepare_output_folder(args.out or Path("build") / model.name, "--out")
-        onnx_path, card = export_step(args, model, out, image, report)
-    later_steps(args, onnx_path, card, image, out, report)
-    triton_step(args, [source, *report.files] if source == onnx_path else report.files, report)
-    report.print_summary()
-    return 0
-
-
-def later_steps(args: argparse.Namespace, onnx_path: Path, card: Any, image: Any, out: Path, report: Report) -> None:
-    """The steps after the FP32 ONNX: precision graphs, then TensorRT engines."""
-    graphs = precision_steps(args, onnx_path, card, image, out, report)
-    engine_step(args, graphs, image, out, report)
-
-
-def check_precision_flags(args: argparse.Namespace) -> None:
-    """Refuse inconsistent precision flags before any work is done."""
-    if args.int8 and args.calib is None:
-        raise SegError(
-            "--int8 needs --calib DIR: a folder of images like the ones the model will see (a few dozen "
-            "frames of your camera will do), to measure the value ranges INT8 must cover"
-        )
-    if not (args.fp16 or args.int8) and (args.calib is not None or args.keep_fp32):
-        raise SegError("--calib and --keep-fp32 only apply with --fp16 or --int8")
     if args.int8_target is not None and not args.int8:
         raise SegError(f"--int8-target {args.int8_target} only applies with --int8")
-    if args.calib is not None and not (args.calib.is_dir() or (args.calib.suffix == ".txt" and args.calib.is_file())):
-        raise SegError(f"{args.calib}: no such folder of calibration images, or .txt list of them (--calib)")
-    if args.calib is not None:
-        from segexport.precision import find_calibration_images
-
-        find_calibration_images(args.calib, args.calib_count)  # a list that cannot be read fails before any work
-
-
-def engine_wanted(args: argparse.Namespace) -> bool:
-    """Whether this command line builds a TensorRT engine (--engine, --fp16, or --int8 with a TensorRT graph)."""
-    int8 = bool(getattr(args, "int8", False)) and "int8" in int8_flavours(getattr(args, "int8_target", None))
-    return not args.onnx_only and bool(args.engine or args.rtx or getattr(args, "fp16", False) or int8)
-
-
-def check_engine_flags(args: argparse.Namespace) -> None:
-    """Refuse a contradicting profile, flags the chosen library lacks, or an unreadable timing cache before any
-    work is done."""
-    if args.gpu_arch and not args.rtx:
-        raise SegError("--gpu-arch picks TensorRT-RTX targets: add --rtx (full TensorRT builds for the GPU it runs on)")
-    if args.rtx:
-        for flag, value in (("--timing-cache", args.timing_cache), ("--dla-core", args.dla_core)):
-            if value is not None:
-                raise SegError(
-                    f"{flag} does not apply with --rtx: TensorRT-RTX has no "
-                    f"{'timing cache' if flag == '--timing-cache' else 'DLA'}; drop {flag}, or drop --rtx to build "
-                    f"with TensorRT"
-                )
-    if not engine_wanted(args):
-        return
-    from segexport import tensorrt_build, tensorrt_profile
-
-    tensorrt_profile.shape_range(args.min_shape, args.opt_shape, args.max_shape)
-    tensorrt_build.read_timing_cache(args.timing_cache)
+    model = rq.ModelOptions(
+        name=args.model,
+        weights=args.weights,
+        checkpoint=args.checkpoint,
+        num_classes=args.num_classes,
+        classes=_read_classes(args.classes) if args.classes else None,
+        input_size=args.input_size,
+        seed=args.seed,
+        unet_depth=args.unet_depth,
+        unet_base=args.unet_base,
+        unet_transposed=args.unet_transposed,
+    )
+    graphs = (["fp16"] if args.fp16 else []) + (int8_flavours(args.int8_target) if args.int8 else [])
+    precision = rq.PrecisionOptions(
+        graphs=tuple(graphs), calib=args.calib, calib_count=args.calib_count, keep_fp32=tuple(args.keep_fp32)
+    )
+    # engines: --fp16 / --int8 (a TensorRT Q/DQ graph) build from those graphs, --engine / --rtx from the FP32
+    # graph or the .onnx MODEL as given; --onnx-only builds none
+    sources = [name for name in ("fp16", "int8") if name in graphs]
+    if (args.engine or args.rtx) and not sources:
+        sources = ["fp32"]
+    sources = [] if args.onnx_only else sources
+    build = BuildOptions(
+        # the profile is checked (and can be refused) only where an engine is built
+        shapes=shape_range(args.min_shape, args.opt_shape, args.max_shape) if sources else ShapeRange(),
+        workspace_mib=args.workspace,
+        timing_cache=args.timing_cache,
+        builder_opt_level=args.builder_opt_level,
+        dla_core=args.dla_core,
+        verbosity=args.verbose,
+        library=tensorrt_library.TENSORRT_RTX if args.rtx else tensorrt_library.TENSORRT,
+        targets=args.gpu_arch or (),
+    )
+    engine = rq.EngineOptions(
+        sources=tuple(sources),
+        rtx=args.rtx,
+        build=build,
+        later_flags=tuple(engine_flags(args)),
+    )
+    return rq.ExportRequest(
+        model=model,
+        onnx=rq.OnnxOptions(fuse=not args.no_fuse, opset=args.opset, image=args.image, out=args.out),
+        precision=precision,
+        engine=engine,
+        triton=TritonOptions(repository=args.triton, backend=args.triton_backend),
+        budget=budget_options(args),
+        min_agreement=args.min_agreement,
+        verbose=args.verbose,
+    )
 
 
 def engine_flags(args: argparse.Namespace) -> list[str]:
@@ -493,193 +415,71 @@ def engine_flags(args: argparse.Namespace) -> list[str]:
     return flags
 
 
-def precision_steps(
-    args: argparse.Namespace, onnx_path: Path, card: Any, image: Any, out: Path, report: Report
-) -> dict[str, Path]:
-    """Write the FP16 / INT8 ONNX graphs asked for; returns {precision: ONNX path}, "fp32" included."""
-    graphs = {"fp32": onnx_path}
-    wanted = (["fp16"] if args.fp16 else []) + (int8_flavours(args.int8_target) if args.int8 else [])
-    if not wanted:
-        return graphs
-    from segexport import precision
-
-    calib_images: list[Any] = []
-    if args.calib is not None:
-        with report.step(f"read calibration images from {args.calib}") as detail:
-            calib_images, unreadable = precision.read_calibration_images(args.calib, args.calib_count)
-            sizes = {f"{im.shape[1]}x{im.shape[0]}" for im in calib_images}
-            detail["text"] = f"{len(calib_images)} images, {len(sizes)} size(s)" + (
-                f"; {len(unreadable)} unreadable skipped (first: {unreadable[0].name})" if unreadable else ""
-            )
-    titles = {
-        "fp16": "FP16 mixed precision (ModelOpt AutoCast)",
-        "int8": "INT8 Q/DQ for TensorRT (ModelOpt, entropy calibration)",
-        "int8-cpu": "INT8 Q/DQ for ONNX Runtime CPU (quantize_static, MinMax)",
-    }
-    from segexport import budget_step
-
-    budget = budget_step.prepare_budget(args, onnx_path, card, image, calib_images, report)
-    for name in wanted:
-        if budget is not None:  # the accuracy budget chooses the nodes kept: export/budget_step.py
-            path = budget_step.budgeted_graph(budget, args, name, onnx_path, image, calib_images, out, report).path
-            graphs[name] = path
-            report.add_file(path)
-            report.add_file(path.with_name(path.name + ".json"))
-            continue
-        with report.step(titles[name]) as detail:
-            result = precision.make_precision_graph(
-                name,
-                onnx_path,
-                image,
-                calib_images=calib_images,
-                keep_fp32=args.keep_fp32,
-                min_agreement=args.min_agreement,
-                out=out,
-                verbose=args.verbose > 0,
-            )
-            detail["text"] = f"{result.summary}; label agreement with FP32 {100 * result.parity.agreement:.3f} %"
-        graphs[name] = result.path
-        report.add_file(result.path)
-        report.add_file(result.path.with_name(result.path.name + ".json"))
-    return graphs
+# --- the command ----------------------------------------------------------------------------------
 
 
-def engine_step(args: argparse.Namespace, graphs: dict[str, Path], image: Any, out: Path, report: Report) -> None:
-    """Build TensorRT engines from `graphs` where asked for, each checked against ONNX Runtime before it is kept.
+def run(args: argparse.Namespace, console: Any) -> int:
+    """One command line: an export, an engine checked or rebuilt, or the doctor; returns the exit code."""
+    from segexport.progress import Report
 
-    No flag: no engine (a plain `segexport` runs anywhere). --engine builds from the FP32 graph
-    (or the .onnx MODEL as given), --fp16 / --int8 from those graphs. Without TensorRT or a CUDA
-    GPU: MissingDependency (exit 3) after the ONNX summary, naming the command for later. With
-    --rtx the engine is built ahead of time on any machine; where no GPU here runs it, its check
-    is left for the target GPU (said in one line, the card marked unchecked, exit 0).
-    """
-    from segexport import engine_files, engine_prerequisites, tensorrt_build, tensorrt_profile
-    from segrt.backends import tensorrt_library
-    from segrt.errors import MissingDependency
-    from segrt.meta import read_card, sidecar_path
+    if args.model == "doctor":
+        from segexport.doctor import print_doctor
 
-    fp16 = bool(getattr(args, "fp16", False))
-    # --int8-target cpu writes no TensorRT graph, so it asks for no INT8 engine
-    int8 = bool(getattr(args, "int8", False)) and "int8" in int8_flavours(getattr(args, "int8_target", None))
-    if not engine_wanted(args):
-        if graphs["fp32"] == Path(args.model) and len(graphs) == 1 and not getattr(args, "triton", None):
-            raise SegError(f"{args.model}: nothing to do for an ONNX file without --fp16, --int8 or --engine")
-        return
-    sources = engine_files.engine_sources(graphs, fp16=fp16, int8=int8, engine=args.engine or args.rtx)
-    shapes = tensorrt_profile.shape_range(args.min_shape, args.opt_shape, args.max_shape)
-    builds = []  # (ONNX, its card, engine path): bad input is refused before TensorRT is looked for
-    for source in sources:
-        card = read_card(source)
-        builds.append((source, card, engine_files.engine_path(source, card, out, rtx=args.rtx)))
-    missing = engine_prerequisites.engine_prerequisites(sources, later_flags=engine_flags(args), rtx=args.rtx)
-    if missing:
-        if report.steps:
-            report.print_summary()
-        raise MissingDependency(missing)
-    options = tensorrt_build.BuildOptions(
-        shapes=shapes,
-        workspace_mib=args.workspace,
-        timing_cache=args.timing_cache,
-        builder_opt_level=args.builder_opt_level,
-        dla_core=args.dla_core,
-        verbosity=args.verbose,
-        library=tensorrt_library.TENSORRT_RTX if args.rtx else tensorrt_library.TENSORRT,
-        targets=args.gpu_arch or (),
-    )
-    for source, card, target in builds:
-        build_one_engine(args, source, card, target, options, image, report)
-        report.add_file(target)
-        report.add_file(sidecar_path(target))
-
-
-def build_one_engine(
-    args: argparse.Namespace, source: Path, card: Any, target: Path, options: Any, image: Any, report: Report
-) -> None:
-    """Build, check and publish one engine and its card. Built and checked in a scratch folder: a failing
-    engine never lands at `target`."""
-    import tempfile
-
-    from segexport import engine_files, parity, tensorrt_build
-    from segrt.meta import file_sha256, write_sidecar
-    from segrt.precisions import PRECISIONS
-
-    library_name = "TensorRT-RTX" if args.rtx else "TensorRT"
-    report.console.print(f"building {target.name} from {source.name} with {library_name} ...", highlight=False)
-    with tempfile.TemporaryDirectory(prefix=".segexport-", dir=target.parent) as scratch:
-        scratch_engine = Path(scratch) / target.name
-        engine, record = tensorrt_build.build_engine(source, card, options, report.console)
-        built_card = engine_files.engine_card(card, record, file_sha256(source))
-        engine_files.save_engine(scratch_engine, engine, built_card)
-        low, _, high = record.profile
-        where = f"on {record.gpu.name}" if record.gpu else f"for compute capability {', '.join(record.targets)}"
-        title = f"{record.library.title} {card.precision} engine {where}"
-        detail = f"input {list(low)} .. {list(high)}, {len(engine) / 2**20:.1f} MiB"
-        report.steps.append((title, record.build_seconds, detail))
-        report.console.print(f"[green]✓[/] {title} [dim]({record.build_seconds:.1f} s)[/] {detail}", highlight=False)
-        unchecked = parity.engine_check_problem(built_card)
-        if unchecked:
-            checks: dict[str, Any] = {"parity": None, "unchecked": unchecked}
-            report.console.print(
-                f"[yellow]![/] {target.name} is not checked against {source.name}: {unchecked}; its card says "
-                f"so. Check it on a target GPU with `segexport {target} --check`",
-                highlight=False,
-                soft_wrap=True,
-            )
+        print_doctor(console)
+        return 0
+    report = Report(console)
+    try:
+        if args.check or args.rebuild:
+            run_engine_mode(args, report)
         else:
-            minimum = PRECISIONS[card.precision].min_agreement if args.min_agreement is None else args.min_agreement
-            checks = engine_parity(args, scratch_engine, source, card, image, options.shapes, minimum, target, report)
-        write_sidecar(scratch_engine, built_card.replace(checks=checks))
-        engine_files.publish_engine(scratch_engine, target)
+            from segexport.pipeline import export
+
+            export(request_from_args(args), report)
+    except MissingDependency:
+        if report.steps:  # what could be done was done: show it before the sentence that says what is missing
+            report.print_summary()
+        raise
+    report.print_summary()
+    return 0
 
 
-def engine_parity(
-    args: argparse.Namespace,
-    engine: Path,
-    source: Path,
-    card: Any,
-    image: Any,
-    shapes: Any,
-    minimum: float,
-    target: Path,
-    report: Report,
-) -> dict[str, Any]:
-    """The engine gate: the engine's labels against its ONNX graph's on ONNX Runtime; below `minimum` a SegError."""
-    from segexport import onnx_export, parity
+def run_engine_mode(args: argparse.Namespace, report: Any) -> None:
+    """`segexport ENGINE --check` or `--rebuild`."""
+    from segexport import engines, parity_image
+    from segrt.image import read_image
 
-    with report.step(f"parity: {target.name} vs ONNX Runtime (CPU) on {args.image.name}") as step:
-        agreement = parity.engine_agreement(engine, source, card, image, shapes)
-        step["text"] = f"label agreement {100 * agreement:.3f} %"
-    onnx_export.check_agreement(
-        onnx_export.Parity(agreement=agreement, max_abs_logit_diff=None),
-        minimum,
-        f"{target} was not written",
-        "the engine's labels differ from its ONNX graph's; try another --builder-opt-level, or lower "
-        "--min-agreement if you accept it",
-    )
-    return {
-        "parity": {
-            "reference": f"{source.name} on ONNX Runtime CPU",
-            "image": args.image.name,
-            "label_agreement": round(agreement, 6),
-        }
-    }
+    if args.check and args.rebuild:
+        raise SegError("--check and --rebuild: give one (--rebuild checks the engine it builds where it can)")
+    path = Path(args.model)
+    engine, card = engines.engine_and_card(path)
+    image_path = args.image or parity_image(card.model)
+    image = read_image(image_path)
+    if args.check:
+        engines.check_engine(engine, image, image_path.name, report, args.min_agreement)
+    else:
+        engines.rebuild_engine(
+            engine,
+            image,
+            image_path.name,
+            report,
+            targets=args.gpu_arch or (),
+            verbosity=args.verbose,
+            min_agreement=args.min_agreement,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
-    from rich.markup import escape  # messages name extras like segexport[tensorrt]
 
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
     interrupt_on_sigterm()
-    try:
-        return run(args, console)
-    except SegError as exc:
-        console.print(f"[bold red]segexport: error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        console.print("[bold red]segexport: interrupted[/]; no partial file was left at the output paths")
-        return 130
+    return run_command(
+        "segexport",
+        lambda: run(args, console),
+        rich_say(console),
+        interrupted="; no partial file was left at the output paths",
+    )
 
 
 if __name__ == "__main__":

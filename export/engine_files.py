@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from segrt.errors import SegError
-from segrt.meta import ModelCard, artifact_name, sidecar_path, write_bytes_atomic, write_sidecar
+from segrt.files import write_bytes_atomic
+from segrt.meta import ModelCard, artifact_name, sidecar_path, write_sidecar
 from segrt.precisions import PRECISIONS
 from segrt.signals import signals_caught
 

@@ -29,6 +29,7 @@ def missing_sentence(
     *,
     cuda_python_missing: bool = False,
     later_flags: Sequence[str] = (),
+    later: str | None = None,
 ) -> str | None:
     """One sentence for a machine that cannot build engines: what is missing, how to get it, the command later.
 
@@ -37,7 +38,7 @@ def missing_sentence(
     """
     if tensorrt_problem is None and gpu_problem is None and not cuda_python_missing:
         return None
-    later = later_command(sources, later_flags)
+    later = later or later_command(sources, later_flags)
     head = "no TensorRT engine was built"
     if tensorrt_problem and cuda_python_missing:
         return (
@@ -84,13 +85,19 @@ def gpu_problem_here(device: int = 0) -> tuple[bool, str | None]:
 
 
 def engine_prerequisites(
-    sources: Sequence[Path], device: int = 0, *, later_flags: Sequence[str] = (), rtx: bool = False
+    sources: Sequence[Path],
+    device: int = 0,
+    *,
+    later_flags: Sequence[str] = (),
+    rtx: bool = False,
+    later: str | None = None,
 ) -> str | None:
     """None where the engines can be built here, else one sentence: what is missing and the command for later.
 
     TensorRT builds on the GPU that runs the engine: it needs TensorRT, cuda-python and that GPU.
     TensorRT-RTX builds ahead of time on any machine: it needs only itself (its engine check needs
-    a GPU, and is skipped without one).
+    a GPU, and is skipped without one). `later`: the command for later, where it is not
+    `segexport SOURCE --engine FLAGS` (a rebuild).
     """
     if rtx:
         problem = library.import_problem(library.TENSORRT_RTX)
@@ -98,7 +105,8 @@ def engine_prerequisites(
             return None
         return (
             f"no TensorRT-RTX engine was built: TensorRT-RTX is not installed ({problem}); install it with "
-            f"{library.INSTALL[library.TENSORRT_RTX]}, then build the engine with {later_command(sources, later_flags)}"
+            f"{library.INSTALL[library.TENSORRT_RTX]}, then build the engine with "
+            f"{later or later_command(sources, later_flags)}"
         )
     cuda_python_missing, gpu_problem = gpu_problem_here(device)
     return missing_sentence(
@@ -107,4 +115,5 @@ def engine_prerequisites(
         sources,
         cuda_python_missing=cuda_python_missing,
         later_flags=later_flags,
+        later=later,
     )

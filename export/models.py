@@ -14,16 +14,19 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from segexport import WEIGHTS
+from segexport import WEIGHTS, is_user_model
 from segexport.unet import UNet
-from segrt.errors import SegError
+from segrt.errors import SegError, first_line
 from segrt.image import voc_palette
 from segrt.meta import ModelCard
+
+if TYPE_CHECKING:
+    from segexport.request import ModelOptions
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -121,7 +124,7 @@ def load_checkpoint(network: nn.Module, path: str | os.PathLike[str]) -> list[st
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         if "Unsupported global" in str(exc):  # a pickled class or function, not a plain state dict
             raise SegError(
                 f"{path}: refused to unpickle code from this checkpoint (torch.load weights_only=True); "
@@ -196,7 +199,7 @@ def _fcn(
             network = builder(weights=chosen, progress=False)
         except (OSError, RuntimeError) as exc:  # URLError is an OSError
             raise SegError(
-                f"{name}: cannot download the {chosen} weights ({_short(exc)}); pass --checkpoint PATH, "
+                f"{name}: cannot download the {chosen} weights ({first_line(exc)}); pass --checkpoint PATH, "
                 f"or --weights none for random weights"
             ) from None
         classes = tuple(chosen.meta["categories"])
@@ -241,12 +244,7 @@ def _located(exc: BaseException) -> str:
     if isinstance(exc, SyntaxError):
         where = f" ({Path(exc.filename or '?').name}, line {exc.lineno})"
         return f"{type(exc).__name__}: {exc.msg}{where}"
-    return f"{type(exc).__name__}: {_short(exc)}"
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:120] if text else type(exc).__name__
+    return f"{type(exc).__name__}: {first_line(exc)}"
 
 
 def fcn_resnet50(
@@ -459,7 +457,7 @@ def user_model(
     try:
         network = factory(num_classes=num_classes) if num_classes is not None else factory()
     except Exception as exc:
-        raise SegError(f"{spec}: the factory raised {type(exc).__name__}: {_short(exc)}") from None
+        raise SegError(f"{spec}: the factory raised {type(exc).__name__}: {first_line(exc)}") from None
     if not isinstance(network, nn.Module):
         raise SegError(f"{spec}: the factory returned {type(network).__name__}, not a torch.nn.Module")
     notes = load_checkpoint(network, checkpoint) if checkpoint is not None else ["weights as the factory made them"]
@@ -471,7 +469,7 @@ def user_model(
     except Exception as exc:
         raise SegError(
             f"{spec}: a forward pass on 1x3x{probe_size[0]}x{probe_size[1]} failed "
-            f"({type(exc).__name__}: {_short(exc)})"
+            f"({type(exc).__name__}: {first_line(exc)})"
         ) from None
     if not isinstance(logits, torch.Tensor) or logits.ndim != 4:
         raise SegError(
@@ -496,7 +494,7 @@ def build_model(
     """Build a zoo model by name, or a user model given as `package.module:factory`."""
     if num_classes is not None and num_classes < 1:
         raise SegError(f"--num-classes {num_classes}: a model needs at least 1 class")
-    if ":" in name:
+    if is_user_model(name):
         if weights is not None:
             raise SegError(
                 f"--weights {weights}: applies to the zoo models only ({', '.join(BUILDERS)}); "
@@ -512,3 +510,33 @@ def build_model(
     if weights is not None:
         kwargs["weights"] = weights
     return builder(**kwargs)
+
+
+def build(options: ModelOptions) -> SegmentationModel:
+    """The model an export request names, with its input size and class names applied (what `segexport MODEL`
+    and segbench's PyTorch baseline both build)."""
+    torch.manual_seed(options.seed)
+    extra: dict[str, Any] = {}
+    if options.name == "unet":
+        extra = {"depth": options.unet_depth, "base": options.unet_base, "bilinear": not options.unet_transposed}
+    if (is_user_model(options.name) or options.name == "unet") and options.input_size:
+        extra["input_size"] = options.input_size  # checked against the model before it is built
+    model = build_model(
+        options.name,
+        weights=options.weights,
+        num_classes=options.num_classes,
+        checkpoint=options.checkpoint,
+        **extra,
+    )
+    if options.input_size:
+        model.input_size = options.input_size
+        model.resize = "fixed" if len(options.input_size) == 2 else "shorter"
+    if model.resize == "fixed" and any(v % model.size_divisor for v in model.input_size):
+        raise SegError(
+            f"--input-size {'x'.join(map(str, model.input_size))}: {model.name} needs multiples of {model.size_divisor}"
+        )
+    if options.classes:
+        if len(options.classes) != len(model.classes):
+            raise SegError(f"--classes names {len(options.classes)} classes but {model.name} has {len(model.classes)}")
+        model.classes = options.classes
+    return model

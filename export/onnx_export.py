@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -14,30 +13,14 @@ import torch
 
 from segexport.deploy import FusedSegmentation
 from segexport.models import SegmentationModel
-from segrt.errors import SegError
-from segrt.image import postprocess, preprocess
-from segrt.meta import ModelCard, atomic_write, embed_card, write_sidecar
+from segrt.errors import SegError, first_line
+from segrt.files import atomic_write
+from segrt.image import preprocess
+from segrt.meta import ModelCard, embed_card, write_sidecar
 
 DEFAULT_OPSET = 17  # parsed by TensorRT 8.6 .. 11 and every ONNX Runtime since 1.12
 INPUT_NAME, OUTPUT_NAME = "image", "labels"
 UNFUSED_INPUT_NAME, UNFUSED_OUTPUT_NAME = "input", "logits"
-
-
-@dataclass(frozen=True)
-class Parity:
-    """How an exported graph compares with its source on one image."""
-
-    agreement: float  # share of label-map pixels that are equal, 0..1
-    max_abs_logit_diff: float | None  # None where the compared graph exposes no logits
-
-    def record(self, reference: str, image: str) -> dict[str, Any]:
-        """The figures as the model card keeps them."""
-        return {
-            "reference": reference,
-            "image": image,
-            "label_agreement": round(self.agreement, 6),
-            "max_abs_logit_diff": self.max_abs_logit_diff,
-        }
 
 
 def package_versions() -> dict[str, str]:
@@ -94,17 +77,12 @@ def export_onnx(
                 do_constant_folding=True,
             )
     except Exception as exc:  # an op ONNX lacks at this opset, a bad --opset, code the tracer cannot follow
+        reason = first_line(exc, with_type=True)
         raise SegError(
-            f"{model.name}: torch.onnx.export failed at opset {opset} ({_one_line(exc)}); try another --opset "
+            f"{model.name}: torch.onnx.export failed at opset {opset} ({reason}); try another --opset "
             f"(default {DEFAULT_OPSET}), or --no-fuse to export the plain network, or report it with the model"
         ) from None
     return onnx.load(str(path))
-
-
-def _one_line(exc: BaseException) -> str:
-    """The exception's type and first non-empty line: what the exporter says, without its traceback."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0][:300]}" if lines else type(exc).__name__
 
 
 def check_and_simplify(model_proto: Any) -> Any:
@@ -137,70 +115,11 @@ def save_onnx(model_proto: Any, path: str | os.PathLike[str], card: ModelCard) -
         try:
             onnx.checker.check_model(str(tmp))
         except onnx.checker.ValidationError as exc:
+            reason = first_line(exc, with_type=True)
             raise SegError(
-                f"{path} was not written: the graph fails onnx.checker ({_one_line(exc)}); report it with the model"
+                f"{path} was not written: the graph fails onnx.checker ({reason}); report it with the model"
             ) from None
 
     atomic_write(path, write_and_check)
     write_sidecar(path, card)
     return Path(path)
-
-
-def _with_logits_output(model_proto: Any) -> Any:
-    """A copy of a fused graph that also outputs the logits its ArgMax reads."""
-    import onnx
-
-    argmax = [node for node in model_proto.graph.node if node.op_type == "ArgMax"]
-    if len(argmax) != 1:
-        return None
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model_proto)
-    copy.graph.output.append(onnx.helper.make_tensor_value_info(argmax[0].input[0], onnx.TensorProto.FLOAT, None))
-    return copy
-
-
-def onnx_labels(
-    model: bytes | str | os.PathLike[str], image: np.ndarray, card: ModelCard
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Labels (and logits where the graph exposes them) of an ONNX graph (bytes or path) on one image, ORT CPU."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    source = model if isinstance(model, bytes) else str(model)
-    session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    if card.fused:
-        outputs = session.run(None, {name: image[None]})
-        return outputs[0][0], (outputs[1][0] if len(outputs) > 1 else None)
-    logits = session.run(None, {name: preprocess(image[None], card)})[0]
-    return postprocess(logits, *image.shape[:2])[0], logits[0]
-
-
-def torch_labels(model: SegmentationModel, image: np.ndarray, card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and logits of the PyTorch model on one image, the way the exported graph computes them."""
-    with torch.no_grad():
-        if card.fused:
-            logits = FusedSegmentation(model).eval().logits(torch.from_numpy(np.array(image))[None])[0]
-            return logits.argmax(0).to(torch.uint8).numpy(), logits.numpy()
-        logits = model.network(torch.from_numpy(preprocess(image[None], card))).numpy()
-    return postprocess(logits, *image.shape[:2])[0], logits[0]
-
-
-def check_parity(model_proto: Any, model: SegmentationModel, image: np.ndarray, card: ModelCard) -> Parity:
-    """Compare ONNX Runtime (CPU) with PyTorch on `image`: label agreement and max |logit diff|."""
-    probe = _with_logits_output(model_proto) if card.fused else model_proto
-    probe = probe if probe is not None else model_proto
-    labels, logits = onnx_labels(probe.SerializeToString(), image, card)
-    ref_labels, ref_logits = torch_labels(model, image, card)
-    diff = float(np.abs(logits - ref_logits).max()) if logits is not None else None
-    return Parity(agreement=float((labels == ref_labels).mean()), max_abs_logit_diff=diff)
-
-
-def check_agreement(parity: Parity, minimum: float, what: str, fix: str) -> None:
-    """Raise a SegError when `parity.agreement` is below `minimum` (both 0..1)."""
-    if parity.agreement < minimum:
-        raise SegError(
-            f"{what}: only {100 * parity.agreement:.3f} % of pixels agree with the reference "
-            f"(minimum {100 * minimum:.2f} %); {fix}"
-        )

@@ -1,28 +1,165 @@
-"""The checks of an exported file against its source, and of an engine against its ONNX graph.
+"""Where the parity checks live: each exported file against its source, an engine against its ONNX graph.
 
-Everything here compares labels (pixel agreement), the measure users care about, on the same
-images fed the way segrt feeds them. Importable without torch.
+Everything compares labels (pixel agreement, the measure users care about), on images fed the way
+segrt feeds them: ONNX Runtime's labels of a graph, PyTorch's labels of the model (torch is imported
+only there), a Q/DQ graph node by node, the agreement gate, and the batch an engine is checked on.
+Importable without torch.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from segrt.errors import SegError
+from segrt.image import postprocess, preprocess
 from segrt.meta import ModelCard
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    import numpy as np
-
+    from segexport.models import SegmentationModel
     from segexport.tensorrt_profile import ShapeRange
+
+
+@dataclass(frozen=True)
+class Parity:
+    """How an exported graph compares with its source on one image."""
+
+    agreement: float  # share of label-map pixels that are equal, 0..1
+    max_abs_logit_diff: float | None  # None where the compared graph exposes no logits
+
+    def record(self, reference: str, image: str) -> dict[str, Any]:
+        """The figures as the model card keeps them."""
+        return {
+            "reference": reference,
+            "image": image,
+            "label_agreement": round(self.agreement, 6),
+            "max_abs_logit_diff": self.max_abs_logit_diff,
+        }
+
+
+def graph_input(image: np.ndarray, card: ModelCard) -> np.ndarray:
+    """One image as the runtime feeds it to this graph: uint8 1xHxWx3 (fused) or preprocessed float NCHW."""
+    return image[None] if card.fused else preprocess(image[None], card)
+
+
+def _with_logits_output(model_proto: Any) -> Any:
+    """A copy of a fused graph that also outputs the logits its ArgMax reads."""
+    import onnx
+
+    argmax = [node for node in model_proto.graph.node if node.op_type == "ArgMax"]
+    if len(argmax) != 1:
+        return None
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model_proto)
+    copy.graph.output.append(onnx.helper.make_tensor_value_info(argmax[0].input[0], onnx.TensorProto.FLOAT, None))
+    return copy
+
+
+def onnx_labels(
+    model: bytes | str | os.PathLike[str], image: np.ndarray, card: ModelCard
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Labels (and logits where the graph exposes them) of an ONNX graph (bytes or path) on one image, ORT CPU."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    source = model if isinstance(model, bytes) else str(model)
+    session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    if card.fused:
+        outputs = session.run(None, {name: image[None]})
+        return outputs[0][0], (outputs[1][0] if len(outputs) > 1 else None)
+    logits = session.run(None, {name: preprocess(image[None], card)})[0]
+    return postprocess(logits, *image.shape[:2])[0], logits[0]
+
+
+def torch_labels(model: SegmentationModel, image: np.ndarray, card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and logits of the PyTorch model on one image, the way the exported graph computes them."""
+    import torch
+
+    from segexport.deploy import FusedSegmentation
+
+    with torch.no_grad():
+        if card.fused:
+            logits = FusedSegmentation(model).eval().logits(torch.from_numpy(np.array(image))[None])[0]
+            return logits.argmax(0).to(torch.uint8).numpy(), logits.numpy()
+        logits = model.network(torch.from_numpy(preprocess(image[None], card))).numpy()
+    return postprocess(logits, *image.shape[:2])[0], logits[0]
+
+
+def check_parity(model_proto: Any, model: SegmentationModel, image: np.ndarray, card: ModelCard) -> Parity:
+    """Compare ONNX Runtime (CPU) with PyTorch on `image`: label agreement and max |logit diff|."""
+    probe = _with_logits_output(model_proto) if card.fused else model_proto
+    probe = probe if probe is not None else model_proto
+    labels, logits = onnx_labels(probe.SerializeToString(), image, card)
+    ref_labels, ref_logits = torch_labels(model, image, card)
+    diff = float(np.abs(logits - ref_logits).max()) if logits is not None else None
+    return Parity(agreement=float((labels == ref_labels).mean()), max_abs_logit_diff=diff)
+
+
+def check_agreement(parity: Parity, minimum: float, what: str, fix: str) -> None:
+    """Raise a SegError when `parity.agreement` is below `minimum` (both 0..1)."""
+    if parity.agreement < minimum:
+        raise SegError(
+            f"{what}: only {100 * parity.agreement:.3f} % of pixels agree with the reference "
+            f"(minimum {100 * minimum:.2f} %); {fix}"
+        )
+
+
+def qdq_labels(model: bytes | str | os.PathLike[str], image: np.ndarray, card: ModelCard) -> np.ndarray:
+    """Labels of a Q/DQ graph (bytes or path) run node by node on ONNX Runtime CPU (graph optimizations off).
+
+    This is how the TensorRT-flavoured graph is checked. Its Q/DQ scales are FP16, and
+    ONNX Runtime's CPU optimizer gets such graphs wrong: on the random test U-Net,
+    onnxruntime 1.32 gives 0 % agreement with FP32 optimized and 98 % node by node
+    (turning off its WeightBiasQuantization transformer alone fixes the basic level; the
+    QDQ fusions of the higher levels break it again). Node by node is the graph's own
+    arithmetic, which is what TensorRT implements.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    source = model if isinstance(model, bytes) else str(model)
+    session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    outputs = session.run(None, {session.get_inputs()[0].name: graph_input(image, card)})[0]
+    return outputs[0] if card.fused else postprocess(outputs, *image.shape[:2])[0]
+
+
+def reference_outputs(
+    model: bytes | str | os.PathLike[str], image: np.ndarray, card: ModelCard
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Labels (and logits where the graph gives them) of a graph on ONNX Runtime CPU, run the way its
+    precision (`card.precision`) can be trusted there: the TensorRT Q/DQ graph node by node (see
+    `qdq_labels`), every other graph on ONNX Runtime's optimized session.
+
+    The one reference both gates use: a precision graph against FP32, and an engine against its ONNX.
+    """
+    if card.precision == "int8":
+        return qdq_labels(model, image, card), None
+    return onnx_labels(model, image, card)
+
+
+def compare_with_fp32(model_proto: Any, precision: str, fp32_path: Path, image: np.ndarray, card: ModelCard) -> Parity:
+    """Label agreement (and max |logit diff| for unfused graphs) of a reduced-precision graph vs FP32, ORT CPU."""
+    ref_labels, ref_logits = onnx_labels(fp32_path, image, card)
+    labels, logits = reference_outputs(model_proto.SerializeToString(), image, card.replace(precision=precision))
+    diff = None
+    if logits is not None and ref_logits is not None:
+        diff = float(np.abs(logits.astype(np.float32) - ref_logits).max())
+    return Parity(agreement=float((labels == ref_labels).mean()), max_abs_logit_diff=diff)
 
 
 def parity_batch(image: np.ndarray, card: ModelCard, shapes: ShapeRange) -> np.ndarray:
     """The photo as an N x H x W x 3 batch the engine's profile accepts: N is the profile's least batch
     (`--min-shape 4x...` refuses one image), filled with the photo and its flips so the images differ;
     a fused engine also gets the photo resized into the profile's H x W range."""
-    import numpy as np
     from PIL import Image
 
     from segexport.tensorrt_profile import fit_size
@@ -41,10 +178,7 @@ def engine_agreement(engine: Path, source: Path, card: ModelCard, image: np.ndar
     Both sides see the same `parity_batch`; the reference is `precision.reference_outputs`, so a
     Q/DQ source is compared with its node-by-node labels, as its precision gate was.
     """
-    import numpy as np
-
     import segrt
-    from segexport.precision import reference_outputs
 
     batch = parity_batch(image, card, shapes)
     with segrt.load(engine, backend="tensorrt") as seg:

@@ -31,15 +31,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
-from segrt.errors import MissingDependency, SegError
-from segrt.image import IMAGE_SUFFIXES, postprocess, preprocess, read_image
+from segexport.parity import graph_input
+from segrt.errors import MissingDependency, SegError, first_line
+from segrt.image import IMAGE_SUFFIXES, read_image
 from segrt.meta import ModelCard, artifact_name, file_sha256
+from segrt.precisions import PRECISIONS as PRECISION_ROWS
 
-if TYPE_CHECKING:  # segexport.onnx_export imports torch: only the passes need it, not `segexport --help`
-    from segexport.onnx_export import Parity
+if TYPE_CHECKING:
+    from segexport.parity import Parity
 
-PRECISIONS = ("fp16", "int8", "int8-cpu")
-DEFAULT_MIN_AGREEMENT = {"fp16": 0.995, "int8": 0.98, "int8-cpu": 0.98}
+PRECISIONS = tuple(name for name in PRECISION_ROWS if name != "fp32")  # the graphs a pass writes
+PASS_TITLES = {
+    "fp16": "FP16 mixed precision (ModelOpt AutoCast)",
+    "int8": "INT8 Q/DQ for TensorRT (ModelOpt, entropy calibration)",
+    "int8-cpu": "INT8 Q/DQ for ONNX Runtime CPU (quantize_static, MinMax)",
+}
 DEFAULT_CALIB_COUNT = 64
 # AutoCast needs only value ranges, and Polygraphy, which runs the graph for it, keeps every tensor of every
 # image in memory (~2 GB per image for fcn_resnet50 at 520x520; 8 images took 16 GB): two images.
@@ -138,11 +144,6 @@ def read_calibration_images(
             f"give 8-bit RGB, grayscale or palette images"
         )
     return images, unreadable
-
-
-def graph_input(image: np.ndarray, card: ModelCard) -> np.ndarray:
-    """One image as the runtime feeds it to this graph: uint8 1xHxWx3 (fused) or preprocessed float NCHW."""
-    return image[None] if card.fused else preprocess(image[None], card)
 
 
 def write_calibration_npz(images: Sequence[np.ndarray], card: ModelCard, folder: Path) -> list[Path]:
@@ -408,63 +409,13 @@ def _guarded(tool: str, model_path: Path, function: Any, /, *args: Any, **kwargs
     except SegError:
         raise
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        reason = first if isinstance(exc, _ChildFailed) else f"{type(exc).__name__}: {first}"
+        reason = first_line(exc, with_type=not isinstance(exc, _ChildFailed))
         raise SegError(
             f"{model_path}: {tool} failed ({reason}); try --keep-fp32 on the node it names, or report it with the model"
         ) from exc
 
 
 # --- checks, cards, files --------------------------------------------------------------------------------
-
-
-def qdq_labels(model: bytes | str | os.PathLike[str], image: np.ndarray, card: ModelCard) -> np.ndarray:
-    """Labels of a Q/DQ graph (bytes or path) run node by node on ONNX Runtime CPU (graph optimizations off).
-
-    This is how the TensorRT-flavoured graph is checked. Its Q/DQ scales are FP16, and
-    ONNX Runtime's CPU optimizer gets such graphs wrong: on the random test U-Net,
-    onnxruntime 1.32 gives 0 % agreement with FP32 optimized and 98 % node by node
-    (turning off its WeightBiasQuantization transformer alone fixes the basic level; the
-    QDQ fusions of the higher levels break it again). Node by node is the graph's own
-    arithmetic, which is what TensorRT implements.
-    """
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    source = model if isinstance(model, bytes) else str(model)
-    session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-    outputs = session.run(None, {session.get_inputs()[0].name: graph_input(image, card)})[0]
-    return outputs[0] if card.fused else postprocess(outputs, *image.shape[:2])[0]
-
-
-def reference_outputs(
-    model: bytes | str | os.PathLike[str], image: np.ndarray, card: ModelCard
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Labels (and logits where the graph gives them) of a graph on ONNX Runtime CPU, run the way its
-    precision (`card.precision`) can be trusted there: the TensorRT Q/DQ graph node by node (see
-    `qdq_labels`), every other graph on ONNX Runtime's optimized session.
-
-    The one reference both gates use: a precision graph against FP32, and an engine against its ONNX.
-    """
-    from segexport.onnx_export import onnx_labels
-
-    if card.precision == "int8":
-        return qdq_labels(model, image, card), None
-    return onnx_labels(model, image, card)
-
-
-def compare_with_fp32(model_proto: Any, precision: str, fp32_path: Path, image: np.ndarray, card: ModelCard) -> Parity:
-    """Label agreement (and max |logit diff| for unfused graphs) of a reduced-precision graph vs FP32, ORT CPU."""
-    from segexport.onnx_export import Parity, onnx_labels
-
-    ref_labels, ref_logits = onnx_labels(fp32_path, image, card)
-    labels, logits = reference_outputs(model_proto.SerializeToString(), image, card.replace(precision=precision))
-    diff = None
-    if logits is not None and ref_logits is not None:
-        diff = float(np.abs(logits.astype(np.float32) - ref_logits).max())
-    return Parity(agreement=float((labels == ref_labels).mean()), max_abs_logit_diff=diff)
 
 
 def graph_opset(model_proto: Any) -> int:
@@ -521,11 +472,12 @@ def make_precision_graph(
     `calib_images`: uint8 H x W x 3 arrays (INT8 needs them; FP16 uses up to
     AUTOCAST_IMAGES of them, or `image` when none are given). The result is compared
     with FP32 on `image` on ONNX Runtime CPU; below `min_agreement` (default
-    DEFAULT_MIN_AGREEMENT) a SegError names --keep-fp32 and nothing is written.
+    the precision's row in segrt.precisions) a SegError names --keep-fp32 and nothing is written.
     Otherwise `<out>/model.<precision>.onnx` is written atomically with its model card
     (embedded and as the sidecar). `keep_fp32`: regexes of node names kept in FP32.
     """
-    from segexport.onnx_export import check_agreement, save_onnx
+    from segexport.onnx_export import save_onnx
+    from segexport.parity import check_agreement, compare_with_fp32
     from segrt.meta import read_card
 
     if precision not in PRECISIONS:
@@ -541,7 +493,7 @@ def make_precision_graph(
     keep = match_nodes(onnx.load(str(fp32_path), load_external_data=False), keep_fp32)
     folder = Path(out) if out is not None else fp32_path.parent
     target = folder / artifact_name("model", precision)
-    minimum = DEFAULT_MIN_AGREEMENT[precision] if min_agreement is None else min_agreement
+    minimum = PRECISION_ROWS[precision].min_agreement if min_agreement is None else min_agreement
     with tempfile.TemporaryDirectory(prefix=".segexport-precision-", dir=folder) as scratch_name:
         scratch = Path(scratch_name)
         npz_files = write_calibration_npz(list(calib_images) or [image], card, scratch / "calib")

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from segexport.tensorrt_profile import ShapeRange, input_profile
 from segrt.backends import tensorrt_library as library
-from segrt.errors import SegError
-from segrt.meta import ModelCard, write_bytes_atomic
+from segrt.errors import SegError, first_line
+from segrt.files import write_bytes_atomic
+from segrt.meta import ModelCard
 from segrt.signals import signals_caught
 
 if TYPE_CHECKING:
@@ -281,11 +282,6 @@ def _load_timing_cache(
     return cache
 
 
-def _describe(exc: BaseException) -> str:
-    text = (str(exc).strip().splitlines() or [""])[0][:200]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def _console_logger(lib: library.TensorRTLibrary, console: Console, verbosity: int, failures: list[str]) -> Any:
     """A TensorRT logger printing at `verbosity` on the console and keeping errors for exception texts.
 
@@ -306,7 +302,7 @@ def _console_logger(lib: library.TensorRTLibrary, console: Console, verbosity: i
             if int(severity) <= threshold:
                 console.print(f"[dim]TensorRT {severity.name}:[/] {msg}", highlight=False)
         except BaseException as exc:  # nothing may cross TensorRT's noexcept boundary
-            failures.append(f"log: {_describe(exc)}")
+            failures.append(f"log: {first_line(exc, with_type=True)}")
 
     return tensorrt_logger(trt, emit, "; run with -vv for its log")
 
@@ -393,7 +389,7 @@ def _progress_monitor(lib: library.TensorRTLibrary, console: Console, failures: 
             self._cancel.set()
 
         def _failed(self, where: str, exc: BaseException) -> None:
-            failures.append(f"{where}: {_describe(exc)}")
+            failures.append(f"{where}: {first_line(exc, with_type=True)}")
 
         def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
             try:

@@ -29,10 +29,13 @@ _SHAPE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*x\s*(\d+)\s*$", re.I)
 
 
 def parse_shape(text: str) -> Shape:
-    """ "1x480x640" -> (1, 480, 640): images per batch x height x width. ValueError names the format."""
-    match = _SHAPE.match(text)
+    """ "1x480x640" -> (1, 480, 640): images per batch x height x width. ValueError names the format.
+
+    The one NxHxW reader: engine profiles (--min-shape ...), segbench's shapes, segbench served's --shape.
+    """
+    match = _SHAPE.match(str(text))
     if not match:
-        raise ValueError(f"{text!r}: expected NxHxW, images x height x width, e.g. 1x480x640")
+        raise ValueError(f"{text!r} is not NxHxW (images x height x width, e.g. 1x480x640)")
     shape = (int(match[1]), int(match[2]), int(match[3]))
     if min(shape) < 1:
         raise ValueError(f"{text!r}: every dimension of NxHxW must be at least 1, e.g. 1x480x640")

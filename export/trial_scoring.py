@@ -73,7 +73,7 @@ def trusted_session(model: bytes | str | os.PathLike[str], precision: str, threa
 
 def session_labels(session: Any, image: np.ndarray, card: ModelCard) -> np.ndarray:
     """uint8 H x W labels of one image: fed as segrt feeds the graph, unfused logits upsampled and argmaxed."""
-    from segexport.precision import graph_input
+    from segexport.parity import graph_input
 
     outputs = session.run(None, {session.get_inputs()[0].name: graph_input(image, card)})[0]
     return outputs[0] if card.fused else postprocess(outputs, *image.shape[:2])[0]

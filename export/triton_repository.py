@@ -16,11 +16,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from segrt import ENGINE_SUFFIXES
 from segrt.errors import SegError, require
 from segrt.meta import ModelCard, read_card, write_sidecar
 
 TRITON_BACKENDS = ("onnxruntime", "tensorrt", "python")
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 DEFAULT_MAX_BATCH = 8  # ONNX graphs take any N; an engine's comes from its profile
 CARD_PARAMETER = "segexport.card"  # the card (with the file's sha256), read back by segrt's Triton client
 FILE_PARAMETER = "segexport.file"  # the artefact model.py serves, beside it in the version folder
@@ -150,7 +150,7 @@ def write_repository(
 
 def _check_target(target: Path, repository: Path) -> None:
     """The repository can be written, and `target` is absent or a model folder we may replace."""
-    from segrt.meta import prepare_output_folder
+    from segrt.files import prepare_output_folder
 
     prepare_output_folder(repository, "--triton")
     if target.exists() and not (target / "config.pbtxt").is_file():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from segrt.backends import BACKENDS as BACKEND_ROWS
 from segrt.backends.tensorrt_library import MODULES, TENSORRT, TENSORRT_RTX
 from segrt.errors import MissingDependency, SegError
 from segrt.image import colorize, overlay, read_image
@@ -29,7 +30,7 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-BACKENDS = ("tensorrt", "ort", "ort-cpu", "ort-cuda", "ort-trt")
+BACKENDS = tuple(BACKEND_ROWS)
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 

@@ -9,16 +9,18 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from segrt.errors import MissingDependency, SegError
+from segrt.backends import BACKENDS
+from segrt.class_stats import CSV_NAME, ClassStats
+from segrt.errors import MissingDependency, SegError, run_command
+from segrt.files import prepare_output_folder
 from segrt.image import colorize, overlay, read_image, write_image, write_labels_png
-from segrt.meta import prepare_output_folder
 from segrt.signals import interrupt_on_sigterm
 from segrt.timing import LatencyStats
 
@@ -38,6 +40,8 @@ class Frame:
     image: np.ndarray | None = None
     error: str | None = None
     missing_dependency: bool = False  # the error says what to install, not what is wrong with the input
+    index: int | None = None  # the frame's index in its video or camera stream
+    time_s: float | None = None  # its time in the video (a camera: since the stream's first frame)
 
 
 @dataclass
@@ -45,7 +49,6 @@ class RunSummary:
     latencies_ms: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     missing_dependencies: list[str] = field(default_factory=list)  # the failures an install would fix
-    class_pixels: np.ndarray = field(default_factory=lambda: np.zeros(256, np.int64))
     written: int = 0
 
     def skip(self, failure: str, *, missing_dependency: bool = False) -> None:
@@ -73,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--backend",
-        choices=("tensorrt", "ort", "ort-cpu", "ort-cuda", "ort-trt"),
+        choices=tuple(BACKENDS),
         help="default: TensorRT for engines, the best ONNX Runtime provider for ONNX",
     )
     parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="pick that file in a model folder")
@@ -82,7 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cuda-graph", action="store_true", help="TensorRT: capture a CUDA graph per input shape")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity, 0..1 (default 0.5)")
     parser.add_argument("--max-frames", type=int, help="stop a video or camera after this many frames")
-    parser.add_argument("--stats", action="store_true", help="print the share of pixels per class at the end")
+    parser.add_argument(
+        "--stats",
+        action="store_true",
+        help=f"print the share of pixels per class at the end, and write each frame's shares to OUT/{CSV_NAME}",
+    )
+    parser.add_argument(
+        "--ignore-class",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="leave this class (a name from the model card) out of overlays, colour maps and stats; repeat",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no per-frame lines, only the summary")
     return parser
 
@@ -160,6 +174,11 @@ def iter_frames(sources: Sequence[Source], max_frames: int | None) -> Iterator[F
 
 
 def _video_frames(location: str | int, stem: Path, max_frames: int | None) -> Iterator[Frame]:
+    """The frames of a video or camera; one frame keeps the stream's size, those of another size are one skip.
+
+    OpenCV's FFmpeg backend scales every frame of a file to its first frame's size, so a file never
+    changes size here; a camera, or a GStreamer source, can.
+    """
     try:
         import cv2
     except ImportError:  # a skip, not the end of the run: the images beside the video still get segmented
@@ -168,27 +187,64 @@ def _video_frames(location: str | int, stem: Path, max_frames: int | None) -> It
         return
     capture = cv2.VideoCapture(location)
     if not capture.isOpened():
-        yield Frame(str(location), stem, error=f"{location}: cannot open the video or camera")
+        what = f"camera {location}" if isinstance(location, int) else "this video (not a video, or a codec it lacks)"
+        yield Frame(str(location), stem, error=f"{location}: OpenCV cannot open {what}")
         return
     try:
-        index = 0
-        while max_frames is None or index < max_frames:
-            ok, bgr = capture.read()
-            if not ok:
-                break
-            yield Frame(f"{location}#{index}", stem / f"{index:06d}", image=np.ascontiguousarray(bgr[..., ::-1]))
-            index += 1
+        yield from _stream_frames(cv2, capture, location, stem, max_frames)
     finally:
         capture.release()
+
+
+def _stream_frames(cv2: Any, capture: Any, location: str | int, stem: Path, max_frames: int | None) -> Iterator[Frame]:
+    index, started = 0, 0.0
+    size: tuple[int, ...] | None = None
+    other_sizes: list[tuple[int, tuple[int, ...]]] = []
+    while max_frames is None or index < max_frames:
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        # a file's frame carries its time stamp; a camera's, the time since the stream's first frame
+        if isinstance(location, int):
+            started = started if index else time.monotonic()
+            time_s = time.monotonic() - started
+        else:
+            time_s = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000
+        size = size or bgr.shape[:2]
+        if bgr.shape[:2] == size:
+            image = np.ascontiguousarray(bgr[..., ::-1])
+            yield Frame(f"{location}#{index}", stem / f"{index:06d}", image=image, index=index, time_s=time_s)
+        else:
+            other_sizes.append((index, bgr.shape[:2]))
+        index += 1
+    if index == 0:
+        yield Frame(str(location), stem, error=f"{location}: the video has no frames (OpenCV decodes none)")
+    elif other_sizes:
+        first, (height, width) = other_sizes[0]
+        yield Frame(
+            str(location),
+            stem,
+            error=f"{location}: {len(other_sizes)} frame(s) from #{first} on are {height}x{width}, not "
+            f"{size[0]}x{size[1]} like the stream's first frame; they were skipped, the others written",
+        )
 
 
 # --- the run -----------------------------------------------------------------------------------------
 
 
 def save_outputs(
-    frame: Frame, labels: np.ndarray, out: Path, kinds: Sequence[str], palette: Sequence[Sequence[int]], alpha: float
+    frame: Frame,
+    labels: np.ndarray,
+    out: Path,
+    kinds: Sequence[str],
+    palette: Sequence[Sequence[int]],
+    alpha: float,
+    ignore: Collection[int] = (),
 ) -> int:
-    """Write the asked kinds of output for one frame; returns how many files were written."""
+    """Write the asked kinds of output for one frame; returns how many files were written.
+
+    The label PNG keeps every class (it is the data); the overlay and colour map leave the `ignore`d ones out.
+    """
     stem = out / frame.out_stem
     written = 0
     if "labels" in kinds:  # not with_suffix: frame.001 must give frame.001.png, not frame.png
@@ -196,12 +252,23 @@ def save_outputs(
         written += 1
     if "overlay" in kinds:
         assert frame.image is not None
-        write_image(stem.with_name(stem.name + ".overlay.jpg"), overlay(frame.image, labels, alpha, palette=palette))
+        blend = overlay(frame.image, labels, alpha, palette=palette, ignore=ignore)
+        write_image(stem.with_name(stem.name + ".overlay.jpg"), blend)
         written += 1
     if "color" in kinds:
-        write_image(stem.with_name(stem.name + ".color.png"), colorize(labels, palette))
+        write_image(stem.with_name(stem.name + ".color.png"), colorize(labels, palette, ignore=ignore))
         written += 1
     return written
+
+
+def ignored_classes(names: Sequence[str], classes: Sequence[str]) -> frozenset[int]:
+    """The class ids --ignore-class names; a name the model card lacks is refused, listing the card's names."""
+    unknown = [name for name in names if name not in classes]
+    if unknown:
+        raise SegError(
+            f"--ignore-class {unknown[0]}: the model has no class of that name; its classes are {', '.join(classes)}"
+        )
+    return frozenset(classes.index(name) for name in names)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -212,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.alpha <= 1.0:
         raise SegError(f"--alpha {args.alpha}: must be within 0..1")
     sources = list_sources(args.inputs)
-    if kinds:
+    if kinds or args.stats:
         prepare_output_folder(args.out, "-o")
     seg = segrt.load(
         args.model,
@@ -222,16 +289,26 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         cuda_graph=args.cuda_graph,
     )
-    print(f"segrun: {seg}", file=sys.stderr)
-    start = time.perf_counter()
     with seg:
-        summary = segment_all(seg, sources, args, kinds)
-    print_summary(summary, time.perf_counter() - start, args.out, seg.classes if args.stats else None)
-    return exit_code(summary)
+        ignore = ignored_classes(args.ignore_class, seg.classes)
+        stats = ClassStats(seg.classes, ignore, args.out / CSV_NAME) if args.stats else None
+        print(f"segrun: {seg}", file=sys.stderr)
+        start = time.perf_counter()
+        try:
+            summary = segment_all(seg, sources, args, kinds, ignore, stats)
+        finally:  # after Ctrl-C too: every row written is a whole frame
+            csv_path = stats.close() if stats is not None else None
+    print_summary(summary, time.perf_counter() - start, args.out, stats, csv_path)
+    return exit_code(summary, stats)
 
 
 def segment_all(
-    seg: Segmenter, sources: Sequence[Source], args: argparse.Namespace, kinds: Sequence[str]
+    seg: Segmenter,
+    sources: Sequence[Source],
+    args: argparse.Namespace,
+    kinds: Sequence[str],
+    ignore: Collection[int] = frozenset(),
+    stats: ClassStats | None = None,
 ) -> RunSummary:
     """Every frame of every source through `seg`; a frame that fails is skipped with its reason."""
     log = sys.stderr
@@ -248,7 +325,7 @@ def segment_all(
             began = time.perf_counter_ns()
             labels = seg(frame.image)
             elapsed_ms = (time.perf_counter_ns() - began) / 1e6
-            summary.written += save_outputs(frame, labels, args.out, kinds, seg.palette, args.alpha)
+            summary.written += save_outputs(frame, labels, args.out, kinds, seg.palette, args.alpha, ignore)
         except SegError as exc:
             failure = _naming(frame.source, str(exc))
             summary.skip(failure, missing_dependency=isinstance(exc, MissingDependency))
@@ -256,8 +333,8 @@ def segment_all(
                 print(f"{counter} skipped: {failure}", file=log)
             continue
         summary.latencies_ms.append(elapsed_ms)
-        if args.stats:
-            summary.class_pixels += np.bincount(labels.ravel(), minlength=256)[:256]
+        if stats is not None:
+            stats.add(frame.source, labels, frame.index, frame.time_s)
         if not args.quiet:
             height, width = frame.image.shape[:2]
             print(f"{counter} {frame.source}  {height}x{width}  {elapsed_ms:.1f} ms", file=log)
@@ -269,9 +346,14 @@ def _naming(source: str, message: str) -> str:
     return message if message.startswith(source) else f"{source}: {message}"
 
 
-def exit_code(summary: RunSummary) -> int:
-    """0 all segmented, 1 some skipped; nothing segmented raises: exit 3 if an install would help, else 2."""
+def exit_code(summary: RunSummary, stats: ClassStats | None = None) -> int:
+    """0 all segmented, 1 some skipped; nothing segmented raises: exit 3 if an install would help, else 2.
+
+    A --stats CSV that could not be written is an error (exit 2) once every frame's other outputs are written.
+    """
     if summary.latencies_ms:
+        if stats is not None and stats.error:
+            raise SegError(stats.error)
         return 1 if summary.failures else 0
     if summary.missing_dependencies:
         raise MissingDependency("no input could be segmented: " + summary.missing_dependencies[0])
@@ -286,24 +368,29 @@ def _progress(index: int, total: int | None, width: int = 20) -> str:
     return f"[{index:>{len(str(total))}}/{total} {'█' * filled}{'░' * (width - filled)} {100 * index // total:3d}%]"
 
 
-def print_summary(summary: RunSummary, wall_s: float, out: Path, classes: Sequence[str] | None) -> None:
+def print_summary(
+    summary: RunSummary, wall_s: float, out: Path, stats: ClassStats | None = None, csv_path: Path | None = None
+) -> None:
     log = sys.stderr
     done = len(summary.latencies_ms)
     written = f"{summary.written} file(s) written to {out}/" if summary.written else "no files written"
     print(f"segrun: {done} frame(s) segmented, {len(summary.failures)} skipped, {written} in {wall_s:.1f} s", file=log)
     if done:
-        stats = LatencyStats.from_samples(summary.latencies_ms)
+        latency = LatencyStats.from_samples(summary.latencies_ms)
         print(
-            f"segrun: latency (array in -> labels out) p50 {stats.p50:.1f} ms, p90 {stats.p90:.1f} ms, "
-            f"p99 {stats.p99:.1f} ms, mean {stats.mean:.1f} ms = {stats.fps:.1f} FPS",
+            f"segrun: latency (array in -> labels out) p50 {latency.p50:.1f} ms, p90 {latency.p90:.1f} ms, "
+            f"p99 {latency.p99:.1f} ms, mean {latency.mean:.1f} ms = {latency.fps:.1f} FPS",
             file=log,
         )
-    if classes is not None and summary.class_pixels.sum():
-        shares = summary.class_pixels / summary.class_pixels.sum()
-        for index in np.argsort(-shares):
-            if shares[index] > 0:
-                name = classes[index] if index < len(classes) else str(index)
-                print(f"segrun:   {name:<20} {100 * shares[index]:6.2f} %", file=log)
+    if stats is not None:
+        left_out = [stats.classes[i] for i in sorted(stats.ignore)]
+        if stats.total_pixels:
+            print("segrun: share of all pixels per class" + (f" ({', '.join(left_out)} left out)" if left_out else ""),
+                  file=log)  # fmt: skip
+        for name, share in stats.summary():
+            print(f"segrun:   {name:<20} {100 * share:6.2f} %", file=log)
+        if csv_path is not None:
+            print(f"segrun: each frame's shares per class: {csv_path} ({stats.rows} rows)", file=log)
     for failure in summary.failures:
         print(f"segrun: skipped {failure}", file=log)
 
@@ -311,14 +398,7 @@ def print_summary(summary: RunSummary, wall_s: float, out: Path, classes: Sequen
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     interrupt_on_sigterm()
-    try:
-        return run(args)
-    except SegError as exc:
-        print(f"segrun: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("segrun: interrupted", file=sys.stderr)
-        return 130
+    return run_command("segrun", lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -9,12 +9,14 @@ model gives the same labels as a fused one. Decoding uses Pillow.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
 
 from segrt.errors import SegError
-from segrt.meta import ModelCard, atomic_write
+from segrt.files import atomic_write
+from segrt.meta import ModelCard
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -212,18 +214,27 @@ def _palette_array(palette: object | None) -> np.ndarray:
     return table
 
 
-def colorize(labels: np.ndarray, palette: object | None = None) -> np.ndarray:
-    """uint8 H x W labels -> uint8 H x W x 3 colours (VOC palette if none is given)."""
+def colorize(labels: np.ndarray, palette: object | None = None, *, ignore: Collection[int] = ()) -> np.ndarray:
+    """uint8 H x W labels -> uint8 H x W x 3 colours (VOC palette if none is given); `ignore`d classes are black."""
     labels = np.asarray(labels)
     if labels.dtype != np.uint8 or labels.ndim != 2:
         raise SegError(f"colorize: expected a uint8 H x W label map, got {labels.dtype} {tuple(labels.shape)}")
-    return _palette_array(palette)[labels]
+    table = _palette_array(palette)
+    table[list(ignore)] = 0
+    return table[labels]
 
 
-def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5, *, palette: object | None = None) -> np.ndarray:
+def overlay(
+    image: np.ndarray,
+    labels: np.ndarray,
+    alpha: float = 0.5,
+    *,
+    palette: object | None = None,
+    ignore: Collection[int] = (),
+) -> np.ndarray:
     """Blend the colorized labels over the image: alpha 0 is the image, 1 the colours.
 
-    Pixels of class 0 (background) keep the image, so the shapes stand out.
+    Pixels of class 0 (background) and of the `ignore`d classes keep the image, so the rest stands out.
     """
     image = check_image(image)
     if labels.shape != image.shape[:2]:
@@ -232,7 +243,8 @@ def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5, *, palett
         raise SegError(f"overlay: alpha must be within 0..1, got {alpha}")
     colours = colorize(labels, palette).astype(np.float32)
     blended = image.astype(np.float32) * (1 - alpha) + colours * alpha
-    blended = np.where((labels == 0)[..., None], image, blended)
+    kept = np.isin(labels, [0, *ignore])
+    blended = np.where(kept[..., None], image, blended)
     return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
 
 

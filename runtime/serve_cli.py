@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from segrt.errors import SegError
+from segrt.errors import SegError, run_command
 from segrt.signals import interrupt_on_sigterm
 from segrt.triton_server import DEFAULT_PORTS, Ports, ServerOptions, TritonServer, repository_index
 
@@ -129,14 +129,7 @@ def _echo_log(server: TritonServer, stop: threading.Event) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return serve(args)
-    except SegError as exc:
-        print(f"segserve: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("segserve: interrupted", file=sys.stderr)
-        return 130
+    return run_command("segserve", lambda: serve(args))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ its own libpython's folder first on the loader path. Used by `segserve`, segbenc
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -300,6 +301,9 @@ class TritonServer:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        # Triton can exit (or crash) leaving its Python-backend stubs running in its process group: end them
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
         if self._reader is not None:
             self._reader.join(timeout=5)
         if self._scratch is not None:

@@ -1,7 +1,12 @@
-"""Inference backends behind one small Protocol; each module imports its heavy library lazily."""
+"""Inference backends behind one small Protocol, and the table of backend names every side reads.
+
+Each backend module imports its heavy library lazily. A new backend is a row of `BACKENDS`
+plus its module.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -13,7 +18,9 @@ class Backend(Protocol):
     `run` takes the model's input batch (uint8 NHWC for a fused graph, float32
     NCHW for an unfused one) and returns its single output as a host array.
     `timings` holds the stages of the last `run` in ms (at least "infer"; GPU
-    backends split it into "h2d", "compute" and "d2h").
+    backends split it into "h2d", "compute" and "d2h"). One life cycle for all:
+    `close()` frees what the backend holds (twice is fine), `run` after `close`
+    is a SegError, and a backend is a context manager.
     """
 
     name: str
@@ -27,3 +34,40 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class BackendRow:
+    """What one backend name means: the files it runs, where, through which providers, what it needs."""
+
+    name: str
+    runs: str  # "engine" or "onnx"
+    device: str  # "cpu", "cuda", or "auto" (the best this machine has)
+    providers: tuple[str, ...]  # ONNX Runtime's execution providers, most preferred first; () for engines
+    needs: str  # what to install, for the sentence a machine without it gets
+
+
+GPU_ORT = "onnxruntime-gpu (pip install 'segexport[gpu]') on a machine with an NVIDIA GPU"
+BACKENDS: dict[str, BackendRow] = {
+    row.name: row
+    for row in (
+        BackendRow(
+            "tensorrt",
+            "engine",
+            "cuda",
+            (),
+            "TensorRT (pip install 'segexport[tensorrt]'; JetPack ships it) or TensorRT-RTX (segexport[rtx]), "
+            "cuda-python and an NVIDIA GPU",
+        ),
+        BackendRow("ort", "onnx", "auto", (), "onnxruntime; it picks the TensorRT EP, else CUDA, else CPU"),
+        BackendRow("ort-cpu", "onnx", "cpu", ("CPUExecutionProvider",), "onnxruntime (the base install)"),
+        BackendRow("ort-cuda", "onnx", "cuda", ("CUDAExecutionProvider", "CPUExecutionProvider"), GPU_ORT),
+        BackendRow(
+            "ort-trt",
+            "onnx",
+            "cuda",
+            ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+            GPU_ORT + ", with TensorRT's libraries",
+        ),
+    )
+}

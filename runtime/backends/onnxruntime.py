@@ -9,18 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from segrt.errors import MissingDependency, SegError, require
+from segrt.backends import BACKENDS
+from segrt.errors import MissingDependency, SegError, first_line, require
 from segrt.timing import stopwatch
 
 _INSTALL = "install it with `pip install onnxruntime` (CPU) or `pip install onnxruntime-gpu` (CUDA)"
 
 # backend name -> execution providers, most preferred first (CPU always last as a fallback for
-# the few operators a GPU provider does not take).
-PROVIDERS = {
-    "ort-trt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
-    "ort-cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
-    "ort-cpu": ("CPUExecutionProvider",),
-}
+# the few operators a GPU provider does not take), best backend first; from the backend table.
+PROVIDERS = {name: BACKENDS[name].providers for name in ("ort-trt", "ort-cuda", "ort-cpu")}
 
 
 def _ort() -> Any:
@@ -66,13 +63,8 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
-        raise SegError(f"{path}: ONNX Runtime cannot load it ({_first_line(exc)}); re-export it") from None
+        raise SegError(f"{path}: ONNX Runtime cannot load it ({first_line(exc)}); re-export it") from None
     return dict(session.get_modelmeta().custom_metadata_map)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 class OnnxRuntimeBackend:
@@ -141,7 +133,7 @@ class OnnxRuntimeBackend:
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:
-            raise SegError(f"{self.path}: ONNX Runtime cannot load it ({_first_line(exc)}); re-export it") from None
+            raise SegError(f"{self.path}: ONNX Runtime cannot load it ({first_line(exc)}); re-export it") from None
         self.name = backend
         self.device = "cpu" if backend == "ort-cpu" else f"cuda:{device}"
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
@@ -161,6 +153,8 @@ class OnnxRuntimeBackend:
         self.timings: dict[str, float] = {}
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        if self.session is None:
+            raise SegError(f"{self.path}: the ONNX Runtime backend was closed; load the model again")
         self.timings = {}
         try:
             with stopwatch(self.timings, "infer"):
@@ -168,7 +162,7 @@ class OnnxRuntimeBackend:
         except Exception as exc:
             if type(exc).__module__.startswith("onnxruntime"):
                 raise SegError(
-                    f"{self.path}: inference failed on a {tuple(batch.shape)} {batch.dtype} batch ({_first_line(exc)})"
+                    f"{self.path}: inference failed on a {tuple(batch.shape)} {batch.dtype} batch ({first_line(exc)})"
                 ) from None
             raise
 
@@ -199,6 +193,13 @@ class OnnxRuntimeBackend:
         return None
 
     def close(self) -> None:
+        """Drop the session and its bound buffers (safe to call twice)."""
         self._binding = None
         self._labels = self._labels_value = None
         self.session = None  # the session frees its arena when collected
+
+    def __enter__(self) -> OnnxRuntimeBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

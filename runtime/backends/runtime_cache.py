@@ -13,7 +13,7 @@ import os
 import warnings
 from pathlib import Path
 
-from segrt.meta import write_bytes_atomic
+from segrt.files import write_bytes_atomic
 
 MAGIC = b"SEGRTRC1"  # segrt runtime cache, format 1
 _HEADER = len(MAGIC) + 32

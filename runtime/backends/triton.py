@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from segrt.errors import SegError, require
+from segrt.errors import SegError, first_line, require
 from segrt.meta import ModelCard
 from segrt.timing import stopwatch
 
@@ -210,5 +210,4 @@ def _snake(name: str) -> str:
 
 def _reason(exc: BaseException) -> str:
     message = exc.message() if callable(getattr(exc, "message", None)) else str(exc)
-    text = (message or type(exc).__name__).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+    return first_line(message) if message and message.strip() else type(exc).__name__

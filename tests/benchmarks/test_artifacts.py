@@ -11,6 +11,7 @@ from PIL import Image
 from segbench import artifacts
 from segbench.artifacts import ExportCache, check_calibration, exporter_fingerprint
 from segbench.suite import ModelSpec
+from segexport.request import ModelOptions
 from segrt.errors import SegError
 
 
@@ -23,12 +24,12 @@ def fresh_fingerprint():
 
 def test_folder_depends_on_model_args_graph_kind_and_exporter(tmp_path: Path, monkeypatch) -> None:
     cache = ExportCache(tmp_path)
-    unet = ModelSpec("unet", ("--weights", "none"))
+    unet = ModelSpec(ModelOptions("unet", weights="none"))
     first = cache.folder(unet, fused=True)
-    assert first == cache.folder(ModelSpec("unet", ("--weights", "none")), fused=True)
+    assert first == cache.folder(ModelSpec(ModelOptions("unet", weights="none")), fused=True)
     assert first.parent == tmp_path and first.name.startswith("unet-")
     assert cache.folder(unet, fused=False).name == first.name + "-unfused"
-    assert cache.folder(ModelSpec("unet", ("--weights", "none", "--opset", "18")), fused=True) != first
+    assert cache.folder(ModelSpec(ModelOptions("unet", weights="none", unet_base=16)), fused=True) != first
 
     monkeypatch.setattr(artifacts, "exporter_fingerprint", lambda: "another exporter")
     assert cache.folder(unet, fused=True) != first
@@ -52,22 +53,17 @@ def write_images(folder: Path, seeds: list[int]) -> Path:
 
 
 class FakeSegexport:
-    """Stands in for the segexport chain: records each command and writes the file it would write."""
+    """Stands in for segexport.export: records each request and writes the file it would write."""
 
     def __init__(self) -> None:
-        self.commands: list[list[str]] = []
+        self.requests: list = []
 
-    def __call__(self, argv: list[str], log: object = None) -> None:
-        self.commands.append(argv)
-        out = Path(argv[argv.index("--out") + 1])
+    def __call__(self, request, log: object = None) -> None:
+        self.requests.append(request)
+        out = request.onnx.out
         out.mkdir(parents=True, exist_ok=True)
-        if "--int8" in argv:
-            target = argv[argv.index("--int8-target") + 1]
-            name = "model.int8-cpu.onnx" if target == "cpu" else "model.int8.onnx"
-        elif "--fp16" in argv:
-            name = "model.fp16.onnx"
-        else:
-            name = "model.onnx"
+        graphs = request.precision.graphs
+        name = f"model.{graphs[0]}.onnx" if graphs else "model.onnx"
         (out / name).write_bytes(b"graph")
 
 
@@ -77,56 +73,62 @@ def int8_file(cache: ExportCache, model: ModelSpec) -> Path:
 
 def test_int8_files_are_keyed_by_their_calibration_images_and_count(tmp_path: Path, monkeypatch) -> None:
     fake = FakeSegexport()
-    monkeypatch.setattr(artifacts, "run_segexport", fake)
+    monkeypatch.setattr(artifacts, "run_export", fake)
     cache = ExportCache(tmp_path / "cache")
-    first = ModelSpec("unet", ("--weights", "none"), calib=write_images(tmp_path / "a", [1, 2, 3]))
+    first = ModelSpec(ModelOptions("unet", weights="none"), calib=write_images(tmp_path / "a", [1, 2, 3]))
     path = int8_file(cache, first)
     assert path.name == "model.int8-cpu.onnx" and path.parent.name.startswith("calib-")
     assert path.parent.parent == cache.folder(first, fused=True)
-    assert int8_file(cache, first) == path and len(fake.commands) == 2  # model.onnx, then the INT8 graph: reused
+    assert int8_file(cache, first) == path and len(fake.requests) == 2  # model.onnx, then the INT8 graph: reused
 
-    same_images = ModelSpec("unet", ("--weights", "none"), calib=write_images(tmp_path / "copy", [1, 2, 3]))
+    same_images = ModelSpec(ModelOptions("unet", weights="none"), calib=write_images(tmp_path / "copy", [1, 2, 3]))
     assert int8_file(ExportCache(tmp_path / "cache"), same_images) == path  # the same bytes: the same graph
-    other_images = ModelSpec("unet", ("--weights", "none"), calib=write_images(tmp_path / "b", [1, 2, 4]))
-    fewer = ModelSpec("unet", ("--weights", "none"), calib=first.calib, calib_count=2)
+    other_images = ModelSpec(ModelOptions("unet", weights="none"), calib=write_images(tmp_path / "b", [1, 2, 4]))
+    fewer = ModelSpec(ModelOptions("unet", weights="none"), calib=first.calib, calib_count=2)
     for other in (other_images, fewer):
-        exports = len(fake.commands)
+        exports = len(fake.requests)
         other_path = int8_file(ExportCache(tmp_path / "cache"), other)
         assert other_path.parent != path.parent and other_path.parent.parent == path.parent.parent
-        assert len(fake.commands) == exports + 1  # exported afresh, from the cached model.onnx
-        assert fake.commands[-1][fake.commands[-1].index("--calib") + 1] == str(other.calib)
+        assert len(fake.requests) == exports + 1  # exported afresh, from the cached model.onnx
+        assert fake.requests[-1].precision.calib == other.calib
 
 
 def test_calibration_that_reads_an_image_the_run_scores_is_refused(tmp_path: Path) -> None:
     photo = write_images(tmp_path / "photo", [7]) / "frame_007.png"
     calib = write_images(tmp_path / "calib", [1, 2])
-    check_calibration(ModelSpec("unet", calib=calib, label="unet"), [photo], "suite.toml")  # no overlap: accepted
+    check_calibration(
+        ModelSpec(ModelOptions("unet"), calib=calib, label="unet"), [photo], "suite.toml"
+    )  # no overlap: accepted
     shutil.copy(photo, calib / "renamed.png")
     with pytest.raises(SegError) as caught:
-        check_calibration(ModelSpec("unet", calib=calib, label="unet"), [photo], "suite.toml")
+        check_calibration(ModelSpec(ModelOptions("unet"), calib=calib, label="unet"), [photo], "suite.toml")
     message = str(caught.value)
     assert message.startswith("suite.toml: unet: INT8 calibration") and "renamed.png" in message
     assert str(photo) in message and "python -m segbench.shapes" in message
     with pytest.raises(SegError, match=r"suite.toml: unet: INT8 calibration: --calib .*nowhere: no such folder"):
-        check_calibration(ModelSpec("unet", calib=tmp_path / "nowhere", label="unet"), [photo], "suite.toml")
+        check_calibration(
+            ModelSpec(ModelOptions("unet"), calib=tmp_path / "nowhere", label="unet"), [photo], "suite.toml"
+        )
 
 
 def test_without_calib_the_fcn_default_would_calibrate_on_the_bundled_photo_and_is_refused() -> None:
     from segexport import ASSETS
 
     with pytest.raises(SegError, match=r"astronaut\.jpg"):
-        check_calibration(ModelSpec("fcn_resnet50", label="fcn"), [ASSETS / "astronaut.jpg"], "command line")
+        check_calibration(
+            ModelSpec(ModelOptions("fcn_resnet50"), label="fcn"), [ASSETS / "astronaut.jpg"], "command line"
+        )
 
 
 def test_fp16_uses_the_models_calibration_images_when_it_names_them(tmp_path: Path, monkeypatch) -> None:
     fake = FakeSegexport()
-    monkeypatch.setattr(artifacts, "run_segexport", fake)
+    monkeypatch.setattr(artifacts, "run_export", fake)
     cache = ExportCache(tmp_path / "cache")
-    calibrated = ModelSpec("unet", ("--weights", "none"), calib=write_images(tmp_path / "a", [1, 2, 3]))
+    calibrated = ModelSpec(ModelOptions("unet", weights="none"), calib=write_images(tmp_path / "a", [1, 2, 3]))
     path = cache.model_file(calibrated, backend="ort-cpu", precision="fp16", fused=True, shape=(1, 24, 32))
     assert path.parent.name.startswith("calib-")
-    assert fake.commands[-1][fake.commands[-1].index("--calib") + 1] == str(calibrated.calib)
+    assert fake.requests[-1].precision.calib == calibrated.calib
 
-    plain = ModelSpec("unet", ("--weights", "none"))
+    plain = ModelSpec(ModelOptions("unet", weights="none"))
     path = cache.model_file(plain, backend="ort-cpu", precision="fp16", fused=True, shape=(1, 24, 32))
-    assert path.parent == cache.folder(plain, fused=True) and "--calib" not in fake.commands[-1]
+    assert path.parent == cache.folder(plain, fused=True) and fake.requests[-1].precision.calib is None

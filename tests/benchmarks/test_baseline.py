@@ -10,14 +10,15 @@ from torchvision.transforms._presets import SemanticSegmentation
 from segbench.baseline import EagerPipeline, build_reference, with_aux_head
 from segbench.runner import make_batch
 from segbench.suite import ModelSpec
+from segexport.request import ModelOptions
 
 
-def reference(name: str, *args: str):
-    return build_reference(ModelSpec(name, args, name))
+def reference(name: str, **options):
+    return build_reference(ModelSpec(ModelOptions(name, **options), name))
 
 
 def test_torchvision_models_get_their_weights_preset() -> None:
-    pipeline = EagerPipeline(reference("fcn_resnet50", "--weights", "none", "--input-size", "96x96"))
+    pipeline = EagerPipeline(reference("fcn_resnet50", weights="none", input_size=(96, 96)))
     assert isinstance(pipeline.transforms, SemanticSegmentation)
     assert pipeline.transforms.resize_size == [520]  # torchvision's own preset, not the export's 96x96
     photo_sized = pipeline.transforms(torch.zeros(1, 3, 612, 640, dtype=torch.uint8))
@@ -27,7 +28,7 @@ def test_torchvision_models_get_their_weights_preset() -> None:
 
 
 def test_the_aux_head_is_back_and_does_not_touch_the_labels() -> None:
-    fcn = reference("fcn_resnet18", "--input-size", "64x64")
+    fcn = reference("fcn_resnet18", input_size=(64, 64))
     assert fcn.model.network.network.aux_classifier is None  # segexport drops it for export
     network = EagerPipeline(fcn).network
     assert network.backbone.return_layers == {"layer4": "out", "layer3": "aux"}
@@ -40,7 +41,7 @@ def test_the_aux_head_is_back_and_does_not_touch_the_labels() -> None:
 
 
 def test_baseline_labels_come_at_the_image_size_with_cpu_stages(photo: np.ndarray) -> None:
-    unet = reference("unet", "--input-size", "32x32", "--unet-base", "4", "--unet-depth", "2")
+    unet = reference("unet", input_size=(32, 32), unet_base=4, unet_depth=2)
     pipeline = EagerPipeline(unet)
     assert pipeline.transforms_name == "torchvision v2 Resize([32, 32], antialias) + ToDtype + Normalize"
     batch = make_batch(photo, 2, 60, 70)

@@ -14,6 +14,7 @@ from segbench.artifacts import ExportCache
 from segbench.budgeted import check_budget_set
 from segbench.suite import ModelSpec, load_suite
 from segbench.trade_report import trade_lines
+from segexport.request import ModelOptions
 from segrt.errors import SegError
 
 SUITES = Path(__file__).resolve().parents[2] / "benchmarks" / "suites"
@@ -61,21 +62,24 @@ def test_the_shipped_budget_suite_chooses_on_a_set_it_does_not_score() -> None:
         assert case.model.budget_val == Path("build/shapes-tune") and case.model.dataset == Path("build/shapes")
     assert {c.pipeline for c in suite.cases} >= {"ort-cpu fp32 fused", "ort-cpu int8 fused"}
     assert all(path.suffix == ".jpg" for path in (SUITES / "dim-frames").iterdir())
+    # a fresh clone's first run needs no other step: both labelled sets are ones the suite makes
+    made = {(g.out, g.train, g.val, g.seed) for g in suite.generate}
+    assert made == {(Path("build/shapes"), 3200, 200, 0), (Path("build/shapes-tune"), 0, 100, 1)}
 
 
 def test_budgeted_graphs_are_exported_with_the_budget_flags_into_their_own_folder(tmp_path: Path, monkeypatch) -> None:
-    commands: list[list[str]] = []
+    requests = []
 
-    def fake_segexport(argv: list[str], log: object = None) -> None:  # writes the file segexport would write
-        commands.append(argv)
-        out = Path(argv[argv.index("--out") + 1])
+    def fake_export(request, log: object = None) -> None:  # writes the file segexport.export would write
+        requests.append(request)
+        out = request.onnx.out
         out.mkdir(parents=True, exist_ok=True)
-        (out / ("model.int8-cpu.onnx" if "--int8" in argv else "model.onnx")).write_bytes(b"graph")
+        (out / ("model.int8-cpu.onnx" if request.precision.graphs else "model.onnx")).write_bytes(b"graph")
 
-    monkeypatch.setattr(artifacts, "run_segexport", fake_segexport)
+    monkeypatch.setattr(artifacts, "run_export", fake_export)
     tune = shapes.generate(tmp_path / "tune", train=1, val=1, seed=1)
     calib = tune / "ImageSets" / "Segmentation" / "train.txt"
-    model = ModelSpec("unet", calib=calib, budget_val=tune)
+    model = ModelSpec(ModelOptions("unet"), calib=calib, budget_val=tune)
     cache = ExportCache(tmp_path / "cache")
 
     def int8(budget: float | None) -> Path:
@@ -86,9 +90,8 @@ def test_budgeted_graphs_are_exported_with_the_budget_flags_into_their_own_folde
     plain, half, two = int8(None), int8(0.5), int8(2)
     assert half.parent.parent == plain.parent and half.parent.name.startswith("budget-")
     assert len({plain, half, two}) == 3
-    command = commands[-2]  # the 0.5 budget's segexport command
-    assert command[command.index("--max-miou-drop") + 1] == "0.5" and command[command.index("--val") + 1] == str(tune)
-    assert "--max-miou-drop" not in commands[1]
+    budget = requests[-2].budget  # the 0.5 budget's export
+    assert (budget.max_miou_drop, budget.val) == (0.5, tune) and not requests[1].budget.wanted
     (tune / "ImageSets" / "Segmentation" / "val.txt").write_text("val_00000\nval_00000\n")
     assert int8(0.5) != half  # another budget set: another choice
 
@@ -97,11 +100,12 @@ def test_a_budget_set_sharing_an_image_with_the_scored_set_is_refused(tmp_path: 
     scored = shapes.generate(tmp_path / "scored", train=0, val=2, seed=3)
     tune = shapes.generate(tmp_path / "tune", train=0, val=2, seed=4)
     images = sorted((scored / "JPEGImages").iterdir())
-    check_budget_set(ModelSpec("unet", label="u", budget_val=tune), images, "suite.toml")  # disjoint: fine
+    model = ModelSpec(ModelOptions("unet"), label="u", budget_val=tune)
+    check_budget_set(model, images, "suite.toml")  # disjoint: fine
     shutil.copy(images[1], tune / "JPEGImages" / "val_00001.jpg")  # the same picture under the budget set's name
     shutil.copy(scored / "SegmentationClass" / "val_00001.png", tune / "SegmentationClass" / "val_00001.png")
     with pytest.raises(SegError, match=r"suite.toml: u: budget_val .* holds val_00001\.jpg, the image .* scores"):
-        check_budget_set(ModelSpec("unet", label="u", budget_val=tune), images, "suite.toml")
+        check_budget_set(model, images, "suite.toml")
 
 
 def _case(precision: str, budget: float | None, p50: float, miou: float, kept: list[str] | None = None) -> dict:
@@ -149,7 +153,9 @@ baseline = false
 [[model]]
 name = "unet"
 input_size = "32x32"
-args = ["--unet-base", "4", "--unet-depth", "2", "--num-classes", "7"]
+unet_base = 4
+unet_depth = 2
+num_classes = 7
 dataset = "{scored}"
 budget_val = "{tune}"
 calib = "{scored}/ImageSets/Segmentation/train.txt"

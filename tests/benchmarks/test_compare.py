@@ -115,3 +115,26 @@ def test_compare_refuses_what_is_not_a_run(tmp_path: Path, capsys: pytest.Captur
     assert main(["compare", str(bad), str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert "not a readable segbench results.json" in err and len(err.splitlines()) == 1
+
+
+def test_runs_over_a_clip_are_compared_with_their_flicker(tmp_path: Path) -> None:
+    clip_id = "unet | ort-cpu fp16 fused | clip shapes-clip-60"
+
+    def over_clip(flicker: float) -> dict:
+        case = measured(clip_id, 7.0, 30.0, 1.0)
+        case["clip"] = "build/shapes-clip-60"
+        case["accuracy"]["clip"] = {"flicker": flicker}
+        return case
+
+    a = run_record("AMD EPYC", [measured(FUSED, 100.0, 1.2, 0.9973), over_clip(0.0108)])
+    b = run_record("AMD EPYC", [measured(FUSED, 100.0, 1.2, 0.9973), over_clip(0.0125)])
+    out = tmp_path / "compare.md"
+    assert main(["compare", str(write_run(tmp_path / "a", a)), str(write_run(tmp_path / "b", b)), "-o", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert any(
+        line.startswith("| case |") and line.endswith("| A agreement | B agreement | A flicker | B flicker |")
+        for line in lines
+    )
+    row = r"| unet \| ort-cpu fp16 fused \| clip shapes-clip-60 | 7.00 | 7.00 | 1.00 | 30.00x | 30.00x | 100.00 % "
+    assert row + "| 100.00 % | 1.08 % | 1.25 % |" in lines
+    assert any(line.startswith(r"| fcn \| ort-cpu fp32 fused") and line.endswith("| — | — |") for line in lines)

@@ -7,6 +7,8 @@ on a machine that has them they must run.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -34,7 +36,8 @@ camera_seconds = 0.3
 [[model]]
 name = "unet"
 input_size = "32x32"
-args = ["--unet-base", "4", "--unet-depth", "2"]
+unet_base = 4
+unet_depth = 2
 dataset = "{dataset}"
 calib = "{calib}"
 runs = [
@@ -164,9 +167,20 @@ def test_files_network_time_and_speedups(tiny_run: tuple[int, Path, Path]) -> No
         network = case["network"]
         assert network["input"] == [2, 3, 32, 32] and network["p50_ms"] > 0
         assert any(part.endswith("-unfused") for part in Path(network["file"]).parts)  # the --no-fuse graph
-        expected = 1 - network["p50_ms"] / case["timing"]["e2e"]["p50"]
-        assert case["outside_network_share"] == pytest.approx(expected)
-    assert fused["network"] == unfused["network"]  # one measurement of the same bare network
+        # the bare network and the case's own call, timed in alternating blocks: the share comes from those
+        blocks_e2e, blocks_network = network["alternated_e2e_samples_ms"], network["samples_ms"]
+        assert len(blocks_e2e) == len(blocks_network) == case["outside_network"]["rounds"] >= 1
+        assert sum(map(len, blocks_e2e)) >= 3 and sum(map(len, blocks_network)) >= 3
+        flat = [np.median([v for block in blocks for v in block]) for blocks in (blocks_e2e, blocks_network)]
+        assert network["p50_ms"] == pytest.approx(flat[1])
+        assert case["outside_network_share"] == pytest.approx(1 - flat[1] / flat[0])
+        outside = case["outside_network"]
+        assert outside["low"] <= outside["share"] <= outside["high"] and outside["resolved"] == (outside["low"] > 0)
+    assert fused["network"]["file"] == unfused["network"]["file"]  # the same bare network for both
+    base_outside = baseline["outside_network"]  # the eager model's compute stage, from the same calls
+    assert base_outside["rounds"] == len(baseline["timing"]["e2e_samples_ms"])
+    compute = np.median(baseline["timing"]["stages"]["compute"]["samples_ms"])
+    assert base_outside["share"] == pytest.approx(1 - compute / baseline["timing"]["e2e"]["p50"])
     assert all(case["network_input"] == [32, 32] for case in cases.values())  # the baseline's preset is 32x32 too
     assert Path(int8["file"]).parent.name.startswith("calib-")  # keyed by its calibration images
     assert Path(int8["network"]["file"]).name == "model.int8-cpu.onnx"
@@ -223,8 +237,10 @@ def test_batch_1_cases_also_run_at_camera_rate(tiny_run: tuple[int, Path, Path])
         assert camera["frames_offered"] == 30
         assert camera["frames_processed"] + camera["frames_dropped"] == 30 and camera["frames_processed"] >= 1
         assert len(camera["latencies_ms"]) == camera["frames_processed"]
-        # a frame's labels come no sooner than the pipeline's fastest call after its arrival
-        assert camera["capture_to_labels_ms"]["p50"] >= 0.9 * case["timing"]["e2e"]["min"]
+        # every processed frame waits a positive time for its labels; late ones are among the processed. (Not
+        # compared with the latency loop's times: the machine's load can change between the two loops.)
+        assert min(camera["latencies_ms"]) > 0 and camera["frames_late"] <= camera["frames_processed"]
+        assert camera["capture_to_labels_ms"]["p50"] <= camera["capture_to_labels_ms"]["max"]
         assert f"| {case['label']} | {case['pipeline']} | 48x64 | 30 | {camera['frames_processed']} |" in text
 
 
@@ -257,7 +273,8 @@ baseline = false
 [[model]]
 name = "unet"
 input_size = "32x32"
-args = ["--unet-base", "4", "--unet-depth", "2"]
+unet_base = 4
+unet_depth = 2
 calib = "{calib}"
 runs = [
   {{ backend = "ort-cpu" }},
@@ -270,16 +287,16 @@ runs = [
 def test_a_failed_export_is_a_failure_with_its_reason_and_exit_1_a_missing_package_a_skip(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bench_cache: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    real = artifacts.run_segexport
+    real = artifacts.run_export
 
-    def exporter(argv: list[str], log: object = None) -> None:
-        if "--int8" in argv:
+    def exporter(request, log: object = None) -> None:
+        if "int8-cpu" in request.precision.graphs:
             raise SegError("model.int8-cpu.onnx: label agreement with FP32 41.0 % is below --min-agreement 98 %")
-        if "--fp16" in argv:
+        if "fp16" in request.precision.graphs:
             raise MissingDependency("modelopt is not installed; install the exporter's extra")
-        real(argv, log)
+        real(request, log)
 
-    monkeypatch.setattr(artifacts, "run_segexport", exporter)
+    monkeypatch.setattr(artifacts, "run_export", exporter)
     suite = tmp_path / "failing.toml"
     suite.write_text(FAILING.format(calib=write_calib(tmp_path / "calib", seed=5)))
     out = tmp_path / "run"
@@ -313,3 +330,128 @@ def test_calibrating_on_the_photo_the_run_scores_is_refused_before_any_work(
     err = " ".join(capsys.readouterr().err.split())
     assert "INT8 calibration" in err and "copy.jpg" in err and "astronaut.jpg" in err
     assert not (out / "results.json").exists() and not (tmp_path / "cache").exists()
+
+
+VIDEO_SUITE = """
+name = "tiny-video"
+shapes = ["1x48x64"]
+warmup = 1
+iterations = 3
+[generate]
+shapes = {{ out = "{root}/shapes", train = 6, val = 2, seed = 5 }}
+clip = {{ out = "{root}/clip", frames = 6, size = "64x80", fps = 12 }}
+[[model]]
+name = "unet"
+input_size = "32x32"
+unet_base = 4
+unet_depth = 2
+dataset = "{root}/shapes"
+calib = "{root}/shapes/ImageSets/Segmentation/train.txt"
+video = "{root}/clip"
+runs = [
+  {{ backend = "ort-cpu" }},
+  {{ backend = "ort-cpu", precision = "fp16" }},
+  {{ backend = "ort-cpu", precision = "int8" }},
+  {{ backend = "tensorrt", precision = "fp16" }},
+]
+"""
+
+
+@pytest.fixture(scope="session")
+def video_run(tmp_path_factory: pytest.TempPathFactory, bench_cache: Path) -> tuple[int, Path, Path, str]:
+    """A suite whose labelled set and clip do not exist yet: the run makes them, then goes over the clip."""
+    pytest.importorskip("cv2")
+    root = tmp_path_factory.mktemp("video-suite")
+    suite = root / "video.toml"
+    suite.write_text(VIDEO_SUITE.format(root=root))
+    out = root / "run"
+    err = io.StringIO()  # a session fixture cannot take capsys
+    with contextlib.redirect_stderr(err):
+        code = main([str(suite), "--out", str(out), "--cache", str(bench_cache)])
+    return code, out, root, err.getvalue()
+
+
+def test_the_first_run_makes_the_generated_sets_with_progress_and_says_so(video_run) -> None:
+    code, out, root, err = video_run
+    assert code == 0, err
+    assert (root / "shapes" / "dataset.json").is_file() and (root / "clip" / "clip.json").is_file()
+    err = " ".join(err.split())
+    assert f"made the labelled shapes set {root / 'shapes'} (6 train + 2 val images, seed 5)" in err
+    assert f"made the labelled clip {root / 'clip'} (6 frames of 64x80 at 12 FPS, seed 0)" in err
+    record = json.loads((out / "results.json").read_text())
+    assert [g["made_now"] for g in record["suite"]["generated"]] == [True, True]
+    assert "made for this run" in (out / "report.md").read_text()
+
+
+def test_each_pipeline_goes_over_the_clip_frame_by_frame(video_run) -> None:
+    _, out, root, _ = video_run
+    record = json.loads((out / "results.json").read_text())
+    clip_cases = {c["pipeline"]: c for c in record["cases"] if c["clip"]}
+    suite = {case.id: case for case in load_suite(root / "video.toml").cases}
+    assert set(clip_cases) == {"pytorch-eager cpu", "pytorch-eager cuda", "ort-cpu fp32 fused", "ort-cpu fp16 fused",
+                               "ort-cpu int8 fused", "tensorrt fp16 fused"}  # fmt: skip
+    assert all(c["id"].endswith("| clip clip") for c in clip_cases.values())
+    baseline = clip_cases["pytorch-eager cpu"]
+    for case in clip_cases.values():
+        reason = unavailable_reason(suite[case["id"]])
+        if reason is not None:  # no TensorRT or CUDA here: skipped with the reason; where there is, measured
+            assert case["status"] == "skipped" and case["reason"] == reason
+            continue
+        assert case["status"] == "ok", case.get("reason")
+        assert (case["height"], case["width"], case["batch"]) == (64, 80, 1)
+        assert case["video"] == {"folder": str(root / "clip"), "video": str(root / "clip" / "clip.avi"), "frames": 6,
+                                 "height": 64, "width": 80, "fps": 12.0}  # fmt: skip
+        assert case["timing"]["e2e"]["count"] == 6 and len(case["timing"]["e2e_samples_ms"]) == 6
+        scores = case["accuracy"]["clip"]
+        assert scores["frames"] == 6 and len(scores["miou_per_frame"]) == 6 and len(scores["flicker_per_frame"]) == 5
+        assert 0.0 <= scores["flicker"] <= 1.0 and scores["flicker_stable_pixels"] > 0.5 * 5 * 64 * 80
+        assert scores["flicker_changed_pixels"] <= scores["flicker_stable_pixels"]
+        if case["device"] == "cpu":
+            ratio = baseline["timing"]["e2e"]["p50"] / case["timing"]["e2e"]["p50"]
+            assert case["speedup"] == {"over": baseline["id"], "p50": pytest.approx(ratio)}
+    fp32 = clip_cases["ort-cpu fp32 fused"]
+    assert fp32["accuracy"]["pixel_agreement"] >= 0.999  # FP32 ONNX is the FP32 PyTorch reference
+
+
+def test_the_report_and_plot_show_flicker_and_miou_over_the_clip(video_run) -> None:
+    _, out, _, _ = video_run
+    text = (out / "report.md").read_text()
+    assert "## On video: unet@32x32 over clip (6 frames of 64x80 at 12 FPS, one frame per call, in order)" in text
+    assert "**flicker** = share of pixels whose predicted label changes between consecutive frames where the " in text
+    assert "| model | pipeline | e2e p50 ms | p99 | FPS | speed-up | agreement | mIoU over the clip | flicker |" in text
+    assert "IoU per class over the clip (unet@32x32):" in text
+    assert "](video-unet_32x32-clip.png)" in text
+    with Image.open(out / "video-unet_32x32-clip.png") as png:
+        assert png.format == "PNG" and png.width >= 800 and png.height >= 500
+    photo_rows = [line for line in text.splitlines() if line.startswith("| unet@32x32 |") and "1x48x64" in line]
+    record = json.loads((out / "results.json").read_text())
+    measured = [c for c in record["cases"] if c["status"] == "ok" and not c["clip"]]
+    assert len(measured) >= 4 and len(photo_rows) == 2 * len(measured)  # end to end and stages: the photo cases
+
+
+def test_a_second_run_reuses_the_generated_sets(video_run, bench_cache: Path, monkeypatch) -> None:
+    _, _, root, _ = video_run
+    from segbench import clip, shapes
+
+    monkeypatch.setattr(shapes, "generate", lambda *a, **k: pytest.fail("the shapes set was made again"))
+    monkeypatch.setattr(clip, "generate_clip", lambda *a, **k: pytest.fail("the clip was made again"))
+    out = root / "again"
+    assert main([str(root / "video.toml"), "--out", str(out), "--cache", str(bench_cache), "--iterations", "1"]) == 0
+    record = json.loads((out / "results.json").read_text())
+    assert [g["made_now"] for g in record["suite"]["generated"]] == [False, False]
+
+
+def test_a_clip_that_cannot_be_read_is_refused_before_the_run_folder(tmp_path: Path, capsys, bench_cache) -> None:
+    pytest.importorskip("cv2")
+    clip_dir = tmp_path / "clip"
+    (clip_dir / "labels").mkdir(parents=True)
+    (clip_dir / "drive.mp4").write_bytes(b"not a video" * 30)
+    suite = tmp_path / "bad.toml"
+    suite.write_text(FAILING.format(calib=write_calib(tmp_path / "calib")).replace(
+        'calib = "', f'video = "{clip_dir}"\ncalib = "'
+    ))  # fmt: skip
+    out = tmp_path / "run"
+    assert main([str(suite), "--out", str(out), "--cache", str(bench_cache)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"segbench: error: {clip_dir / 'drive.mp4'}: OpenCV cannot open this video" in err and "Traceback" not in err
+    assert not out.exists()

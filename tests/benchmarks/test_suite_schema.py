@@ -19,7 +19,7 @@ iterations = 3
 [[model]]
 name = "unet"
 input_size = "64x64"
-args = ["--unet-base", "8"]
+unet_base = 8
 runs = [{ backend = "ort-cpu" }, { backend = "ort-cpu", fused = false }, { backend = "tensorrt", precision = "int8" }]
 """
 
@@ -38,7 +38,7 @@ def test_a_suite_expands_to_shapes_times_runs_with_the_baseline_added(tmp_path: 
     assert ids[0] == "unet@64x64 | pytorch-eager cpu | 1x64x80"
     assert "unet@64x64 | pytorch-eager cuda | 2x64x80" in ids
     assert "unet@64x64 | tensorrt int8 fused | 2x64x80" in ids
-    assert suite.cases[0].model.export_args() == ["unet", "--input-size", "64x64", "--unet-base", "8"]
+    assert suite.cases[0].model.export_options() == {"input_size": [64, 64], "unet_base": 8}
     assert suite.iterations == 3 and suite.warmup == 2 and suite.seconds is None
     assert any("added the pytorch-eager baseline" in note for note in suite.notes)
 
@@ -117,7 +117,7 @@ def test_min_seconds_from_the_file_or_the_command_line(tmp_path: Path) -> None:
         (('"2x64x80"', '"2x64"'), "shapes: '2x64' is not NxHxW"),
         (("iterations = 3", 'iterations = "3"'), "iterations must be int, not str"),
         (('backend = "ort-cpu" }', 'backend = "ort-cpu", device = "cuda" }'), "device applies to pytorch-eager only"),
-        (('args = ["--unet-base", "8"]', 'arg = ["--unet-base", "8"]'), "unknown key 'arg' in model[0]"),
+        (("unet_base = 8", "unet_bas = 8"), "unknown key 'unet_bas' in model[0]"),
         (("[[model]]", "[model]"), "model must be list"),
         (("iterations = 3", "iterations = 3\ncamera_fps = 0"), "camera_fps and camera_seconds must be positive"),
         (("iterations = 3", 'iterations = 3\ncamera_fps = "30"'), "camera_fps must be int or float, not str"),
@@ -174,3 +174,72 @@ def test_no_baseline_adds_none_and_leaves_no_note_saying_it_did(tmp_path: Path) 
     suite = suite_from_args(build_parser().parse_args([str(write(tmp_path, named)), "--no-baseline"]))
     assert [c.pipeline for c in suite.cases if c.is_baseline] == ["pytorch-eager cpu"] * 2  # the one the file names
     assert suite.notes == ()
+
+
+@pytest.mark.parametrize("name", ["cpu-quick", "cpu-full", "gpu", "jetson"])
+def test_shipped_suites_generate_every_labelled_folder_they_read(name: str) -> None:
+    """A fresh clone's first run needs no other step: each folder the suite reads is one it makes."""
+    from segbench.generated import ClipSet, ShapesSet
+
+    suite = load_suite(SUITES / f"{name}.toml")
+    shapes = [g.out for g in suite.generate if isinstance(g, ShapesSet)]
+    clips = [g.out for g in suite.generate if isinstance(g, ClipSet)]
+    assert shapes == [Path("build/shapes")] and len(clips) == 1
+    for case in suite.cases:
+        for path in (case.model.calib, case.model.dataset):
+            assert path is None or path.is_relative_to(shapes[0]), (case.id, path)
+        assert case.clip is None or case.clip in clips
+    assert any(case.clip for case in suite.cases)  # and each goes over its clip
+
+
+def test_cpu_quick_and_cpu_full_go_over_a_short_and_a_longer_clip_at_every_precision() -> None:
+    from segbench.generated import ClipSet
+
+    frames = {}
+    for name in ("cpu-quick", "cpu-full"):
+        suite = load_suite(SUITES / f"{name}.toml")
+        (clip,) = (g for g in suite.generate if isinstance(g, ClipSet))
+        frames[name] = clip.frames
+        video = {c.pipeline for c in suite.cases if c.clip == clip.out}
+        assert {"pytorch-eager cpu", "ort-cpu fp32 fused", "ort-cpu fp16 fused", "ort-cpu int8 fused"} <= video
+    assert frames["cpu-quick"] < frames["cpu-full"] and frames["cpu-full"] >= 200
+
+
+VIDEO = VALID + 'video = "build/clip"\n'
+
+
+def test_a_video_adds_one_clip_case_per_run_and_generated_sets_are_read(tmp_path: Path) -> None:
+    text = (
+        VIDEO
+        + '[generate]\nshapes = "build/s"\nclip = { out = "build/clip", frames = 40, size = "96x128", fps = 25 }\n'
+    )
+    suite = load_suite(write(tmp_path, text))
+    clip_cases = [c for c in suite.cases if c.clip is not None]
+    assert [c.pipeline for c in clip_cases] == ["pytorch-eager cpu", "pytorch-eager cuda", "ort-cpu fp32 fused",
+                                                "ort-cpu fp32 unfused", "tensorrt int8 fused"]  # fmt: skip
+    assert all(c.batch == 1 and c.id.endswith("| clip clip") for c in clip_cases)
+    assert len(suite.cases) == 2 * 5 + 5  # two shapes of the photo, and the clip, for each pipeline
+    shapes, clip = suite.generate
+    assert (shapes.out, shapes.train, shapes.val, shapes.seed) == (Path("build/s"), 3200, 200, 0)
+    assert (clip.out, clip.frames, clip.height, clip.width, clip.fps, clip.seed) == (Path("build/clip"), 40, 96, 128,
+                                                                                     25.0, 0)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("generate", "message"),
+    [
+        ('shapes = "build/s"\nvideos = 3', "unknown key 'videos' in generate; known keys: shapes, clip"),
+        ("shapes = 3", 'generate.shapes must be a folder ("build/shapes") or a table'),
+        ('shapes = { out = "s", trains = 4 }', "unknown key 'trains' in generate.shapes"),
+        ('shapes = { out = "s", train = "4" }', "generate.shapes.train must be int, not str"),
+        ("shapes = { train = 4 }", "generate.shapes has no out; give the folder to make it in"),
+        ('clip = "build/clip"', "generate.clip must be a table"),
+        ('clip = { out = "c", size = "big" }', "generate.clip.size 'big' is not \"HxW\""),
+        ('clip = { out = "c", frames = 1 }', "generate.clip needs frames >= 2"),
+    ],
+)
+def test_generate_errors_name_the_file_and_the_key(tmp_path: Path, generate: str, message: str) -> None:
+    path = write(tmp_path, VALID + "[generate]\n" + generate + "\n")
+    with pytest.raises(SegError) as caught:
+        load_suite(path)
+    assert message in str(caught.value) and str(caught.value).startswith(str(path))

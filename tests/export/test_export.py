@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from segexport import onnx_export
+from segexport import onnx_export, parity
 from segexport.cli import main
 from segexport.deploy import FusedSegmentation
 from segexport.models import build_model, fcn_resnet18
@@ -38,11 +38,11 @@ def test_fused_graph_takes_uint8_nhwc_with_dynamic_dims_and_returns_uint8_labels
 @pytest.mark.parametrize("name", ["unet", "fcn50"])
 def test_fused_onnx_matches_pytorch_at_two_shapes(exported, model_args, name, photo):
     """The graph is dynamic in N, H and W: batch 2 at an odd size and batch 1 at the photo's size."""
-    from segexport.cli import build_model_step, build_parser
+    from segexport.cli import build_parser, request_from_args
+    from segexport.models import build
 
-    args = build_parser().parse_args(model_args[name])
-    torch.manual_seed(args.seed)
-    module = FusedSegmentation(build_model_step(args)).eval()
+    request = request_from_args(build_parser().parse_args(model_args[name]))
+    module = FusedSegmentation(build(request.model)).eval()
     odd = np.stack([photo[:97, :131], photo[200:297, 300:431]])
     for batch in (photo[None], odd):
         labels = _ort_run(exported(name), np.ascontiguousarray(batch))
@@ -157,7 +157,7 @@ def test_default_output_folder_is_build_model(tmp_path, monkeypatch):
 
 
 def test_failed_parity_writes_nothing(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(onnx_export, "check_parity", lambda *a, **k: onnx_export.Parity(0.97, 0.5))
+    monkeypatch.setattr(parity, "check_parity", lambda *a, **k: parity.Parity(0.97, 0.5))
     code = main(["unet", "--unet-base", "4", "--unet-depth", "2", "--input-size", "32x32", "--out", str(tmp_path)])
     assert code == 2
     assert "only 97.000 % of pixels agree" in " ".join(capsys.readouterr().err.split())
@@ -170,7 +170,7 @@ def test_interrupted_write_leaves_no_file_and_keeps_the_old_one(tmp_path, monkey
     before = (out / "model.onnx").read_bytes()
 
     def interrupted(model_proto, path, card):
-        from segrt.meta import atomic_write
+        from segrt.files import atomic_write
 
         def half_write(tmp: Path) -> None:
             tmp.write_bytes(model_proto.SerializeToString()[:100])
@@ -252,7 +252,7 @@ def test_user_model_with_a_checkpoint_exports_the_checkpoints_weights(tmp_path, 
 
 
 def test_min_agreement_sets_the_fp32_export_gate(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(onnx_export, "check_parity", lambda *a, **k: onnx_export.Parity(0.97, 0.5))
+    monkeypatch.setattr(parity, "check_parity", lambda *a, **k: parity.Parity(0.97, 0.5))
     argv = ["unet", "--unet-base", "4", "--unet-depth", "2", "--input-size", "32x32"]
     assert main([*argv, "--min-agreement", "96", "--out", str(tmp_path / "low")]) == 0
     assert read_card(tmp_path / "low" / "model.onnx").checks["parity"]["label_agreement"] == 0.97
@@ -275,3 +275,22 @@ def test_a_graph_failing_onnx_checker_never_reaches_its_path(exported, tmp_path)
         onnx_export.save_onnx(bad, target, card)
     assert target.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.json"]
+
+
+def test_the_typed_api_exports_without_a_command_line(tmp_path):
+    from segexport import ExportRequest, ModelOptions, OnnxOptions, PrecisionOptions, export
+    from segrt.errors import SegError
+    from segrt.meta import read_card, sidecar_path
+
+    model = ModelOptions("unet", unet_base=4, unet_depth=2, input_size=(32, 32), classes=tuple("abcdefghijklmnopqrstu"))
+    result = export(ExportRequest(model=model, onnx=OnnxOptions(out=tmp_path / "out")))
+    onnx_path = tmp_path / "out" / "model.onnx"
+    assert result.graphs == {"fp32": onnx_path} and result.files == [onnx_path, sidecar_path(onnx_path)]
+    card = read_card(onnx_path)
+    assert card.input_size == (32, 32) and card.classes[:2] == ("a", "b") and card.checks["parity"]["label_agreement"]
+    refused = ExportRequest(
+        model=model, onnx=OnnxOptions(out=tmp_path / "refused"), precision=PrecisionOptions(("int8",))
+    )
+    with pytest.raises(SegError, match="--int8 needs --calib"):
+        export(refused)
+    assert not (tmp_path / "refused").exists()  # refused before any work

@@ -11,12 +11,13 @@ import onnx
 import pytest
 
 import segrt
-from segexport import precision
+from segexport import parity, precision
 from segexport.cli import main
-from segexport.onnx_export import onnx_labels
+from segexport.parity import onnx_labels
 from segrt.errors import SegError
 from segrt.image import write_image
 from segrt.meta import CARD_KEY, file_sha256, read_card
+from segrt.precisions import PRECISIONS
 
 GRAPH_FILES = {"fp16": "model.fp16.onnx", "int8": "model.int8.onnx", "int8-cpu": "model.int8-cpu.onnx"}
 
@@ -25,7 +26,7 @@ def _labels(path: Path, precision_name: str, image: np.ndarray) -> np.ndarray:
     """Labels as the precision pass checks them: node by node for the TensorRT Q/DQ graph (see qdq_labels)."""
     card = read_card(path)
     if precision_name == "int8":
-        return precision.qdq_labels(path.read_bytes(), image, card)
+        return parity.qdq_labels(path.read_bytes(), image, card)
     return onnx_labels(path, image, card)[0]
 
 
@@ -36,7 +37,7 @@ def _check_graphs(folder: Path, fp32: Path, photo: np.ndarray) -> dict[str, floa
     for name, filename in GRAPH_FILES.items():
         path = folder / filename
         agreements[name] = float((_labels(path, name, photo) == reference).mean())
-        assert agreements[name] >= precision.DEFAULT_MIN_AGREEMENT[name], (name, agreements[name])
+        assert agreements[name] >= PRECISIONS[name].min_agreement, (name, agreements[name])
 
         card = read_card(path)  # the sidecar, checked against the file's sha256
         assert card.precision == name
@@ -79,12 +80,12 @@ def test_segrt_load_int8_picks_the_cpu_graph_on_onnx_runtime_cpu(unet_graphs, ex
     reference = onnx_labels(exported("unet"), photo, read_card(exported("unet")))[0]
     seg = segrt.load(unet_graphs, backend="ort-cpu", precision="int8")
     assert seg.path.name == "model.int8-cpu.onnx" and seg.card.precision == "int8-cpu"
-    assert (seg(photo) == reference).mean() >= precision.DEFAULT_MIN_AGREEMENT["int8-cpu"]
+    assert (seg(photo) == reference).mean() >= PRECISIONS["int8-cpu"].min_agreement
     seg = segrt.load(unet_graphs, backend="ort-cpu", precision="fp16")
     assert seg.path.name == "model.fp16.onnx" and seg.card.precision == "fp16"
     labels = seg([photo, photo[:300, :200]])
     assert labels[0].shape == photo.shape[:2] and labels[1].shape == (300, 200)
-    assert (labels[0] == reference).mean() >= precision.DEFAULT_MIN_AGREEMENT["fp16"]
+    assert (labels[0] == reference).mean() >= PRECISIONS["fp16"].min_agreement
 
 
 def _last_conv(path: Path) -> str:
@@ -220,7 +221,7 @@ def test_unfused_graph_is_calibrated_on_preprocessed_images(exported, calib_dir,
     fp32 = exported("unet-unfused")
     card = read_card(fp32)
     calib, _ = precision.read_calibration_images(calib_dir)
-    batch = precision.graph_input(calib[0], card)
+    batch = parity.graph_input(calib[0], card)
     assert batch.dtype == np.float32 and batch.shape == (1, 3, *card.network_size(*calib[0].shape[:2]))
 
     result = precision.make_precision_graph("int8-cpu", fp32, photo, calib_images=calib, out=tmp_path)
@@ -271,7 +272,7 @@ def test_engine_gate_checks_the_qdq_graph_against_its_node_by_node_labels(unet_g
             return None
 
         def __call__(self, batch):
-            return np.stack([precision.qdq_labels(source, image, card) for image in batch])
+            return np.stack([parity.qdq_labels(source, image, card) for image in batch])
 
     monkeypatch.setattr(segrt, "load", QdqArithmeticEngine)
     shapes = tensorrt_profile.shape_range(high=(1, 320, 320))

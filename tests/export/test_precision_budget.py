@@ -17,7 +17,7 @@ import pytest
 import segrt
 from segbench import shapes
 from segexport.cli import main
-from segexport.precision import reference_outputs
+from segexport.parity import reference_outputs
 from segrt.dataset import VocDataset
 from segrt.image import read_image, write_image, write_labels_png
 from segrt.meta import read_card

@@ -490,7 +490,6 @@ def test_parity_batch_fills_the_profiles_least_batch_with_the_photo_and_its_flip
 
 def test_engine_gate_feeds_the_least_batch_and_uses_the_graphs_own_reference(exported, photo, monkeypatch):
     """A stand-in engine that gives the reference's labels agrees 100 %, on a batch of the profile's min N."""
-    from segexport import precision
 
     source = exported("unet")
     card = read_card(source)
@@ -508,7 +507,7 @@ def test_engine_gate_feeds_the_least_batch_and_uses_the_graphs_own_reference(exp
 
         def __call__(self, batch):
             seen.append(batch.shape)
-            return np.stack([precision.reference_outputs(source, image, card)[0] for image in batch])
+            return np.stack([parity.reference_outputs(source, image, card)[0] for image in batch])
 
     monkeypatch.setattr(segrt, "load", StandInEngine)
     shapes = shapes_mod.shape_range(low=(2, 64, 64), high=(2, 320, 320))
@@ -517,14 +516,12 @@ def test_engine_gate_feeds_the_least_batch_and_uses_the_graphs_own_reference(exp
 
 
 def test_reference_is_node_by_node_for_the_tensorrt_qdq_graph_only(exported, photo, monkeypatch):
-    from segexport import onnx_export, precision
-
     calls: list[str] = []
-    monkeypatch.setattr(precision, "qdq_labels", lambda *a: calls.append("node by node") or np.zeros(1))
-    monkeypatch.setattr(onnx_export, "onnx_labels", lambda *a: calls.append("optimized") or (np.zeros(1), None))
+    monkeypatch.setattr(parity, "qdq_labels", lambda *a: calls.append("node by node") or np.zeros(1))
+    monkeypatch.setattr(parity, "onnx_labels", lambda *a: calls.append("optimized") or (np.zeros(1), None))
     card = read_card(exported("unet"))
     for name in ("int8", "fp16", "fp32", "int8-cpu"):
-        precision.reference_outputs(b"graph", photo, card.replace(precision=name))
+        parity.reference_outputs(b"graph", photo, card.replace(precision=name))
     assert calls == ["node by node", "optimized", "optimized", "optimized"]
 
 

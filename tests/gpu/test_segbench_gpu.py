@@ -17,6 +17,7 @@ if not torch.cuda.is_available():
 from segbench.artifacts import unavailable_reason  # noqa: E402
 from segbench.cli import main  # noqa: E402
 from segbench.suite import Case, ModelSpec  # noqa: E402
+from segexport.request import ModelOptions  # noqa: E402
 
 pytestmark = pytest.mark.gpu
 TINY = ["--model", "unet", "--input-size", "32x32", "--export-arg=--unet-base", "--export-arg=4"]
@@ -40,7 +41,7 @@ def test_cuda_baseline_times_its_stages_with_cuda_events(tmp_path: Path) -> None
 
 
 def test_tensorrt_case_splits_its_stages_around_the_device_work(tmp_path: Path) -> None:
-    reason = unavailable_reason(Case(ModelSpec("unet"), "tensorrt", "fp16", device="cuda"))
+    reason = unavailable_reason(Case(ModelSpec(ModelOptions("unet")), "tensorrt", "fp16", device="cuda"))
     if reason:
         pytest.skip(reason)
     cases = run_one(tmp_path, "--backend", "tensorrt", "--precision", "fp16")

@@ -10,19 +10,15 @@ import pytest
 
 pytest.importorskip("tensorrt")
 
+from gpu_here import usable_gpu  # tests/gpu/gpu_here.py (pytest puts this folder on the path)
+
 import segrt
 from segexport.cli import main
-from segexport.precision import reference_outputs
-from segrt.backends import tensorrt as backend
+from segexport.parity import reference_outputs
 from segrt.errors import SegError
 from segrt.meta import file_sha256, read_card
 
-if backend.cudart is None:
-    pytest.skip("cuda-python is not installed", allow_module_level=True)
-try:
-    GPU = backend.gpu_info(0)
-except SegError as exc:
-    pytest.skip(f"no usable CUDA GPU: {exc}", allow_module_level=True)
+GPU = usable_gpu()
 
 pytestmark = pytest.mark.gpu
 UNET = ["unet", "--unet-base", "8", "--unet-depth", "3", "--input-size", "64x64"]

@@ -158,7 +158,8 @@ baseline = false
 [[model]]
 name = "unet"
 input_size = "32x32"
-args = ["--unet-base", "4", "--unet-depth", "2"]
+unet_base = 4
+unet_depth = 2
 runs = [{ backend = "ort-cpu" }, { backend = "ort-cpu", fused = false }]
 """
 

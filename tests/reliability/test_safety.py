@@ -106,3 +106,14 @@ def test_verified_bytes_refuse_a_file_swapped_after_its_card(tmp_path):
     sidecar_path(engine).unlink()
     with pytest.raises(SegError, match="cannot read it with its card"):
         read_verified_bytes(engine)
+
+
+def test_segexport_flags_stay_in_the_command_line_modules():
+    """segexport's flags are parsed in its cli.py only; everything else takes a typed request (issue: argv once
+    travelled through ten modules). segbench's own command line may read --export-arg with segexport's parser."""
+    readers = {str(p.relative_to(ROOT)) for p in SOURCES if "segexport.cli import" in p.read_text()}
+    assert readers <= {"benchmarks/cli.py"}, readers
+    export_argparse = sorted(
+        str(p.relative_to(ROOT)) for p in SOURCES if p.parts[-2] == "export" and "argparse" in p.read_text()
+    )
+    assert export_argparse == ["export/cli.py"], export_argparse

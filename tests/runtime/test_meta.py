@@ -8,7 +8,8 @@ import shutil
 import pytest
 
 from segrt.errors import SegError
-from segrt.meta import ModelCard, atomic_write, read_card, read_sidecar, sidecar_path, write_sidecar
+from segrt.files import atomic_write
+from segrt.meta import ModelCard, read_card, read_sidecar, sidecar_path, write_sidecar
 
 CARD = ModelCard(
     model="m",

@@ -166,3 +166,27 @@ def test_int8_under_ort_follows_the_provider_ort_picks(tmp_path, monkeypatch, au
         assert segrt.resolve_model_file(tmp_path, backend=backend, precision="int8").name == expected
     assert segrt.resolve_model_file(tmp_path, backend="ort-cpu", precision="int8").name == "model.int8-cpu.onnx"
     assert segrt.resolve_model_file(tmp_path, backend="ort-cuda", precision="int8").name == "model.int8.onnx"
+
+
+def test_every_backend_keeps_one_life_cycle(exported, photo):
+    """close() twice is fine, a run after close() is a SegError naming the file, and `with` closes."""
+    from segrt.backends.onnxruntime import OnnxRuntimeBackend
+    from segrt.backends.tensorrt import TensorRTBackend
+    from segrt.errors import SegError
+
+    path = exported("unet")
+    with OnnxRuntimeBackend(path, backend="ort-cpu") as ort_backend:
+        assert ort_backend.run(photo[None]).shape == (1, *photo.shape[:2])
+    ort_backend.close()  # a second close
+    with pytest.raises(SegError, match=r"model\.onnx: the ONNX Runtime backend was closed"):
+        ort_backend.run(photo[None])
+
+    engine = TensorRTBackend.__new__(TensorRTBackend)  # the state a closed engine runner is left in
+    engine.path, engine._context, engine._stream, engine._runtime_cache = path.with_suffix(".engine"), None, None, None
+    engine._events, engine._device_buffers, engine._host_buffers = [], [], []
+    engine._graph = engine._graph_exec = None
+    with engine:
+        pass
+    engine.close()
+    with pytest.raises(SegError, match=r"model\.engine: the TensorRT backend was closed"):
+        engine.run(photo[None])

@@ -16,7 +16,8 @@ from segrt.backends import runtime_cache
 from segrt.backends import tensorrt as backend
 from segrt.backends import tensorrt_library as library
 from segrt.errors import MissingDependency, SegError
-from segrt.meta import read_card, write_bytes_atomic, write_sidecar
+from segrt.files import write_bytes_atomic
+from segrt.meta import read_card, write_sidecar
 
 HAS_RTX = importlib.util.find_spec("tensorrt_rtx") is not None
 BUILT = {"library": "tensorrt-rtx", "version": "1.7.1.116", "targets": ["8.6", "8.9"], "source": "model.fp16.onnx"}

@@ -55,7 +55,7 @@ def test_all_good_inputs_exit_zero_and_stats_list_classes(exported, photo_path, 
     )
     err = capsys.readouterr().err
     assert code == 0
-    assert not (tmp_path / "o").exists() and "no files written" in err
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["stats.csv"] and "no files written" in err
     shares = [float(line.split()[-2]) for line in err.splitlines() if line.startswith("segrun:   ")]
     assert shares and abs(sum(shares) - 100.0) < 0.1
 
@@ -220,3 +220,209 @@ def test_an_unwritable_output_folder_is_refused_before_the_model_loads(stand_in_
     assert f"{tmp_path / 'a-file' / 'out'}: cannot write to the output folder" in err and "-o" in err
     assert stand_in_load.loads == 0
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a-file", "a.png", "in"]
+
+
+# --- per-class statistics per frame (--stats) and --ignore-class ---------------------------------------------
+
+
+def _rows(path):
+    import csv
+
+    with path.open(newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def _red_png(path, reds, size=(4, 6)):
+    """An image whose red channel is `reds` repeated row by row: the stand-in labels each pixel red % 3."""
+    image = np.zeros((*size, 3), np.uint8)
+    image[..., 0] = np.resize(np.asarray(reds, np.uint8), size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)
+    return path
+
+
+def test_stats_write_each_frames_class_shares_beside_the_outputs(stand_in_load, tmp_path, capsys):
+    first = _red_png(tmp_path / "in" / "a.png", [0, 1, 2])  # a third of the pixels per class
+    second = _red_png(tmp_path / "in" / "b.png", [1])  # all "odd"
+    out = tmp_path / "out"
+    assert main(["model.onnx", str(first), str(second), "-o", str(out), "--stats", "--save", "labels"]) == 0
+    err = capsys.readouterr().err
+    rows = _rows(out / "stats.csv")
+    assert list(rows[0]) == ["source", "frame", "time_s", "height", "width", "background", "odd", "even"]
+    assert [r["source"] for r in rows] == [str(first), str(second)]
+    assert [float(rows[0][c]) for c in ("background", "odd", "even")] == pytest.approx([1 / 3] * 3, abs=1e-6)
+    assert [float(rows[1][c]) for c in ("background", "odd", "even")] == [0.0, 1.0, 0.0]
+    assert rows[0]["frame"] == rows[0]["time_s"] == "" and (rows[0]["height"], rows[0]["width"]) == ("4", "6")
+    assert f"each frame's shares per class: {out / 'stats.csv'} (2 rows)" in err
+    assert "odd" in err and "66.67 %" in err  # the summary: 4/6 of all pixels
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "stats.csv"]  # no temporary file left
+
+
+def test_stats_of_a_video_give_each_frame_its_index_and_time(stand_in_load, tmp_path, capsys):
+    cv2 = pytest.importorskip("cv2")
+    video = tmp_path / "drive.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 24))
+    for i in range(3):
+        writer.write(np.full((24, 32, 3), 60 * i, np.uint8))
+    writer.release()
+    out = tmp_path / "out"
+    assert main(["model.onnx", str(video), "-o", str(out), "--stats", "--save", "none"]) == 0, capsys.readouterr()
+    rows = _rows(out / "stats.csv")
+    assert [(r["source"], r["frame"], r["time_s"]) for r in rows] == [
+        (f"{video}#0", "0", "0.000"), (f"{video}#1", "1", "0.100"), (f"{video}#2", "2", "0.200"),
+    ]  # fmt: skip
+
+
+def test_ignore_class_leaves_it_out_of_overlays_colour_maps_and_stats(stand_in_load, tmp_path, capsys):
+    pixels = np.zeros((16, 48, 3), np.uint8)
+    pixels[:, 16:32, 0] = 1  # "odd"
+    pixels[:, 32:, 0] = 2  # "even"
+    pixels[:, :, 1] = 90  # a grey-green image under the colours
+    image = tmp_path / "a.png"
+    Image.fromarray(pixels).save(image)
+    out = tmp_path / "out"
+    argv = ["model.onnx", str(image), "-o", str(out), "--save", "labels,overlay,color", "--alpha", "1"]
+    assert main([*argv, "--stats", "--ignore-class", "odd"]) == 0
+    err = capsys.readouterr().err
+    assert (read_labels_png(out / "a.png") == pixels[..., 0]).all()  # the label map keeps every class
+    colours = np.asarray(Image.open(out / "a.color.png").convert("RGB"))
+    assert (colours[:, 16:32] == 0).all() and (colours[:, 32:] == (0, 200, 0)).all()
+    blend = np.asarray(Image.open(out / "a.overlay.jpg").convert("RGB")).astype(int)
+    # away from the edges JPEG blurs: the ignored class shows the image, the other class its colour (alpha 1)
+    assert np.abs(blend[:, 20:28] - pixels[:, 20:28]).max() < 12
+    assert np.abs(blend[:, 36:44] - (0, 200, 0)).max() < 12
+    rows = _rows(out / "stats.csv")
+    assert list(rows[0])[5:] == ["background", "even"] and float(rows[0]["even"]) == pytest.approx(1 / 3)
+    summary = [line.split()[1] for line in err.splitlines() if line.startswith("segrun:   ")]
+    assert summary == ["background", "even"] and "(odd left out)" in err
+
+
+def test_an_unknown_ignore_class_lists_the_models_classes(stand_in_load, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["model.onnx", str(_red_png(tmp_path / "a.png", [1])), "-o", str(out), "--ignore-class", "road"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("segrun: error:") == 1 and "Traceback" not in err
+    assert "--ignore-class road: the model has no class of that name; its classes are background, odd, even" in err
+    assert not list(out.iterdir())
+
+
+def test_stats_into_an_unwritable_folder_are_refused_before_the_model_loads(stand_in_load, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("")
+    image = _red_png(tmp_path / "a.png", [1])
+    code = main(["model.onnx", str(image), "-o", str(tmp_path / "a-file" / "out"), "--stats", "--save", "none"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("segrun: error:") == 1 and "cannot write to the output folder" in err
+    assert stand_in_load.loads == 0
+
+
+def test_a_stats_csv_that_cannot_be_written_is_one_error_after_every_frame_is_written(
+    stand_in_load, tmp_path, capsys, monkeypatch
+):
+    from segrt import class_stats
+
+    real = class_stats.ClassStats.add
+
+    def disk_full(self, *args, **kwargs):
+        if self.rows == 1:
+            self._writer = type(
+                "Full", (), {"writerow": lambda _, row: (_ for _ in ()).throw(OSError(28, "No space"))}
+            )()
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(class_stats.ClassStats, "add", disk_full)
+    images = [_red_png(tmp_path / "in" / f"{name}.png", [1]) for name in "abc"]
+    out = tmp_path / "out"
+    code = main(["model.onnx", *map(str, images), "-o", str(out), "--stats", "--save", "labels"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("segrun: error:") == 1
+    assert f"segrun: error: {out / 'stats.csv'}: cannot write the --stats CSV (No space)" in err
+    assert "3 frame(s) segmented" in err
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c.png"]  # every frame; no CSV, no temp
+
+
+def test_a_stats_path_that_is_a_folder_is_refused_before_any_frame(stand_in_load, tmp_path, capsys):
+    (tmp_path / "out" / "stats.csv").mkdir(parents=True)
+    code = main(["model.onnx", str(_red_png(tmp_path / "a.png", [1])), "-o", str(tmp_path / "out"), "--stats"])
+    err = capsys.readouterr().err
+    assert code == 2 and "stats.csv: is a folder" in err and not (tmp_path / "out" / "a.png").exists()
+
+
+def test_ctrl_c_keeps_the_rows_of_the_frames_already_segmented(stand_in_load, tmp_path, monkeypatch, capsys):
+    real, calls = stand_in_load.backend.run, []
+
+    def interrupted(batch):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(batch)
+
+    monkeypatch.setattr(stand_in_load.backend, "run", interrupted)
+    images = [_red_png(tmp_path / "in" / f"{name}.png", [2]) for name in "abcd"]
+    out = tmp_path / "out"
+    assert main(["model.onnx", *map(str, images), "-o", str(out), "--stats", "--save", "none"]) == 130
+    assert [r["source"] for r in _rows(out / "stats.csv")] == [str(images[0]), str(images[1])]
+    assert sorted(p.name for p in out.iterdir()) == ["stats.csv"]
+
+
+# --- videos that cannot be used -------------------------------------------------------------------------------
+
+
+def test_a_video_without_frames_or_that_cannot_be_opened_is_skipped_naming_it(stand_in_load, tmp_path, capsys):
+    cv2 = pytest.importorskip("cv2")
+    empty = tmp_path / "empty.avi"
+    cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 24)).release()
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video" * 20)
+    image = _png(tmp_path / "a.png")
+    code = main(["model.onnx", str(empty), str(broken), str(image), "-o", str(tmp_path / "out"), "--save", "labels"])
+    err = capsys.readouterr().err
+    assert code == 1 and _written(tmp_path / "out") == ["a.png"]
+    assert f"segrun: skipped {empty}: the video has no frames (OpenCV decodes none)" in err
+    assert f"segrun: skipped {broken}: OpenCV cannot open this video" in err
+    assert main(["model.onnx", str(empty), "-o", str(tmp_path / "out2")]) == 2
+    assert f"segrun: error: no input could be segmented: {empty}: the video has no frames" in capsys.readouterr().err
+
+
+class _SizeChangingCapture:
+    """A camera or GStreamer source whose frames change size (OpenCV's FFmpeg backend rescales files instead)."""
+
+    def __init__(self, location):
+        self.index = 0
+        self.sizes = [(24, 32), (24, 32), (20, 30), (20, 30), (24, 32)]
+
+    def isOpened(self):
+        return True
+
+    def read(self):
+        if self.index == len(self.sizes):
+            return False, None
+        self.index += 1
+        return True, np.full((*self.sizes[self.index - 1], 3), self.index, np.uint8)
+
+    def get(self, prop):
+        return 40.0 * (self.index - 1)
+
+    def release(self):
+        pass
+
+
+def test_a_video_that_changes_size_mid_stream_keeps_its_good_frames(stand_in_load, tmp_path, monkeypatch, capsys):
+    import types
+
+    monkeypatch.setitem(
+        sys.modules, "cv2", types.SimpleNamespace(VideoCapture=_SizeChangingCapture, CAP_PROP_POS_MSEC=0)
+    )
+    video = tmp_path / "drive.mp4"
+    video.write_bytes(b"")
+    out = tmp_path / "out"
+    code = main(["model.onnx", str(video), "-o", str(out), "--save", "labels", "--stats"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert _written(out) == ["drive/000000.png", "drive/000001.png", "drive/000004.png", "stats.csv"]
+    assert err.count(f"segrun: skipped {video}") == 1
+    assert f"{video}: 2 frame(s) from #2 on are 20x30, not 24x32 like the stream's first frame" in err
+    assert [(r["frame"], r["time_s"]) for r in _rows(out / "stats.csv")] == [
+        ("0", "0.000"),
+        ("1", "0.040"),
+        ("4", "0.160"),
+    ]

@@ -12,7 +12,8 @@ import pytest
 import segrt
 from segrt.backends import tensorrt as backend
 from segrt.errors import MissingDependency, SegError
-from segrt.meta import read_card, write_bytes_atomic, write_sidecar
+from segrt.files import write_bytes_atomic
+from segrt.meta import read_card, write_sidecar
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 BUILT_WITH = {"version": "10.3.0.30", "gpu": "NVIDIA Jetson AGX Orin", "compute_capability": "8.7"}

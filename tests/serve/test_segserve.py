@@ -53,6 +53,25 @@ def test_segserve_prints_where_it_is_and_stops_cleanly(repository, signum):
     _, rest = process.communicate(timeout=60)
     assert process.returncode == 0, rest
     assert "answering requests in flight, then stopping" in rest and "stopped (tritonserver exit code 0)" in rest
+    deadline = time.monotonic() + 10
+    while _orphaned_stubs(repository) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _orphaned_stubs(repository) == []  # no Python-backend stub outlives its server
+
+
+def _orphaned_stubs(repository) -> list[str]:
+    """Command lines of Triton Python-backend stubs serving a model of `repository` whose server is gone (their
+    parent is init); the stubs of a server other tests still use have that server as their parent."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if "triton_python_backend_stub" in command and str(repository) in command and parent == 1:
+            found.append(command)
+    return found
 
 
 def run_segserve(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:

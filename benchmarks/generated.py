@@ -1,0 +1,108 @@
+"""The generated labelled sets a suite names: made on first use with a progress bar, then reused.
+
+A suite's `[generate]` table says which folders are segbench's own generated data --
+the shapes set (segbench.shapes) and the labelled clip (segbench.clip) -- so a fresh
+clone's first `segbench benchmarks/suites/cpu-quick.toml` makes them instead of stopping
+at a missing folder. A folder is reused when the record its generator wrote last
+(dataset.json, clip.json) names the same settings; otherwise it is made (again).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from segrt.errors import SegError
+
+
+@dataclass(frozen=True)
+class ShapesSet:
+    """The labelled shapes set: `python -m segbench.shapes OUT --train N --val N --seed S`."""
+
+    out: Path
+    train: int = 3200
+    val: int = 200
+    seed: int = 0
+
+    @property
+    def record(self) -> Path:
+        return self.out / "dataset.json"
+
+    def wanted(self) -> dict[str, Any]:
+        return {"train": self.train, "val": self.val, "seed": self.seed}
+
+    def words(self) -> str:
+        return f"the labelled shapes set {self.out} ({self.train} train + {self.val} val images, seed {self.seed})"
+
+    def count(self) -> int:
+        return self.train + self.val
+
+    def make(self, advance: Callable[[int], None]) -> None:
+        from segbench import shapes
+
+        shapes.generate(self.out, train=self.train, val=self.val, seed=self.seed, on_sample=advance)
+
+
+@dataclass(frozen=True)
+class ClipSet:
+    """The labelled clip: `python -m segbench.clip OUT --frames N --seed S --size HxW --fps F`."""
+
+    out: Path
+    frames: int = 300
+    seed: int = 0
+    height: int = 240
+    width: int = 320
+    fps: float = 30.0
+
+    @property
+    def record(self) -> Path:
+        return self.out / "clip.json"
+
+    def wanted(self) -> dict[str, Any]:
+        from segbench.clip import settings
+
+        return settings(frames=self.frames, seed=self.seed, height=self.height, width=self.width, fps=self.fps)
+
+    def words(self) -> str:
+        return (
+            f"the labelled clip {self.out} ({self.frames} frames of {self.height}x{self.width} at {self.fps:g} FPS, "
+            f"seed {self.seed})"
+        )
+
+    def count(self) -> int:
+        return self.frames
+
+    def make(self, advance: Callable[[int], None]) -> None:
+        from segbench.clip import generate_clip
+
+        generate_clip(self.out, on_frame=advance, **{k: v for k, v in asdict(self).items() if k != "out"})
+
+
+GeneratedSet = ShapesSet | ClipSet
+
+
+def is_ready(generated: GeneratedSet) -> bool:
+    """Whether the folder holds a finished set made with these settings (its generator's record, written last)."""
+    try:
+        record = json.loads(generated.record.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    if not isinstance(record, dict):
+        return False
+    return all(record.get(key) == value for key, value in generated.wanted().items())
+
+
+def ensure(generated: GeneratedSet, console: Any = None) -> bool:
+    """Make the set unless it is there already; True when it was made now. Shows a progress bar while it works."""
+    from segbench.progress import counting
+
+    if is_ready(generated):
+        return False
+    if generated.out.exists() and not generated.out.is_dir():
+        raise SegError(f"{generated.out}: exists and is not a folder; move it, or point [generate] elsewhere")
+    with counting(f"making {generated.words()}, once", generated.count(), console) as advance:
+        generated.make(advance)
+    return True

@@ -1,0 +1,110 @@
+"""What an export is asked to do: one frozen request of typed option groups, and what it produced.
+
+`segexport.cli` makes an `ExportRequest` from the command line (every flag decision in one
+function there); segbench and tests make one in code. `segexport.export(request)` runs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from segexport import DEFAULT_MODEL
+from segexport.budget_step import BudgetOptions
+from segexport.tensorrt_build import BuildOptions
+from segexport.triton_step import TritonOptions
+from segrt.precisions import PRECISIONS
+
+
+def parse_input_size(text: str) -> tuple[int, ...]:
+    """ "520x520" -> (520, 520), a fixed H x W; "520" -> (520,), the shorter side. ValueError names the format."""
+    try:
+        values = tuple(int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        values = ()
+    if len(values) not in (1, 2) or min(values) < 1:
+        raise ValueError(f"{text!r}: expected HxW (e.g. 520x520) or one number (shorter side)")
+    return values
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which model, with which weights and classes (the `model` flags)."""
+
+    name: str = DEFAULT_MODEL  # zoo name, package.module:factory, or an .onnx file made by segexport
+    weights: str | None = None  # torchvision weights: DEFAULT, a weights name, or "none"
+    checkpoint: Path | None = None
+    num_classes: int | None = None
+    classes: tuple[str, ...] | None = None  # names, one per class
+    input_size: tuple[int, ...] | None = None  # (H, W) fixed, or (S,) the shorter side
+    seed: int = 0
+    unet_depth: int = 4
+    unet_base: int = 32
+    unet_transposed: bool = False
+
+    @property
+    def from_onnx(self) -> bool:
+        """Whether the model is an ONNX file segexport wrote (the PyTorch steps are skipped)."""
+        return self.name.endswith(".onnx")
+
+
+@dataclass(frozen=True)
+class OnnxOptions:
+    """The FP32 graph: fused or not, opset, the parity image, the output folder."""
+
+    fuse: bool = True
+    opset: int | None = None  # None: segexport.onnx_export.DEFAULT_OPSET
+    image: Path | None = None  # the parity image; None: the model's own sample, else the bundled photo
+    out: Path | None = None  # None: ./build/<model>, or the ONNX file's folder
+
+
+@dataclass(frozen=True)
+class PrecisionOptions:
+    """The reduced-precision graphs to write from the FP32 one ("fp16", "int8", "int8-cpu")."""
+
+    graphs: tuple[str, ...] = ()
+    calib: Path | None = None  # a folder of images, or a .txt list of them
+    calib_count: int = 64
+    keep_fp32: tuple[str, ...] = ()  # regexes of node names kept in FP32
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.graphs if name not in PRECISIONS or name == "fp32"]
+        if unknown:
+            raise ValueError(f"precision graphs {unknown} are not among fp16, int8, int8-cpu")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """The TensorRT engines to build: from which graphs, with which library and builder options."""
+
+    sources: tuple[str, ...] = ()  # precisions of the graphs to build from ("fp32", "fp16", "int8"); (): none
+    rtx: bool = False  # TensorRT for RTX (ahead of time, any machine) instead of TensorRT
+    build: BuildOptions = field(default_factory=BuildOptions)
+    # the engine flags as typed, for the command that builds the engines later on another machine
+    later_flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """One whole export: model -> FP32 ONNX -> precision graphs -> engines (-> a Triton repository), each file
+    checked before it is written."""
+
+    model: ModelOptions = field(default_factory=ModelOptions)
+    onnx: OnnxOptions = field(default_factory=OnnxOptions)
+    precision: PrecisionOptions = field(default_factory=PrecisionOptions)
+    engine: EngineOptions = field(default_factory=EngineOptions)
+    triton: TritonOptions = field(default_factory=TritonOptions)
+    budget: BudgetOptions = field(default_factory=BudgetOptions)  # the accuracy budget of the precision graphs
+    min_agreement: float | None = None  # least pixel agreement of every gate; None: each precision's own
+    verbose: int = 0
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote: the graphs by precision and the engines, each with its card beside it."""
+
+    folder: Path
+    graphs: dict[str, Path] = field(default_factory=dict)  # precision -> ONNX file, "fp32" included
+    engines: dict[str, Path] = field(default_factory=dict)  # precision -> engine file
+    triton: list[Path] = field(default_factory=list)  # Triton model folders written
+    files: list[Path] = field(default_factory=list)  # every file written, cards included, in order
