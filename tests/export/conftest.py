@@ -41,15 +41,29 @@ def calib_dir(tmp_path_factory: pytest.TempPathFactory, photo: np.ndarray) -> Pa
     return folder
 
 
-def _export_precisions(exported, name: str, calib_dir: Path, out: Path, count: int) -> Path:
-    calib = ["--calib", str(calib_dir), "--calib-count", str(count)]
+@pytest.fixture(scope="session")
+def random_unet_gate() -> float:
+    """The least agreement with FP32 asked of the random test U-Net's reduced graphs (0..1).
+
+    Its logits are near ties, so how many of its pixels INT8 flips is not a property of the passes: on one
+    2-core AVX-512 machine its CPU INT8 graph agreed with FP32 on over 98 %, on another of the same kind with
+    the same package versions on 96.9 %; other seeds give 77-100 %. The tests that need its graphs written
+    ask for this much (`--min-agreement`); the gate at its defaults is tested on its own, and fcn50's graphs
+    are held to the defaults.
+    """
+    return 0.90
+
+
+def _export_precisions(exported, name: str, calib_dir: Path, out: Path, count: int, *gate: str) -> Path:
+    calib = ["--calib", str(calib_dir), "--calib-count", str(count), *gate]
     assert main([str(exported(name)), "--fp16", "--int8", *calib, "--onnx-only", "--out", str(out)]) == 0
     return out
 
 
 @pytest.fixture(scope="session")
-def unet_graphs(exported, calib_dir, tmp_path_factory) -> Path:
-    return _export_precisions(exported, "unet", calib_dir, tmp_path_factory.mktemp("unet-precision"), 4)
+def unet_graphs(exported, calib_dir, tmp_path_factory, random_unet_gate) -> Path:
+    gate = ("--min-agreement", f"{100 * random_unet_gate:g}")
+    return _export_precisions(exported, "unet", calib_dir, tmp_path_factory.mktemp("unet-precision"), 4, *gate)
 
 
 @pytest.fixture(scope="session")
