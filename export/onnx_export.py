@@ -86,13 +86,16 @@ def export_onnx(
 
 
 def check_and_simplify(model_proto: Any) -> Any:
-    """onnx.checker, shape inference and onnxslim; the result is checked again."""
+    """onnx.checker, shape inference, onnxslim, and a fused graph's tail made channel-last (segexport.tail);
+    the result is checked again."""
     import onnx
     import onnxslim
 
+    from segexport.tail import channel_last_tail
+
     onnx.checker.check_model(model_proto)
     inferred = onnx.shape_inference.infer_shapes(model_proto)
-    slimmed = onnxslim.slim(inferred)
+    slimmed = channel_last_tail(onnxslim.slim(inferred))
     onnx.checker.check_model(slimmed)
     return slimmed
 

@@ -79,7 +79,8 @@ def onnx_labels(
 
 
 def torch_labels(model: SegmentationModel, image: np.ndarray, card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and logits of the PyTorch model on one image, the way the exported graph computes them."""
+    """Labels and logits of the PyTorch model on one image, the way the exported graph computes them
+    (a fused graph's logits H x W x C, channel-last as its tail holds them; see segexport.tail)."""
     import torch
 
     from segexport.deploy import FusedSegmentation
@@ -87,7 +88,7 @@ def torch_labels(model: SegmentationModel, image: np.ndarray, card: ModelCard) -
     with torch.no_grad():
         if card.fused:
             logits = FusedSegmentation(model).eval().logits(torch.from_numpy(np.array(image))[None])[0]
-            return logits.argmax(0).to(torch.uint8).numpy(), logits.numpy()
+            return logits.argmax(0).to(torch.uint8).numpy(), logits.permute(1, 2, 0).numpy()
         logits = model.network(torch.from_numpy(preprocess(image[None], card))).numpy()
     return postprocess(logits, *image.shape[:2])[0], logits[0]
 
