@@ -1,0 +1,104 @@
+"""The fused graph's tail: one resize from the classifier to the image size, channel-last, same labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from segexport.tail import channel_last_tail, find_tail
+from segrt.meta import read_card
+
+
+def _run(model: onnx.ModelProto | bytes, feed: dict[str, np.ndarray]) -> np.ndarray:
+    data = model if isinstance(model, bytes) else model.SerializeToString()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+
+
+def _nchw_tail(by: str) -> onnx.ModelProto:
+    """logits N x 5 x 7 x 9 -> Resize (by "sizes" or "scales") -> ArgMax(axis 1) -> Cast(uint8), as torch exports it."""
+    target = {"sizes": ("", "sizes"), "scales": ("scales", "")}[by]
+    initializers = [
+        numpy_helper.from_array(np.array([1, 5, 61, 40], np.int64), "sizes"),
+        numpy_helper.from_array(np.array([1, 1, 61 / 7, 40 / 9], np.float32), "scales"),
+    ]
+    nodes = [
+        helper.make_node("Resize", ["logits", "", *target], ["big"], mode="linear",
+                         coordinate_transformation_mode="half_pixel"),
+        helper.make_node("ArgMax", ["big"], ["index"], axis=1, keepdims=0),
+        helper.make_node("Cast", ["index"], ["labels"], to=TensorProto.UINT8),
+    ]  # fmt: skip
+    graph = helper.make_graph(
+        nodes,
+        "tail",
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 5, 7, 9])],
+        [helper.make_tensor_value_info("labels", TensorProto.UINT8, None)],
+        initializers,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("by", ["sizes", "scales"])
+def test_the_channel_last_tail_computes_the_labels_of_the_nchw_tail(by: str) -> None:
+    nchw = _nchw_tail(by)
+    rewritten = channel_last_tail(nchw)
+    onnx.checker.check_model(rewritten, full_check=True)
+    assert find_tail(nchw.graph) is not None
+    ops = [node.op_type for node in rewritten.graph.node]
+    assert ops == ["Transpose", "Gather", "Resize", "ArgMax", "Cast"]
+    assert [a.i for a in rewritten.graph.node[3].attribute if a.name == "axis"] == [3]
+    logits = np.random.default_rng(0).normal(size=(1, 5, 7, 9)).astype(np.float32)
+    before, after = _run(nchw, {"logits": logits}), _run(rewritten, {"logits": logits})
+    assert before.shape == after.shape == (1, 61, 40)
+    assert (before == after).mean() >= 0.999  # the same bilinear sums, summed in another order
+    assert find_tail(rewritten.graph) is None  # rewritten once: a second pass leaves it as it is
+    assert channel_last_tail(rewritten) is rewritten
+
+
+def test_a_graph_without_the_fused_tail_is_left_as_it_is(exported) -> None:
+    unfused = onnx.load(str(exported("fcn50-unfused")))
+    assert channel_last_tail(unfused) is unfused
+
+
+def test_the_fused_fcn_resizes_once_channel_last(exported) -> None:
+    """The classifier's 1/8-scale logits go straight to the image size: one Resize on the image, one on the logits."""
+    model = onnx.load(str(exported("fcn50")))
+    nodes = list(model.graph.node)
+    resizes = [n for n in nodes if n.op_type == "Resize"]
+    assert len(resizes) == 2  # the image to the network size, the logits to the image size
+    producers = {output: node for node in nodes for output in node.output}
+    transpose = producers[resizes[-1].input[0]]
+    assert transpose.op_type == "Transpose" and list(transpose.attribute[0].ints) == [0, 2, 3, 1]
+    assert producers[transpose.input[0]].op_type == "Conv"  # the classifier, not torchvision's own resize
+    (argmax,) = [n for n in nodes if n.op_type == "ArgMax"]
+    assert [a.i for a in argmax.attribute if a.name == "axis"] == [3]
+
+
+def test_one_resize_keeps_the_labels_of_torchvisions_two(exported, photo) -> None:
+    """torchvision's forward resizes the logits to the network size, the notebook again to the image's:
+    the fused graph's single resize gives the same labels except where two classes nearly tie."""
+    import torch
+    import torch.nn.functional as F
+
+    from segexport.deploy import FusedSegmentation
+    from segexport.models import build
+    from segexport.request import ModelOptions
+
+    path = exported("fcn50")
+    card = read_card(path)
+    model = build(ModelOptions(name="fcn_resnet50", weights="none", input_size=tuple(card.input_size)))
+    fused = FusedSegmentation(model).eval()
+    height, width = photo.shape[:2]
+    with torch.no_grad():
+        image = torch.from_numpy(np.array(photo))[None].float().permute(0, 3, 1, 2)
+        x = F.interpolate(image, size=tuple(card.input_size), mode="bilinear", align_corners=False)
+        torchvision_logits = model.network.network(x * fused.scale + fused.shift)["out"]  # its own resize
+        assert torchvision_logits.shape[-2:] == tuple(card.input_size)
+        two = F.interpolate(torchvision_logits, size=(height, width), mode="bilinear", align_corners=False)
+    labels = _run(path.read_bytes(), {"image": photo[None]})[0]
+    agreement = (labels == two.argmax(1)[0].numpy()).mean()
+    assert 0.999 <= agreement < 1.0  # near ties do move: the check compares two different computations
