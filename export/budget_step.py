@@ -142,10 +142,11 @@ def budgeted_graph(
             budget_report.print_search(report.console, exc.result)
             raise
     budget_report.print_search(report.console, result)
+    flags = rebuild_flags(request.precision.keep_fp32, result.kept)
     if result.kept:
-        flags = " ".join(shlex.quote(flag) for flag in rebuild_flags(result.kept))
-        report.console.print(f"the same graph without the search: {flags} (also in the card)", highlight=False)
-    written = _write(result, request, precision, fp32, image, out, run)
+        words = " ".join(shlex.quote(flag) for flag in flags)
+        report.console.print(f"the same graph without the search: {words} (also in the card)", highlight=False)
+    written = _write(result, request, precision, fp32, image, out, run, flags)
     report.steps.append((title, result.seconds, budget_report.summary_line(result, written.summary)))
     return written
 
@@ -207,9 +208,14 @@ def _read_out(precision: str, source: Any) -> Any:
     return lambda proto: QdqGraph(proto, source, quantization)
 
 
-def rebuild_flags(kept: Sequence[str]) -> list[str]:
-    """The --keep-fp32 flags that exclude exactly these nodes again (anchored, escaped regexes)."""
-    return [part for name in kept for part in ("--keep-fp32", f"^{re.escape(name)}$")]
+def rebuild_flags(user_patterns: Sequence[str], kept: Sequence[str]) -> list[str]:
+    """The --keep-fp32 flags that exclude again what the search's conversions excluded: the user's own
+    patterns as given, then exactly the nodes the search kept (anchored, escaped regexes)."""
+    return [
+        part
+        for pattern in (*user_patterns, *(f"^{re.escape(name)}$" for name in kept))
+        for part in ("--keep-fp32", pattern)
+    ]
 
 
 def _write(
@@ -220,6 +226,7 @@ def _write(
     image: np.ndarray,
     out: Path,
     run: BudgetRun,
+    flags: list[str],
 ) -> PrecisionResult:
     """Check the chosen graph on the photo (gated only by an explicit --min-agreement: the budget is the gate)
     and write it with its card, which records the budget, the figures and the nodes kept."""
@@ -238,7 +245,7 @@ def _write(
     new_card = make_card(card, precision, result.proto, file_sha256(fp32))
     checks = {
         "parity": parity.record(f"{fp32.name} on ONNX Runtime CPU", "the --image photo"),
-        "accuracy_budget": budget_report.card_record(result, run.scorer.evaluation.where, rebuild_flags(result.kept)),
+        "accuracy_budget": budget_report.card_record(result, run.scorer.evaluation.where, flags),
     }
     save_onnx(result.proto, target, new_card.replace(checks=checks))
     return PrecisionResult(precision, target, parity, summarize(result.proto, precision))

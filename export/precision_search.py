@@ -121,7 +121,8 @@ class SearchResult:
 
 
 class BudgetNotMet(SegError):
-    """No graph the search made is within budget, even with every node kept; `result` holds the closest."""
+    """No graph the search could write is within budget: even every node kept misses it, or the converted
+    graphs miss a budget their read-out twins met. `result` holds every trial, the closest among them."""
 
     def __init__(self, message: str, result: SearchResult) -> None:
         super().__init__(message)
@@ -215,7 +216,7 @@ def _fewest_kept(graph: KeepableGraph, order: list[str], step: _Steps, result: S
     failing, k = 0, 1
     while not within(min(k, total)):
         if k >= total:
-            raise _not_met(result, step, total)
+            raise _not_met_with_all_kept(result, step, total)
         failing, k = min(k, total), k * 2
     passing = min(k, total)
     while passing - failing > 1:
@@ -242,20 +243,44 @@ def _convert_final(
         if step.budget.met(score):
             result.kept, result.proto, result.final = kept, proto, score
             return
-    raise _not_met(result, step, len(order))
+    raise _converted_not_met(result, step, count, kept_count)
 
 
-def _not_met(result: SearchResult, step: _Steps, total: int) -> BudgetNotMet:
+def _not_met_with_all_kept(result: SearchResult, step: _Steps, total: int) -> BudgetNotMet:
+    """Keeping every node still misses: the closest of all trials, saying how it was measured."""
     closest = min(result.trials, key=lambda trial: step.budget.excess(trial.score))
-    words = describe_score(closest.score, result.reference_miou)
     kept = "all" if len(closest.kept) == total else str(len(closest.kept))
     precision = step.precision
     return BudgetNotMet(
         f"no {precision} graph is within the budget ({step.budget.words()}) on {step.scorer.evaluation.where}, "
         f"even with all {total} {REDUCED[precision]} nodes kept in {HIGHER[precision]}; the closest keeps {kept} "
-        f"and {words}; raise the budget, or calibrate on images more like the set (--calib)",
+        f"and {describe_score(closest.score, result.reference_miou)} ({_measured(closest, precision)}); "
+        "raise the budget, or calibrate on images more like the set (--calib)",
         result,
     )
+
+
+def _converted_not_met(result: SearchResult, step: _Steps, count: int, last: int) -> BudgetNotMet:
+    """The read-out graph with `count` nodes kept met the budget, but the graphs converted with `count`..`last`
+    kept (the only ones that could be written) miss it: the closest converted graph, not a read-out one."""
+    precision = step.precision
+    read_out = next(t for t in result.trials if not t.converted and len(t.kept) == count)
+    closest = min((t for t in result.trials if t.converted), key=lambda trial: step.budget.excess(trial.score))
+    tried = str(count) if last == count else f"{count} to {last}"
+    return BudgetNotMet(
+        f"no {precision} graph is within the budget ({step.budget.words()}) on {step.scorer.evaluation.where}: "
+        f"with the {count} most sensitive {REDUCED[precision]} node(s) kept in {HIGHER[precision]} it "
+        f"{describe_score(read_out.score, result.reference_miou)} ({_measured(read_out, precision)}), but "
+        f"converted with {tried} of {len(result.units)} kept it misses; the closest converted graph keeps "
+        f"{len(closest.kept)} and {describe_score(closest.score, result.reference_miou)}; raise the budget, or "
+        f"keep more nodes with --keep-fp32 REGEX (the sensitivity table ranks them)",
+        result,
+    )
+
+
+def _measured(trial: Trial, precision: str) -> str:
+    """How a trial's figures were measured: on a converted graph, or read out of the all-reduced one."""
+    return "converted" if trial.converted else f"read out of the all-{REDUCED[precision]} graph"
 
 
 def describe_score(score: TrialScore, reference_miou: float | None) -> str:

@@ -16,8 +16,10 @@ import pytest
 
 import segrt
 from segbench import shapes
-from segexport.cli import main
+from segexport.budget_step import rebuild_flags
+from segexport.cli import build_parser, main, request_from_args
 from segexport.parity import reference_outputs
+from segexport.precision import match_nodes
 from segrt.dataset import VocDataset
 from segrt.image import read_image, write_image, write_labels_png
 from segrt.meta import read_card
@@ -85,12 +87,40 @@ def test_bundled_model_cpu_int8_keeps_nodes_within_budget_and_a_rebuild_reproduc
     rebuilt = tmp_path / "rebuilt"
     again = ["--int8", "--int8-target", "cpu", *calib, *record["rebuild_flags"], "--min-agreement", "0"]
     assert main([str(bundled), *again, "--out", str(rebuilt)]) == 0
-    with (
-        segrt.load(written, backend="ort-cpu") as chosen,
-        segrt.load(rebuilt / "model.int8-cpu.onnx", backend="ort-cpu") as plain,
-    ):
+    _assert_same_labels(written, rebuilt / "model.int8-cpu.onnx", dataset)
+
+
+def _assert_same_labels(first: Path, second: Path, dataset: VocDataset) -> None:
+    with segrt.load(first, backend="ort-cpu") as one, segrt.load(second, backend="ort-cpu") as other:
         for sample in dataset:
-            np.testing.assert_array_equal(chosen(sample.image), plain(sample.image))
+            np.testing.assert_array_equal(one(sample.image), other(sample.image))
+
+
+def test_the_cards_rebuild_flags_keep_the_users_own_keep_fp32(
+    bundled: Path, shapes_val: Path, dark_calib: Path, tmp_path: Path
+) -> None:
+    calib = ["--int8", "--int8-target", "cpu", "--calib", str(dark_calib), "--keep-fp32", "/head/Conv$"]
+    budget = ["--max-miou-drop", "0.5", "--val", str(shapes_val), "--val-count", "4"]
+    assert main([str(bundled), *calib, *budget, "--out", str(tmp_path / "out")]) == 0
+    written = tmp_path / "out" / "model.int8-cpu.onnx"
+    record = json.loads(Path(f"{written}.json").read_text())["checks"]["accuracy_budget"]
+    assert record["rebuild_flags"][:2] == ["--keep-fp32", "/head/Conv$"]
+    assert "/network/head/Conv" not in [item["node"] for item in record["sensitivity"]]  # the user's, not searched
+    again = [*calib[:5], *record["rebuild_flags"], "--min-agreement", "0", "--out", str(tmp_path / "rebuilt")]
+    assert main([str(bundled), *again]) == 0
+    _assert_same_labels(written, tmp_path / "rebuilt" / "model.int8-cpu.onnx", VocDataset(shapes_val, "val"))
+
+
+def test_rebuild_flags_keep_the_users_own_nodes_and_those_the_search_kept() -> None:
+    """The search's conversions exclude the user's --keep-fp32 nodes and its own: the card's flags must too."""
+    from onnx import helper
+
+    names = ["/stem/Conv", "/body.1/Conv", "/head/Conv"]
+    nodes = [helper.make_node("Identity", [f"t{i}"], [f"t{i + 1}"], name=name) for i, name in enumerate(names)]
+    graph = helper.make_model(helper.make_graph(nodes, "g", [], []))
+    flags = rebuild_flags(["^/stem"], ["/body.1/Conv"])
+    request = request_from_args(build_parser().parse_args(["model.onnx", "--int8", "--calib", "frames", *flags]))
+    assert match_nodes(graph, request.precision.keep_fp32) == ["/stem/Conv", "/body.1/Conv"]
 
 
 def _self_labelled(fp32: Path, images: Path, root: Path) -> Path:

@@ -106,9 +106,24 @@ def test_budget_not_met_even_with_every_node_kept_names_the_closest(tmp_path: Pa
     message = str(caught.value)
     assert "even with all 2 INT8 nodes kept in FP32" in message
     assert "the closest keeps all and loses 0.80 mIoU points" in message
+    assert "changes 0.800 % of pixels (read out of the all-INT8 graph)" in message  # how it was measured
     assert "on the test images" in message
     assert caught.value.exit_code == 2
     assert caught.value.result.sensitivities  # the table the user is shown still has every node
+
+
+def test_converted_graphs_that_miss_a_budget_their_read_out_met_name_the_closest_converted(tmp_path: Path) -> None:
+    model = Costs({"a": 3.0, "b": 0.3, "c": 0.1, "d": 0.05, "e": 0.02, "f": 0.01}, converted_penalty=1.0)
+    with pytest.raises(BudgetNotMet) as caught:
+        _search(model, Budget(max_miou_drop=0.5), tmp_path)
+    # read out, keeping a loses 0.48; converted, keeping a, a+b, a+b+c loses 1.48, 1.18, 1.08
+    assert model.converted == [(), ("a",), ("a", "b"), ("a", "b", "c")]
+    message = str(caught.value)
+    assert "even with all" not in message  # only 3 of the 6 nodes were ever kept in a converted graph
+    assert "node(s) kept in FP32 it loses 0.48 mIoU points" in message and "(read out of the all-INT8 graph)" in message
+    assert "but converted with 1 to 3 of 6 kept it misses" in message
+    assert "the closest converted graph keeps 3 and loses 1.08 mIoU points" in message  # not the read-out 0.48
+    assert "--keep-fp32 REGEX" in message and caught.value.exit_code == 2
 
 
 def test_both_budgets_must_hold() -> None:
