@@ -17,7 +17,10 @@ class FusedSegmentation(nn.Module):
     Resizing before normalizing gives the same numbers (both are linear per
     channel) on the smaller tensor. Resizes use half-pixel bilinear without
     antialiasing: what ONNX Resize and TensorRT run natively, and what
-    `segrt.image` does on the host for unfused graphs.
+    `segrt.image` does on the host for unfused graphs. The logits are resized once, from
+    the network's own output size (1/8 of the input for torchvision's FCN: see
+    `segexport.models.Logits`), and the exported tail is then made channel-last
+    (`segexport.tail`).
     """
 
     def __init__(self, model: SegmentationModel) -> None:
