@@ -32,6 +32,7 @@ import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
 from segexport.parity import graph_input
+from segexport.tail import half_tail
 from segrt.errors import MissingDependency, SegError, first_line
 from segrt.image import IMAGE_SUFFIXES, read_image
 from segrt.meta import ModelCard, artifact_name, file_sha256
@@ -330,7 +331,7 @@ def convert_fp16(
         npz_dir=str(npz_dir),
         keep=list(keep_fp32),
     )
-    return onnx.load(str(target))
+    return half_tail(onnx.load(str(target)))
 
 
 def quantize_int8_tensorrt(

@@ -103,3 +103,65 @@ def _int64(values: list[int]) -> Any:
     import numpy as np
 
     return np.asarray(values, dtype=np.int64)
+
+
+def half_tail(model_proto: Any) -> Any:
+    """An FP16 graph whose tail Resize runs in FP16 (a copy; the same graph where there is nothing to do).
+
+    ModelOpt's AutoCast keeps the Resize in FP32 between two Casts: FP16 logits -> FP32 -> Resize ->
+    FP16 -> ArgMax, which writes the image-size logits twice, once in FP32 and once in FP16. The Resize
+    reads and writes FP16 instead (TensorRT and ONNX Runtime's CPU both have FP16 bilinear kernels):
+    half the bytes of the FP32 tail, and labels that differ only where two classes tie in FP16.
+    """
+    import onnx
+
+    found = find_tail(model_proto.graph) or _channel_last_tail_nodes(model_proto.graph)
+    if found is None:
+        return model_proto
+    resize, argmax = found
+    producers = {name: node for node in model_proto.graph.node for name in node.output}
+    to_float, to_half = producers.get(resize.input[0]), producers.get(argmax.input[0])
+    fp16, fp32 = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
+    if not (_is_cast(to_float, fp32) and _is_cast(to_half, fp16) and to_half.input[0] == resize.output[0]):
+        return model_proto
+    if _readers(model_proto.graph, to_float.output[0]) != 1 or _readers(model_proto.graph, resize.output[0]) != 1:
+        return model_proto
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model_proto)
+    resize, argmax = _same_node(copy.graph, resize), _same_node(copy.graph, argmax)
+    to_float, to_half = _same_node(copy.graph, to_float), _same_node(copy.graph, to_half)
+    resize.input[0] = to_float.input[0]
+    argmax.input[0] = resize.output[0]
+    copy.graph.node.remove(to_float)
+    copy.graph.node.remove(to_half)
+    stale = {resize.output[0]}
+    kept = [info for info in copy.graph.value_info if info.name not in stale]
+    del copy.graph.value_info[:]
+    copy.graph.value_info.extend(kept)
+    return onnx.shape_inference.infer_shapes(copy)
+
+
+def _channel_last_tail_nodes(graph: Any) -> tuple[Any, Any] | None:
+    """The (Resize, ArgMax) of a tail already made channel-last, looking through one Cast between them."""
+    producers = {name: node for node in graph.node for name in node.output}
+    outputs = {tensor.name for tensor in graph.output}
+    for node in graph.node:
+        if node.op_type != "ArgMax" or _attribute(node, "axis", 0) not in (3, -1):
+            continue
+        readers = [reader for reader in graph.node if node.output[0] in reader.input]
+        if len(readers) != 1 or readers[0].op_type != "Cast" or readers[0].output[0] not in outputs:
+            continue
+        source = producers.get(node.input[0])
+        if source is not None and source.op_type == "Cast":
+            source = producers.get(source.input[0])
+        if source is not None and source.op_type == "Resize":
+            return source, node
+    return None
+
+
+def _is_cast(node: Any, to: int) -> bool:
+    return node is not None and node.op_type == "Cast" and _attribute(node, "to", None) == to
+
+
+def _readers(graph: Any, tensor: str) -> int:
+    return sum(tensor in node.input for node in graph.node)
