@@ -50,12 +50,16 @@ def write_triton(options: TritonOptions, written: list[Path], report: Any) -> li
         with report.step(f"Triton model repository: {artefact.name}") as detail:
             folder = write_repository(artefact, options.repository, backend=options.backend)
             config = (folder / "config.pbtxt").read_text()
-            chosen = options.backend or ("tensorrt" if artefact.suffix in ENGINE_SUFFIXES else "onnxruntime")
-            batch = next(line.split(":")[1].strip() for line in config.splitlines() if "max_batch_size" in line)
-            detail["text"] = f"{folder} ({chosen} backend, max batch {batch})"
+            backend, batch = _config_value(config, "backend").strip('"'), _config_value(config, "max_batch_size")
+            detail["text"] = f"{folder} ({backend} backend, max batch {batch})"
         report.add_file(folder / "config.pbtxt")
         folders.append(folder)
     return folders
+
+
+def _config_value(config: str, key: str) -> str:
+    """A top-level scalar of config.pbtxt's text, as written (what the writer chose, defaults included)."""
+    return next(line.split(":", 1)[1].strip() for line in config.splitlines() if line.startswith(f"{key}:"))
 
 
 def final_artefacts(written: list[Path], backend: str | None) -> list[Path]:
