@@ -176,3 +176,30 @@ def test_the_tensorrt_backend_is_refused_for_a_tensorrt_rtx_engine(exported, tmp
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "--triton-backend python" in error
     assert not any((tmp_path / "repo").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        ([], "--triton-backend tensorrt serves engines and this run builds none: add --engine"),
+        (["--fp16", "--onnx-only"], "this run builds none"),
+        (["--rtx"], "cannot load TensorRT-RTX (--rtx) engines: use --triton-backend python"),
+    ],
+)
+def test_tensorrt_backend_without_engines_to_serve_is_refused_before_any_work(
+    exported, tmp_path, monkeypatch, capsys, flags, words
+):
+    from segexport import pipeline
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the flags were checked")
+
+    monkeypatch.setattr(pipeline, "write_fp32_graph", no_work)
+    monkeypatch.setattr(pipeline, "write_precision_graphs", no_work)
+    monkeypatch.chdir(tmp_path)
+    for model in ("unet", str(exported("unet"))):  # a PyTorch model and an ONNX file
+        argv = [model, *flags, "--out", str(tmp_path / "out"), "--triton", str(tmp_path / "repo")]
+        assert main([*argv, "--triton-backend", "tensorrt"]) == 2
+        error = capsys.readouterr().err.strip()
+        assert words in error and len(error.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no output folder, no repository
