@@ -313,7 +313,8 @@ def add_triton_arguments(parser: argparse.ArgumentParser) -> None:
         "--triton-backend",
         choices=TRITON_BACKENDS,
         help="onnxruntime (ONNX) or tensorrt (engines), both in NVIDIA's Triton containers (default by file); "
-        "python: a model.py that serves any artefact through segrt (what segserve's tritonserver runs)",
+        "python: a model.py that serves any artefact through segrt (what segserve's tritonserver runs; the "
+        "default for TensorRT-RTX engines, which the tensorrt backend cannot load)",
     )
 
 

@@ -56,7 +56,7 @@ def check_request(request: ExportRequest) -> None:
 
         find_calibration_images(calib, precision.calib_count)  # a list that cannot be read fails before any work
     engines.check_engine_options(request.engine)
-    check_triton_options(request.triton, request.model.name)
+    check_triton_options(request.triton, request.model.name, request.engine)
     check_budget(request.budget, precision.graphs)
 
 

@@ -27,8 +27,19 @@ FILE_PARAMETER = "segexport.file"  # the artefact model.py serves, beside it in 
 INSTALL = "install the serving extra: pip install 'segexport[serve]'"
 
 
-def default_backend(artefact: Path) -> str:
-    """The Triton backend that runs this file natively: tensorrt for an engine, onnxruntime for ONNX."""
+def is_rtx_engine(artefact: Path, card: ModelCard) -> bool:
+    """A TensorRT-RTX engine: Triton's tensorrt backend (full TensorRT) cannot deserialize it."""
+    from segrt.backends.tensorrt import card_library
+    from segrt.backends.tensorrt_library import TENSORRT_RTX
+
+    return artefact.suffix in ENGINE_SUFFIXES and card_library(card) == TENSORRT_RTX
+
+
+def default_backend(artefact: Path, card: ModelCard) -> str:
+    """The Triton backend that runs this file: tensorrt for an engine, onnxruntime for ONNX, python (segrt)
+    for a TensorRT-RTX engine, which no Triton backend of its own loads."""
+    if is_rtx_engine(artefact, card):
+        return "python"
     return "tensorrt" if artefact.suffix in ENGINE_SUFFIXES else "onnxruntime"
 
 
@@ -60,6 +71,11 @@ def config_fields(artefact: Path, card: ModelCard, backend: str, *, max_batch_si
     if backend == "tensorrt" and not engine:
         raise SegError(
             f"{artefact}: the tensorrt backend serves engines; build one with `segexport {artefact} --engine`"
+        )
+    if backend == "tensorrt" and is_rtx_engine(artefact, card):
+        raise SegError(
+            f"{artefact}: a TensorRT-RTX engine, which Triton's tensorrt backend cannot load; use "
+            f"--triton-backend python (the default for it)"
         )
     if backend == "onnxruntime" and engine:
         raise SegError(
@@ -127,14 +143,14 @@ def write_repository(
     """Write `repository/<model>/` for `artefact` (an ONNX file or engine with its card); returns that folder.
 
     `backend` is "onnxruntime", "tensorrt" or "python" (a model.py serving the file through segrt);
-    None picks the one that runs the file natively. An existing model folder of that name is replaced
+    None picks the one that runs the file (`default_backend`). An existing model folder of that name is replaced
     whole; anything else in the repository is left alone.
     """
     artefact, repository = Path(artefact), Path(repository)
     if not artefact.is_file():
         raise SegError(f"{artefact}: no such ONNX or engine file")
     card = read_card(artefact)  # sha256 checked: a stale card never travels
-    backend = backend or default_backend(artefact)
+    backend = backend or default_backend(artefact, card)
     if backend not in TRITON_BACKENDS:
         raise SegError(f"--triton-backend {backend}: use one of {', '.join(TRITON_BACKENDS)}")
     size = max_batch_size or max_batch(card, artefact)

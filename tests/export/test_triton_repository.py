@@ -22,11 +22,14 @@ def parsed_config(folder: Path):
     return text_format.Parse((folder / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
 
 
-def fake_engine(tmp_path: Path, onnx: Path, max_shape: list[int]) -> Path:
-    """An engine file with a card recording its profile (the writer reads only the card)."""
-    engine = tmp_path / "model.fp16.engine"
+def fake_engine(tmp_path: Path, onnx: Path, max_shape: list[int], *, library: str | None = None) -> Path:
+    """An engine file with a card recording its profile (the writer reads only the card); `library`
+    "tensorrt-rtx" makes a TensorRT-RTX one, named as segexport --rtx names it."""
+    engine = tmp_path / ("model.fp16.rtx.engine" if library == "tensorrt-rtx" else "model.fp16.engine")
     engine.write_bytes(b"serialized engine bytes")
-    profile = {"image_shapes": {"min": [1, 64, 64], "opt": max_shape, "max": max_shape}}
+    profile: dict = {"image_shapes": {"min": [1, 64, 64], "opt": max_shape, "max": max_shape}}
+    if library is not None:
+        profile["library"] = library
     write_sidecar(engine, read_card(onnx).replace(precision="fp16", tensorrt=profile))
     return engine
 
@@ -141,3 +144,62 @@ def test_segexport_triton_from_an_onnx_and_from_an_engine(exported, tmp_path):
 def test_triton_backend_without_triton_is_refused(exported, capsys):
     assert main([str(exported("unet")), "--triton-backend", "python"]) == 2
     assert "--triton-backend python only applies with --triton REPO" in capsys.readouterr().err
+
+
+def test_a_tensorrt_rtx_engine_is_served_by_the_python_backend(exported, tmp_path):
+    from tritonclient.grpc import model_config_pb2 as pb
+
+    engine = fake_engine(tmp_path, exported("unet"), [4, 720, 1280], library="tensorrt-rtx")
+    folder = tr.write_repository(engine, tmp_path / "repo")
+    config = parsed_config(folder)
+    assert config.backend == "python" and config.default_model_filename == "model.py"
+    assert config.max_batch_size == 4 and config.instance_group[0].kind == pb.ModelInstanceGroup.KIND_GPU
+    assert config.parameters[tr.FILE_PARAMETER].string_value == "model.plan"
+    assert read_sidecar(folder / "1" / "model.plan").tensorrt["library"] == "tensorrt-rtx"
+    (tmp_path / "full").mkdir()
+    full = fake_engine(tmp_path / "full", exported("unet"), [4, 720, 1280], library="tensorrt")
+    assert parsed_config(tr.write_repository(full, tmp_path / "repo2")).backend == "tensorrt"
+
+
+def test_segexport_reports_the_backend_it_chose_for_a_tensorrt_rtx_engine(exported, tmp_path, capsys):
+    engine = fake_engine(tmp_path, exported("unet"), [4, 720, 1280], library="tensorrt-rtx")
+    assert main([str(engine), "--triton", str(tmp_path / "repo")]) == 0
+    assert parsed_config(tmp_path / "repo" / "unet_fp16").backend == "python"
+    assert "(python backend, max batch 4)" in "".join(capsys.readouterr())
+
+
+def test_the_tensorrt_backend_is_refused_for_a_tensorrt_rtx_engine(exported, tmp_path, capsys):
+    engine = fake_engine(tmp_path, exported("unet"), [2, 720, 1280], library="tensorrt-rtx")
+    with pytest.raises(SegError, match=r"a TensorRT-RTX engine, which .*cannot load; use --triton-backend python"):
+        tr.write_repository(engine, tmp_path / "repo", backend="tensorrt")
+    assert main([str(engine), "--triton", str(tmp_path / "repo"), "--triton-backend", "tensorrt"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "--triton-backend python" in error
+    assert not any((tmp_path / "repo").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        ([], "--triton-backend tensorrt serves engines and this run builds none: add --engine"),
+        (["--fp16", "--onnx-only"], "this run builds none"),
+        (["--rtx"], "cannot load TensorRT-RTX (--rtx) engines: use --triton-backend python"),
+    ],
+)
+def test_tensorrt_backend_without_engines_to_serve_is_refused_before_any_work(
+    exported, tmp_path, monkeypatch, capsys, flags, words
+):
+    from segexport import pipeline
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the flags were checked")
+
+    monkeypatch.setattr(pipeline, "write_fp32_graph", no_work)
+    monkeypatch.setattr(pipeline, "write_precision_graphs", no_work)
+    monkeypatch.chdir(tmp_path)
+    for model in ("unet", str(exported("unet"))):  # a PyTorch model and an ONNX file
+        argv = [model, *flags, "--out", str(tmp_path / "out"), "--triton", str(tmp_path / "repo")]
+        assert main([*argv, "--triton-backend", "tensorrt"]) == 2
+        error = capsys.readouterr().err.strip()
+        assert words in error and len(error.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no output folder, no repository

@@ -210,3 +210,36 @@ def test_sigterm_with_requests_in_flight_answers_or_refuses_each(fresh_server, e
     assert not any(thread.is_alive() for thread in threads), "a request hung after SIGTERM"
     assert "wrong labels" not in outcomes and outcomes.count("answered") >= 16
     assert outcomes.count("refused") == 8  # each client's last request: the server stopped taking them
+
+
+@pytest.fixture(scope="module")
+def profiled_server(tmp_path_factory, exported):
+    """A server of its own on the test ONNX whose card carries an engine's profile (at most 4x64x96): the
+    client's refusal reads only the served card, so it runs without a GPU or an engine."""
+    import shutil
+
+    from segexport.triton_repository import write_repository
+    from segrt.meta import read_card, write_sidecar
+    from segrt.triton_server import Ports, ServerOptions, TritonServer, free_ports
+
+    folder = tmp_path_factory.mktemp("profiled")
+    onnx = folder / "model.onnx"
+    shutil.copyfile(exported("unet"), onnx)
+    profile = {"image_shapes": {"min": [1, 32, 32], "opt": [2, 64, 80], "max": [4, 64, 96]}}
+    write_sidecar(onnx, read_card(exported("unet")).replace(tensorrt=profile))
+    write_repository(onnx, folder / "repo", backend="python")
+    options = ServerOptions(folder / "repo", ports=Ports(*free_ports()), exit_timeout_s=5)
+    with TritonServer(options).start() as running:
+        yield running
+
+
+@pytest.mark.parametrize(("height", "width"), [(65, 96), (64, 97)], ids=["too-tall", "too-wide"])
+def test_image_beyond_an_engines_profile_is_refused_before_it_is_sent(profiled_server, exported, height, width):
+    before = served_counts(profiled_server)
+    with segrt.load(f"{profiled_server.url}/unet") as seg:
+        too_big = np.zeros((height, width, 3), np.uint8)
+        with pytest.raises(segrt.SegError, match=rf"image {height}x{width} is larger than .*allows \(64x96\)"):
+            seg(too_big)
+        assert served_counts(profiled_server) == before  # refused on this side: the server never saw it
+        assert np.array_equal(seg(IMAGE), segrt.load(exported("unet"))(IMAGE))  # 64x80 fits: answered
+    assert served_counts(profiled_server) == (before[0] + 1, before[1])
