@@ -296,10 +296,11 @@ def make_generated(suite: Suite, console: Any) -> list[dict[str, Any]]:
     Nothing is made for a suite none of whose cases this machine can run.
     """
     from segbench.artifacts import unavailable_reason
-    from segbench.generated import ensure
+    from segbench.generated import ensure, require_modules
 
     if not suite.generate or all(unavailable_reason(case) for case in suite.cases):
         return []
+    require_modules(suite.generate)  # OpenCV missing is said now, not after the shapes set's minutes
     made = []
     for generated in suite.generate:
         started = time.monotonic()

@@ -39,7 +39,7 @@ FRAMES, SEED, HEIGHT, WIDTH, FPS = 300, 0, 240, 320, 30.0  # the defaults: 10 s 
 SHAPE_TEXTURES = ("flat", "gradient", "stripes", "checker")  # patterns that can travel with a moving shape
 BACKDROPS = ("gradient", "clouds", "speckle")
 JPEG_QUALITY = 90  # the MJPEG codec's quality: its loss differs frame to frame, as a real camera's does
-INSTALL_VIDEO = "install OpenCV with pip install 'segexport[video]'"
+INSTALL_BENCH = "install the benchmark extra: pip install 'segexport[bench]'"  # as segbench's other OpenCV errors
 
 
 @dataclass(frozen=True)
@@ -251,7 +251,7 @@ def _opencv(purpose: str) -> object:
     try:
         import cv2
     except ImportError:
-        raise MissingDependency(f"{purpose} needs OpenCV, which is not installed; {INSTALL_VIDEO}") from None
+        raise MissingDependency(f"{purpose} needs OpenCV, which is not installed; {INSTALL_BENCH}") from None
     return cv2
 
 

@@ -9,13 +9,18 @@ at a missing folder. A folder is reused when the record its generator wrote last
 
 from __future__ import annotations
 
+import importlib.util
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from segrt.errors import SegError
+from segrt.errors import MissingDependency, SegError
+
+# The README's install (`pip install -e '.[bench]'`) is the one extra that holds every generator's modules.
+INSTALL_BENCH = "install the benchmark extra: pip install 'segexport[bench]'"
+MODULE_WORDS = {"PIL": "Pillow (PIL)", "cv2": "OpenCV (cv2)"}
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,7 @@ class ShapesSet:
     train: int = 3200
     val: int = 200
     seed: int = 0
+    modules: ClassVar[tuple[str, ...]] = ("PIL",)  # what its generator imports beyond numpy
 
     @property
     def record(self) -> Path:
@@ -56,6 +62,7 @@ class ClipSet:
     height: int = 240
     width: int = 320
     fps: float = 30.0
+    modules: ClassVar[tuple[str, ...]] = ("PIL", "cv2")  # drawn with Pillow, written as MJPEG by OpenCV
 
     @property
     def record(self) -> Path:
@@ -95,12 +102,25 @@ def is_ready(generated: GeneratedSet) -> bool:
     return all(record.get(key) == value for key, value in generated.wanted().items())
 
 
+def require_modules(sets: Sequence[GeneratedSet]) -> None:
+    """Refuse, in one line, sets whose generators cannot import what they need: before minutes go on making another."""
+    unmade = [s for s in sets if not is_ready(s)]
+    wanted = dict.fromkeys(name for s in unmade for name in s.modules)
+    missing = [name for name in wanted if importlib.util.find_spec(name) is None]
+    if missing:
+        needed = ", ".join(MODULE_WORDS.get(name, name) for name in missing)
+        verb = "is" if len(missing) == 1 else "are"
+        wanting = "; ".join(s.words() for s in unmade if set(s.modules) & set(missing))
+        raise MissingDependency(f"making {wanting} needs {needed}, which {verb} not installed; {INSTALL_BENCH}")
+
+
 def ensure(generated: GeneratedSet, console: Any = None) -> bool:
     """Make the set unless it is there already; True when it was made now. Shows a progress bar while it works."""
     from segbench.progress import counting
 
     if is_ready(generated):
         return False
+    require_modules([generated])
     if generated.out.exists() and not generated.out.is_dir():
         raise SegError(f"{generated.out}: exists and is not a folder; move it, or point [generate] elsewhere")
     with counting(f"making {generated.words()}, once", generated.count(), console) as advance:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -156,6 +156,9 @@ def _split_nested_infer(stages: Mapping[str, float]) -> Mapping[str, float]:
 
 
 BLOCK_SECONDS = 0.25  # how long each side of an alternation runs before the other takes over
+# Fewer rounds than this resample into an interval too coarse to mean anything (one round: a single point),
+# so a share over fewer is never called told apart from zero.
+MIN_ROUNDS = 5
 
 
 @dataclass
@@ -227,7 +230,8 @@ def outside_share(e2e_ms: list[list[float]], network_ms: list[list[float]], *, r
     """1 - network p50 / e2e p50, with its 95 % bootstrap interval: rounds (a block of each) resampled together.
 
     The interval says whether the share is told apart from zero: where it is not, the steps
-    around the network cost less than the spread of the whole call's time.
+    around the network cost less than the spread of the whole call's time. Under MIN_ROUNDS
+    rounds it is not: a bootstrap over one to four rounds gives no real interval.
     """
     if len(e2e_ms) != len(network_ms) or not e2e_ms or not all(e2e_ms) or not all(network_ms):
         raise ValueError(f"{len(e2e_ms)} e2e and {len(network_ms)} network rounds: give both sides of every round")
@@ -242,7 +246,8 @@ def outside_share(e2e_ms: list[list[float]], network_ms: list[list[float]], *, r
         for pick in picks
     ]
     low, high = (float(v) for v in np.percentile(shares, [2.5, 97.5]))
-    return {"share": share, "low": low, "high": high, "rounds": len(e2e_rounds), "resolved": low > 0.0}
+    rounds = len(e2e_rounds)
+    return {"share": share, "low": low, "high": high, "rounds": rounds, "resolved": low > 0.0 and rounds >= MIN_ROUNDS}
 
 
 def time_frames(
@@ -261,7 +266,7 @@ def time_frames(
     for _ in range(warmup):
         call(0)
     order = iter(range(frames))
-    return time_calls(
+    timed = time_calls(
         lambda: call(next(order)),
         frames_per_call=1,
         warmup=0,
@@ -269,3 +274,4 @@ def time_frames(
         window=window,
         on_sample=on_sample,
     )
+    return replace(timed, warmup=warmup)  # the warm-up calls ran here, not in time_calls: recorded all the same

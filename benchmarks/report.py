@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from segbench.measure import STAGES
+from segbench.measure import MIN_ROUNDS, STAGES
 from segbench.suite import BASELINE
 from segbench.temporal import FLICKER_WORDS
 from segbench.trade_report import trade_lines
@@ -46,8 +46,9 @@ INCLUDES_TEMPLATE = f"""\
   (for the suite's count and time; a block's first call, which finds the caches cold, is dropped when the
   block holds more calls), so both see the same machine load; for `{BASELINE}` both come from the same
   calls. The share is shown only where its 95 % bootstrap interval (over the rounds of blocks) lies above
-  zero; "≈0 %" means the steps around the network cost less than the spread of the whole call (the interval
-  is listed under the table), never that they cost nothing, and never a negative share.
+  zero over at least {MIN_ROUNDS} rounds (fewer: not measured apart from zero); "≈0 %" means the steps
+  around the network cost less than the spread of the whole call (the interval is listed under the table),
+  or that too few rounds ran to tell; never that they cost nothing, and never a negative share.
 - **speed-up** = e2e p50 of `{BASELINE}` / e2e p50 of the case, same model, batch and image size, same
   run and machine (the baseline on the case's device where it ran there, else on the CPU).
 - **at camera rate** (suites with `camera_fps`): frames arrive every 1/fps s whether or not the pipeline
@@ -179,7 +180,12 @@ def outside_text(case: dict[str, Any]) -> str:
     if outside is None:  # a run recorded before the paired measurement: one share, no interval
         share = case.get("outside_network_share")
         return percent(share) if share is None or share > 0 else "≈0 %"
-    return percent(outside["share"]) if outside["resolved"] else "≈0 %"
+    return percent(outside["share"]) if told_apart(outside) else "≈0 %"
+
+
+def told_apart(outside: dict[str, Any]) -> bool:
+    """Whether the share's interval lies above zero over enough rounds (a record from before MIN_ROUNDS included)."""
+    return bool(outside["resolved"]) and outside["rounds"] >= MIN_ROUNDS
 
 
 def outside_notes(cases: list[dict[str, Any]]) -> list[str]:
@@ -195,11 +201,13 @@ def outside_notes(cases: list[dict[str, Any]]) -> list[str]:
                 "alternated blocks, which saw one load."
             )
         outside = case.get("outside_network")
-        if outside is None or outside["resolved"]:
+        if outside is None or told_apart(outside):
             continue
         network, whole = ms(case["network"].get("p50_ms")), ms(alternated or e2e)
         where = f"- {case['label']} {case['pipeline']} at {case['batch']}x{case['height']}x{case['width']}"
-        if outside["high"] < 0:
+        if outside["rounds"] < MIN_ROUNDS:
+            lines.append(too_few_rounds_note(where, outside["rounds"], whole, network))
+        elif outside["high"] < 0:
             lines.append(
                 f"{where}: outside network ≈0 %: the bare --no-fuse graph (p50 {network} ms) ran slower than the whole "
                 f"pipeline (p50 {whole} ms) over {outside['rounds']} rounds of alternating blocks, so at this "
@@ -215,6 +223,16 @@ def outside_notes(cases: list[dict[str, Any]]) -> list[str]:
                 "around the network cost less than that spread."
             )
     return lines
+
+
+def too_few_rounds_note(where: str, rounds: int, whole: str, network: str) -> str:
+    """Why a share from too few rounds of alternating blocks is shown as "≈0 %": it was not measured apart from zero."""
+    counted = f"{rounds} round" + ("" if rounds == 1 else "s")
+    return (
+        f"{where}: outside network ≈0 %, not measured apart from zero: the whole call (p50 {whole} ms) and the bare "
+        f"network (p50 {network} ms) were timed over only {counted} of alternating blocks, fewer than the "
+        f"{MIN_ROUNDS} an interval needs; raise the suite's iterations or min_seconds for a share."
+    )
 
 
 def size_text(size: list[int] | None) -> str:

@@ -93,12 +93,6 @@ class ClassStats:
             return None
         return self.path
 
-    def _failed(self, exc: OSError) -> None:
-        self.error = (
-            f"{self.path}: cannot write the --stats CSV ({exc.strerror}); every frame's other outputs are written"
-        )
-        self._discard()
-
     def _discard(self) -> None:
         if self._file is not None:
             with contextlib.suppress(OSError):

@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
 from segbench import shapes
-from segbench.generated import ClipSet, ShapesSet, ensure, is_ready
-from segrt.errors import SegError
+from segbench.cli import main
+from segbench.generated import ClipSet, ShapesSet, ensure, is_ready, require_modules
+from segrt.errors import MissingDependency, SegError
+
+SHAPES_AND_CLIP_SUITE = """
+name = "t"
+shapes = ["1x48x64"]
+[generate]
+shapes = {{ out = "{root}/shapes", train = 2, val = 1 }}
+clip = {{ out = "{root}/clip", frames = 3, size = "64x80" }}
+[[model]]
+name = "unet"
+unet_base = 4
+unet_depth = 2
+dataset = "{root}/shapes"
+video = "{root}/clip"
+runs = [{{ backend = "ort-cpu" }}]
+"""
 
 
 def test_a_missing_set_is_made_then_reused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -45,3 +62,28 @@ def test_a_file_where_the_set_goes_is_one_error(tmp_path: Path) -> None:
     (tmp_path / "shapes").write_text("")
     with pytest.raises(SegError, match="shapes: exists and is not a folder; move it, or point"):
         ensure(ShapesSet(tmp_path / "shapes", train=1, val=1))
+
+
+def test_without_opencv_the_clip_is_refused_before_the_shapes_set_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "cv2", None)  # as on an install without OpenCV
+    monkeypatch.setattr(shapes, "generate", lambda *a, **k: pytest.fail("the shapes set was made before the check"))
+    suite = tmp_path / "suite.toml"
+    suite.write_text(SHAPES_AND_CLIP_SUITE.format(root=tmp_path))
+    assert main([str(suite), "--out", str(tmp_path / "run")]) == 3
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"making the labelled clip {tmp_path / 'clip'} (3 frames" in err
+    assert "needs OpenCV (cv2), which is not installed; install the benchmark extra: " in err
+    assert err.endswith("pip install 'segexport[bench]'")  # the README's install, as segbench's other errors say
+    assert not (tmp_path / "shapes").exists() and not (tmp_path / "run").exists()
+
+
+def test_a_set_already_made_needs_no_generator_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    made = ShapesSet(tmp_path / "shapes", train=1, val=1)
+    ensure(made)
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    require_modules([made])  # reused as it is: nothing to import
+    with pytest.raises(MissingDependency, match=r"needs Pillow \(PIL\), which is not installed"):
+        require_modules([made, ShapesSet(tmp_path / "other", train=1, val=1)])

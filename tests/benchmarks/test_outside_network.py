@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from segbench.measure import outside_share, time_alternating
+from segbench.measure import MIN_ROUNDS, outside_share, time_alternating
 from segbench.report import outside_notes, outside_text
 
 
@@ -66,6 +66,30 @@ def test_the_share_and_whether_it_is_told_apart_from_zero() -> None:
     assert noisy["low"] < 0 < noisy["high"] and not noisy["resolved"]
     with pytest.raises(ValueError, match="both sides of every round"):
         outside_share([[1.0]], [])
+
+
+def test_a_clear_share_over_too_few_rounds_is_not_told_apart_from_zero() -> None:
+    """A bootstrap over one to four rounds gives no real interval: one round is a single point above zero."""
+    e2e, network = [[10.0, 10.2, 9.9]] * 8, [[6.0, 6.1, 5.9]] * 8
+    for rounds in range(1, MIN_ROUNDS):
+        few = outside_share(e2e[:rounds], network[:rounds])
+        assert few["low"] > 0.35 and few["rounds"] == rounds and not few["resolved"]
+    enough = outside_share(e2e[:MIN_ROUNDS], network[:MIN_ROUNDS])
+    assert enough["low"] > 0.35 and enough["resolved"]
+    assert MIN_ROUNDS >= 5
+
+
+def test_too_few_rounds_are_worded_as_not_measured_apart_from_zero() -> None:
+    few = {"share": 0.4, "low": 0.38, "high": 0.42, "rounds": 3, "resolved": False}
+    old = {**few, "resolved": True}  # recorded before MIN_ROUNDS: the report applies it too
+    assert outside_text(_case(few)) == outside_text(_case(old)) == "≈0 %"
+    notes = outside_notes([_case(few), _case({**few, "rounds": 1})])
+    assert notes[0] == (
+        "- m ort-cpu fp32 fused at 1x8x8: outside network ≈0 %, not measured apart from zero: the whole call "
+        "(p50 10.0 ms) and the bare network (p50 6.00 ms) were timed over only 3 rounds of alternating blocks, "
+        f"fewer than the {MIN_ROUNDS} an interval needs; raise the suite's iterations or min_seconds for a share."
+    )
+    assert "over only 1 round of alternating blocks" in notes[1]
 
 
 def _case(outside: dict | None, share: float | None = None) -> dict:

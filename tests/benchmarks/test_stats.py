@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from segbench.measure import MIN_SAMPLES, split_stages, time_calls
+from segbench.measure import MIN_SAMPLES, split_stages, time_calls, time_frames
 from segbench.report import add_speedups, network_size_notes
 from segbench.resources import parse_tegrastats
 from segrt.timing import LatencyStats
@@ -68,6 +68,13 @@ def samples(call_ms: float, **limits: float) -> int:
     timed = time_calls(time.call, frames_per_call=1, warmup=0, clock=time.clock, **limits)  # type: ignore[arg-type]
     assert timed.e2e_ms == pytest.approx([call_ms] * len(timed.e2e_ms))
     return len(timed.e2e_ms)
+
+
+def test_frames_are_timed_in_order_after_warmup_calls_on_frame_0_which_are_recorded() -> None:
+    seen: list[int] = []
+    timed = time_frames(lambda i: seen.append(i) or {}, 4, warmup=2)
+    assert seen == [0, 0, 0, 1, 2, 3] and len(timed.e2e_ms) == 4
+    assert timed.warmup == 2 and timed.as_dict()["warmup"] == 2
 
 
 def test_time_budget_stops_early_but_keeps_a_minimum() -> None:
