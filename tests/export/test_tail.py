@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from segexport.tail import channel_last_tail, find_tail
+from segexport.tail import channel_last_tail, find_tail, half_tail
 from segrt.meta import read_card
 
 
@@ -102,3 +102,51 @@ def test_one_resize_keeps_the_labels_of_torchvisions_two(exported, photo) -> Non
     labels = _run(path.read_bytes(), {"image": photo[None]})[0]
     agreement = (labels == two.argmax(1)[0].numpy()).mean()
     assert 0.999 <= agreement < 1.0  # near ties do move: the check compares two different computations
+
+
+def _types(model: onnx.ModelProto) -> dict[str, int]:
+    inferred = onnx.shape_inference.infer_shapes(model)
+    values = [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
+    return {value.name: value.type.tensor_type.elem_type for value in values}
+
+
+def test_the_fp16_graphs_tail_resizes_in_fp16(unet_graphs) -> None:
+    """AutoCast keeps the tail Resize in FP32 between two Casts; the written FP16 graph resizes in FP16."""
+    model = onnx.load(str(unet_graphs / "model.fp16.onnx"))
+    types = _types(model)
+    producers = {output: node for node in model.graph.node for output in node.output}
+    (argmax,) = [n for n in model.graph.node if n.op_type == "ArgMax"]
+    resize = producers[argmax.input[0]]
+    assert resize.op_type == "Resize"  # no Cast between them
+    assert types[resize.input[0]] == types[resize.output[0]] == TensorProto.FLOAT16
+
+
+def test_half_tail_drops_the_casts_around_the_resize_and_keeps_the_labels() -> None:
+    order = numpy_helper.from_array(np.array([0, 2, 3, 1], np.int64), "order")
+    sizes = numpy_helper.from_array(np.array([1, 5, 61, 40], np.int64), "sizes")
+    nodes = [
+        helper.make_node("Transpose", ["logits"], ["last"], perm=[0, 2, 3, 1]),
+        helper.make_node("Gather", ["sizes", "order"], ["sizes_last"], axis=0),
+        helper.make_node("Cast", ["last"], ["wide"], to=TensorProto.FLOAT),
+        helper.make_node("Resize", ["wide", "", "", "sizes_last"], ["big"], mode="linear",
+                         coordinate_transformation_mode="half_pixel"),
+        helper.make_node("Cast", ["big"], ["narrow"], to=TensorProto.FLOAT16),
+        helper.make_node("ArgMax", ["narrow"], ["index"], axis=3, keepdims=0),
+        helper.make_node("Cast", ["index"], ["labels"], to=TensorProto.UINT8),
+    ]  # fmt: skip
+    graph = helper.make_graph(
+        nodes,
+        "autocast tail",
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT16, [1, 5, 7, 9])],
+        [helper.make_tensor_value_info("labels", TensorProto.UINT8, None)],
+        [order, sizes],
+    )
+    autocast = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    halved = half_tail(autocast)
+    onnx.checker.check_model(halved, full_check=True)
+    assert [n.op_type for n in halved.graph.node] == ["Transpose", "Gather", "Resize", "ArgMax", "Cast"]
+    assert _types(halved)["big"] == TensorProto.FLOAT16
+    logits = np.random.default_rng(1).normal(size=(1, 5, 7, 9)).astype(np.float16)
+    before, after = _run(autocast, {"logits": logits}), _run(halved, {"logits": logits})
+    assert (before == after).mean() >= 0.99  # FP16 sums differ from FP32 ones only at near ties
+    assert half_tail(halved) is halved
