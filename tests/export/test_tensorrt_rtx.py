@@ -181,15 +181,32 @@ def test_an_fp16_onnx_file_builds_its_rtx_engine(exported, tmp_path, unet_graphs
     ],
 )
 def test_rtx_flags_that_cannot_apply_are_refused_before_any_work(exported, tmp_path, capsys, flags, words):
-    out = tmp_path / "out"
-    try:
-        code = main([str(exported("unet")), *flags, "--out", str(out)])
-    except SystemExit as exc:  # argparse refuses a --gpu-arch it cannot parse
-        code = exc.code
-    assert code == 2
+    out, model = tmp_path / "out", exported("unet")
+    capsys.readouterr()  # what exporting the test model printed
+    assert main([str(model), *flags, "--out", str(out)]) == 2  # a SystemExit here is argparse's refusal
     err = capsys.readouterr().err
-    assert words in " ".join(err.split()) and "Traceback" not in err
+    assert err.count("\n") == 1 and err.startswith("segexport: error: "), err  # one line, no usage block
+    assert words in err and "Traceback" not in err
     assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("value", ["sm90", "sm8.6", "sm86,sm99", ","])
+def test_a_bad_gpu_arch_is_one_line_naming_the_flag_and_the_valid_targets(exported, tmp_path, capsys, value):
+    out, model = tmp_path / "out", exported("unet")
+    capsys.readouterr()  # what exporting the test model printed
+    assert main([str(model), "--rtx", "--gpu-arch", value, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "usage:" not in err, err
+    assert err.startswith("segexport: error: --gpu-arch ")
+    assert f"TensorRT-RTX's targets are {', '.join(library.RTX_TARGETS)}" in err
+    assert not out.exists()
+
+
+def test_a_bad_gpu_arch_on_rebuild_is_refused_before_the_engine_is_read(tmp_path, capsys):
+    missing = tmp_path / "model.fp16.rtx.engine"  # never read: the flag is refused first
+    assert main([str(missing), "--rebuild", "--gpu-arch", "sm90"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Hopper" in err and str(missing) not in err, err
 
 
 def test_rtx_without_tensorrt_rtx_names_the_install_and_the_command_for_later(exported, tmp_path, monkeypatch, capsys):
