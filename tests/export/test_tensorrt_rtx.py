@@ -1,5 +1,6 @@
-"""A real TensorRT in every test run: TensorRT for RTX parses and builds every kind of graph segexport writes,
-through segexport's own builder, on this CPU machine (ahead-of-time build, no GPU)."""
+"""A real TensorRT in every test run: TensorRT for RTX parses and builds the graph kinds in KINDS (and, through the
+command, the bundled model's FP16 graph), with segexport's own builder, on this CPU machine (ahead-of-time build,
+no GPU). README's "Graphs TensorRT accepts" lists what these cover and what they do not."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def _export(tmp_path_factory, name: str, *args: str) -> Path:
 
 @pytest.fixture(scope="module")
 def graphs(exported, unet_graphs, fcn50_graphs, tmp_path_factory, monkeypatch_module) -> dict[str, Path]:
-    """One graph of every kind segexport writes, exported by segexport itself."""
+    """One graph of each kind in KINDS, exported by segexport itself."""
     monkeypatch_module.syspath_prepend(str(_user_package(tmp_path_factory)))
     unet18 = ["unet", "--unet-base", "8", "--unet-depth", "3", "--input-size", "64x64", "--unet-transposed"]
     return {
