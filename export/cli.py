@@ -260,12 +260,6 @@ def add_rtx_and_engine_mode_arguments(group: argparse._ArgumentGroup) -> None:
     """--rtx and --gpu-arch (TensorRT-RTX, built anywhere), and what is done to an engine later (--check, --rebuild)."""
     from segrt.backends import tensorrt_library
 
-    def gpu_arch(text: str) -> tuple[str, ...]:
-        try:
-            return tensorrt_library.parse_gpu_arch(text)
-        except SegError as exc:
-            raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[-1]) from None
-
     group.add_argument(
         "--rtx",
         action="store_true",
@@ -273,8 +267,7 @@ def add_rtx_and_engine_mode_arguments(group: argparse._ArgumentGroup) -> None:
         "GPU or not, for GeForce/RTX GPUs of the --gpu-arch targets; its kernels are compiled on the GPU at first run",
     )
     group.add_argument(
-        "--gpu-arch",
-        type=gpu_arch,
+        "--gpu-arch",  # parsed by gpu_targets, so a bad value is one line, not argparse's usage block
         metavar="SM,...",
         help="with --rtx: the GPUs to build for, from "
         f"{', '.join(tensorrt_library.RTX_TARGETS)} (default: TensorRT-RTX's own portable set, compute capability "
@@ -333,6 +326,14 @@ def _read_classes(text: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+def gpu_targets(args: argparse.Namespace) -> tuple[str, ...]:
+    """--gpu-arch as TensorRT-RTX targets ("sm86,sm89" -> ("8.6", "8.9")), () when not given; a target that is not
+    TensorRT-RTX's is a SegError naming the flag and the valid targets."""
+    from segrt.backends import tensorrt_library
+
+    return () if args.gpu_arch is None else tensorrt_library.parse_gpu_arch(args.gpu_arch)
+
+
 def request_from_args(args: argparse.Namespace) -> ExportRequest:
     """The one place where flags become decisions: the `ExportRequest` this command line asks for."""
     from segexport import request as rq
@@ -343,6 +344,7 @@ def request_from_args(args: argparse.Namespace) -> ExportRequest:
 
     if args.int8_target is not None and not args.int8:
         raise SegError(f"--int8-target {args.int8_target} only applies with --int8")
+    targets = gpu_targets(args)
     model = rq.ModelOptions(
         name=args.model,
         weights=args.weights,
@@ -374,13 +376,13 @@ def request_from_args(args: argparse.Namespace) -> ExportRequest:
         dla_core=args.dla_core,
         verbosity=args.verbose,
         library=tensorrt_library.TENSORRT_RTX if args.rtx else tensorrt_library.TENSORRT,
-        targets=args.gpu_arch or (),
+        targets=targets,
     )
     engine = rq.EngineOptions(
         sources=tuple(sources),
         rtx=args.rtx,
         build=build,
-        later_flags=tuple(engine_flags(args)),
+        later_flags=tuple(engine_flags(args, targets)),
     )
     return rq.ExportRequest(
         model=model,
@@ -394,13 +396,14 @@ def request_from_args(args: argparse.Namespace) -> ExportRequest:
     )
 
 
-def engine_flags(args: argparse.Namespace) -> list[str]:
-    """The engine flags given on this command line, for the command that builds the engine later."""
+def engine_flags(args: argparse.Namespace, targets: tuple[str, ...]) -> list[str]:
+    """The engine flags given on this command line (`targets`: --gpu-arch parsed), for the command that builds the
+    engine later."""
     flags: list[str] = ["--rtx"] if args.rtx else []
-    if args.gpu_arch:
+    if targets:
         from segrt.backends.tensorrt_library import arch_flag
 
-        flags += ["--gpu-arch", arch_flag(args.gpu_arch)]
+        flags += ["--gpu-arch", arch_flag(targets)]
     for flag, value in (
         ("--min-shape", args.min_shape),
         ("--opt-shape", args.opt_shape),
@@ -451,6 +454,7 @@ def run_engine_mode(args: argparse.Namespace, report: Any) -> None:
 
     if args.check and args.rebuild:
         raise SegError("--check and --rebuild: give one (--rebuild checks the engine it builds where it can)")
+    targets = gpu_targets(args)
     path = Path(args.model)
     engine, card = engines.engine_and_card(path)
     image_path = args.image or parity_image(card.model)
@@ -463,7 +467,7 @@ def run_engine_mode(args: argparse.Namespace, report: Any) -> None:
             image,
             image_path.name,
             report,
-            targets=args.gpu_arch or (),
+            targets=targets,
             verbosity=args.verbose,
             min_agreement=args.min_agreement,
         )

@@ -138,16 +138,17 @@ def parse_gpu_arch(text: str) -> tuple[str, ...]:
     """--gpu-arch "sm86,sm89" -> ("8.6", "8.9"): TensorRT-RTX targets as compute capabilities; SegError names
     the valid ones, and says which library a GPU without an RTX target (Hopper, Jetson) needs."""
     names = [part.strip().lower() for part in text.split(",") if part.strip()]
+    valid = f"TensorRT-RTX's targets are {', '.join(RTX_TARGETS)}, comma-separated"
     if not names:
-        raise SegError(f"--gpu-arch {text!r}: name one or more targets, e.g. --gpu-arch sm86,sm89")
+        raise SegError(f"--gpu-arch {text!r}: name one or more targets, e.g. --gpu-arch sm86,sm89 ({valid})")
     targets: list[str] = []
     for arch in names:
         if arch in _NO_RTX_TARGET:
-            raise SegError(f"--gpu-arch {arch}: {_NO_RTX_TARGET[arch]}")
+            raise SegError(f"--gpu-arch {arch}: {_NO_RTX_TARGET[arch]} ({valid})")
         if arch not in RTX_TARGETS:
             raise SegError(
-                f"--gpu-arch {arch}: not a TensorRT-RTX target; use one or more of {', '.join(RTX_TARGETS)}, "
-                f"comma-separated (sm86: RTX 30xx/A-series, sm89: RTX 40xx, sm120: RTX 50xx)"
+                f"--gpu-arch {arch}: not a TensorRT-RTX target; {valid} "
+                f"(sm86: RTX 30xx/A-series, sm89: RTX 40xx, sm120: RTX 50xx)"
             )
         if RTX_TARGETS[arch] not in targets:
             targets.append(RTX_TARGETS[arch])

@@ -1,5 +1,6 @@
-"""A real TensorRT in every test run: TensorRT for RTX parses and builds every kind of graph segexport writes,
-through segexport's own builder, on this CPU machine (ahead-of-time build, no GPU)."""
+"""A real TensorRT in every test run: TensorRT for RTX parses and builds the graph kinds in KINDS (and, through the
+command, the bundled model's FP16 graph), with segexport's own builder, on this CPU machine (ahead-of-time build,
+no GPU). README's "Graphs TensorRT accepts" lists what these cover and what they do not."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def _export(tmp_path_factory, name: str, *args: str) -> Path:
 
 @pytest.fixture(scope="module")
 def graphs(exported, unet_graphs, fcn50_graphs, tmp_path_factory, monkeypatch_module) -> dict[str, Path]:
-    """One graph of every kind segexport writes, exported by segexport itself."""
+    """One graph of each kind in KINDS, exported by segexport itself."""
     monkeypatch_module.syspath_prepend(str(_user_package(tmp_path_factory)))
     unet18 = ["unet", "--unet-base", "8", "--unet-depth", "3", "--input-size", "64x64", "--unet-transposed"]
     return {
@@ -181,15 +182,32 @@ def test_an_fp16_onnx_file_builds_its_rtx_engine(exported, tmp_path, unet_graphs
     ],
 )
 def test_rtx_flags_that_cannot_apply_are_refused_before_any_work(exported, tmp_path, capsys, flags, words):
-    out = tmp_path / "out"
-    try:
-        code = main([str(exported("unet")), *flags, "--out", str(out)])
-    except SystemExit as exc:  # argparse refuses a --gpu-arch it cannot parse
-        code = exc.code
-    assert code == 2
+    out, model = tmp_path / "out", exported("unet")
+    capsys.readouterr()  # what exporting the test model printed
+    assert main([str(model), *flags, "--out", str(out)]) == 2  # a SystemExit here is argparse's refusal
     err = capsys.readouterr().err
-    assert words in " ".join(err.split()) and "Traceback" not in err
+    assert err.count("\n") == 1 and err.startswith("segexport: error: "), err  # one line, no usage block
+    assert words in err and "Traceback" not in err
     assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("value", ["sm90", "sm8.6", "sm86,sm99", ","])
+def test_a_bad_gpu_arch_is_one_line_naming_the_flag_and_the_valid_targets(exported, tmp_path, capsys, value):
+    out, model = tmp_path / "out", exported("unet")
+    capsys.readouterr()  # what exporting the test model printed
+    assert main([str(model), "--rtx", "--gpu-arch", value, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "usage:" not in err, err
+    assert err.startswith("segexport: error: --gpu-arch ")
+    assert f"TensorRT-RTX's targets are {', '.join(library.RTX_TARGETS)}" in err
+    assert not out.exists()
+
+
+def test_a_bad_gpu_arch_on_rebuild_is_refused_before_the_engine_is_read(tmp_path, capsys):
+    missing = tmp_path / "model.fp16.rtx.engine"  # never read: the flag is refused first
+    assert main([str(missing), "--rebuild", "--gpu-arch", "sm90"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Hopper" in err and str(missing) not in err, err
 
 
 def test_rtx_without_tensorrt_rtx_names_the_install_and_the_command_for_later(exported, tmp_path, monkeypatch, capsys):
