@@ -27,9 +27,17 @@ from segbench.budgeted import budget_key, budget_options
 from segbench.machine import tensorrt_version
 from segbench.suite import BASELINE, Case, ModelSpec
 from segrt.errors import MissingDependency, SegError
+from segrt.precisions import PRECISIONS
 
 if TYPE_CHECKING:
     from segexport.request import ExportRequest, PrecisionOptions
+
+
+def calibrates(precision: str, model: ModelSpec) -> bool:
+    """Whether a case's graph is made from calibration images: a calibrated precision always (the precision
+    table's `calibrated`), FP16 where the model names some (AutoCast picks the nodes kept in FP32 on them, not
+    on the photo the case is scored on)."""
+    return PRECISIONS[precision].calibrated or (precision == "fp16" and model.calib is not None)
 
 
 def unavailable_reason(case: Case) -> str | None:
@@ -113,10 +121,7 @@ class ExportCache:
         fp32 = folder / "model.onnx"
         self._once(fp32, ExportRequest(model=model.options, onnx=OnnxOptions(fuse=fused, out=folder)))
         flavour = graph_for(precision, on_ort_cpu=backend == "ort-cpu").name
-        # INT8 always calibrates; FP16 does where the model names calibration images (AutoCast picks the
-        # nodes kept in FP32 on them, not on the photo the case is scored on)
-        calibrated = precision == "int8" or (precision == "fp16" and model.calib is not None)
-        graphs = folder / f"calib-{self.calibration_key(model)}" if calibrated else folder
+        graphs = folder / f"calib-{self.calibration_key(model)}" if calibrates(precision, model) else folder
         budget = budget_options(model, max_miou_drop)  # a budgeted graph has a folder of its own
         graphs = graphs / budget_key(budget, model) if budget.wanted else graphs
         onnx = graphs / artifact_name("model", flavour)

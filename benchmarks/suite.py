@@ -32,11 +32,12 @@ from segexport.request import ModelOptions
 from segexport.tensorrt_profile import parse_shape
 from segrt.backends import BACKENDS as BACKEND_ROWS
 from segrt.errors import MissingDependency, SegError
+from segrt.precisions import USER_PRECISIONS
 
 BASELINE = "pytorch-eager"
 # the baseline, then every segrt backend but "ort" (a case names its provider, so runs compare)
 BACKENDS = (BASELINE, *(name for name in BACKEND_ROWS if name != "ort"))
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = USER_PRECISIONS
 DEVICES = ("cpu", "cuda")
 
 SUITE_KEYS = {

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from segexport import DEFAULT_MODEL, read_lines
 from segrt.errors import MissingDependency, SegError, rich_say, run_command
+from segrt.precisions import PRECISIONS, USER_PRECISIONS
 from segrt.signals import interrupt_on_sigterm
 
 if TYPE_CHECKING:
@@ -38,6 +39,12 @@ def parse_size(text: str) -> tuple[int, ...]:
         return parse_input_size(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def default_agreements() -> str:
+    """Each precision's least agreement, from the precision table, as --min-agreement's help gives it:
+    "99.9 for FP32, 99.5 for FP16, 98 for INT8"."""
+    return ", ".join(f"{PRECISIONS[name].min_agreement * 100:.4g} for {name.upper()}" for name in USER_PRECISIONS)
 
 
 def percent(text: str) -> float:
@@ -100,8 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=percent,
         default=None,
         metavar="PCT",
-        help="least share of pixels that must agree with the reference, in %% "
-        "(default 99.9 for FP32, 99.5 for FP16, 98 for INT8)",
+        help=f"least share of pixels that must agree with the reference, in %% (default {default_agreements()})",
     )
     onnx_group.add_argument("--out", type=Path, help="output folder (default ./build/<model>)")
     add_precision_arguments(parser)
