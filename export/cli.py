@@ -365,9 +365,10 @@ def request_from_args(args: argparse.Namespace) -> ExportRequest:
     precision = rq.PrecisionOptions(
         graphs=tuple(graphs), calib=args.calib, calib_count=args.calib_count, keep_fp32=tuple(args.keep_fp32)
     )
-    # engines: --fp16 / --int8 (a TensorRT Q/DQ graph) build from those graphs, --engine / --rtx from the FP32
-    # graph or the .onnx MODEL as given; --onnx-only builds none
-    sources = [name for name in ("fp16", "int8") if name in graphs]
+    # engines: --fp16 / --int8 build from the graphs TensorRT takes (the precision table's `tensorrt`: the INT8 one
+    # for TensorRT, not the CPU one), --engine / --rtx from the FP32 graph or the .onnx MODEL as given;
+    # --onnx-only builds none
+    sources = [name for name in graphs if PRECISIONS[name].tensorrt]
     if (args.engine or args.rtx) and not sources:
         sources = ["fp32"]
     sources = [] if args.onnx_only else sources
