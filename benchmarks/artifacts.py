@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from segbench.budgeted import budget_key, budget_options
 from segbench.machine import tensorrt_version
 from segbench.suite import BASELINE, Case, ModelSpec
+from segrt.backends import BACKENDS as BACKEND_ROWS
 from segrt.errors import MissingDependency, SegError
 from segrt.precisions import PRECISIONS
 
@@ -46,13 +47,12 @@ def unavailable_reason(case: Case) -> str | None:
         if importlib.util.find_spec("torch") is None:
             return "torch is not installed; install the benchmark extra: pip install 'segexport[bench]'"
         return None if case.device == "cpu" else _cuda_reason()
-    if case.backend == "tensorrt":
+    if BACKEND_ROWS[case.backend].runs == "engine":
         return _tensorrt_reason()
-    from segrt.backends import BACKENDS
     from segrt.backends.onnxruntime import available_backends
 
     if case.backend not in available_backends():
-        row = BACKENDS[case.backend]
+        row = BACKEND_ROWS[case.backend]
         return f"this onnxruntime has no {row.providers[0]}; install {row.needs}"
     return None
 
@@ -120,7 +120,7 @@ class ExportCache:
         folder = self.folder(model, fused=fused)
         fp32 = folder / "model.onnx"
         self._once(fp32, ExportRequest(model=model.options, onnx=OnnxOptions(fuse=fused, out=folder)))
-        flavour = graph_for(precision, on_ort_cpu=backend == "ort-cpu").name
+        flavour = graph_for(precision, on_ort_cpu=BACKEND_ROWS[backend].on_ort_cpu).name
         graphs = folder / f"calib-{self.calibration_key(model)}" if calibrates(precision, model) else folder
         budget = budget_options(model, max_miou_drop)  # a budgeted graph has a folder of its own
         graphs = graphs / budget_key(budget, model) if budget.wanted else graphs
@@ -133,7 +133,7 @@ class ExportCache:
                 budget=budget,
             )
             self._once(onnx, graph)
-        if backend != "tensorrt":
+        if BACKEND_ROWS[backend].runs != "engine":
             return onnx
         size = "x".join(map(str, shape))
         engines = graphs / f"engines-{size}"  # an INT8 engine lives with the calibration it came from
