@@ -26,10 +26,19 @@ from typing import TYPE_CHECKING, Any, TextIO
 from segbench.budgeted import budget_key, budget_options
 from segbench.machine import tensorrt_version
 from segbench.suite import BASELINE, Case, ModelSpec
+from segrt.backends import BACKENDS as BACKEND_ROWS
 from segrt.errors import MissingDependency, SegError
+from segrt.precisions import PRECISIONS
 
 if TYPE_CHECKING:
     from segexport.request import ExportRequest, PrecisionOptions
+
+
+def calibrates(precision: str, model: ModelSpec) -> bool:
+    """Whether a case's graph is made from calibration images: a calibrated precision always (the precision
+    table's `calibrated`), FP16 where the model names some (AutoCast picks the nodes kept in FP32 on them, not
+    on the photo the case is scored on)."""
+    return PRECISIONS[precision].calibrated or (precision == "fp16" and model.calib is not None)
 
 
 def unavailable_reason(case: Case) -> str | None:
@@ -38,13 +47,12 @@ def unavailable_reason(case: Case) -> str | None:
         if importlib.util.find_spec("torch") is None:
             return "torch is not installed; install the benchmark extra: pip install 'segexport[bench]'"
         return None if case.device == "cpu" else _cuda_reason()
-    if case.backend == "tensorrt":
+    if BACKEND_ROWS[case.backend].runs == "engine":
         return _tensorrt_reason()
-    from segrt.backends import BACKENDS
     from segrt.backends.onnxruntime import available_backends
 
     if case.backend not in available_backends():
-        row = BACKENDS[case.backend]
+        row = BACKEND_ROWS[case.backend]
         return f"this onnxruntime has no {row.providers[0]}; install {row.needs}"
     return None
 
@@ -112,11 +120,8 @@ class ExportCache:
         folder = self.folder(model, fused=fused)
         fp32 = folder / "model.onnx"
         self._once(fp32, ExportRequest(model=model.options, onnx=OnnxOptions(fuse=fused, out=folder)))
-        flavour = graph_for(precision, on_ort_cpu=backend == "ort-cpu").name
-        # INT8 always calibrates; FP16 does where the model names calibration images (AutoCast picks the
-        # nodes kept in FP32 on them, not on the photo the case is scored on)
-        calibrated = precision == "int8" or (precision == "fp16" and model.calib is not None)
-        graphs = folder / f"calib-{self.calibration_key(model)}" if calibrated else folder
+        flavour = graph_for(precision, on_ort_cpu=BACKEND_ROWS[backend].on_ort_cpu).name
+        graphs = folder / f"calib-{self.calibration_key(model)}" if calibrates(precision, model) else folder
         budget = budget_options(model, max_miou_drop)  # a budgeted graph has a folder of its own
         graphs = graphs / budget_key(budget, model) if budget.wanted else graphs
         onnx = graphs / artifact_name("model", flavour)
@@ -128,7 +133,7 @@ class ExportCache:
                 budget=budget,
             )
             self._once(onnx, graph)
-        if backend != "tensorrt":
+        if BACKEND_ROWS[backend].runs != "engine":
             return onnx
         size = "x".join(map(str, shape))
         engines = graphs / f"engines-{size}"  # an INT8 engine lives with the calibration it came from

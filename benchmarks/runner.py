@@ -22,7 +22,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from segbench import accuracy
-from segbench.artifacts import ExportCache, check_calibration, unavailable_reason
+from segbench.artifacts import ExportCache, calibrates, check_calibration, unavailable_reason
 from segbench.budgeted import check_budget_set
 from segbench.measure import Timed, Window, outside_share, time_alternating, time_calls, time_frames
 from segbench.resources import ResourceSampler
@@ -383,7 +383,7 @@ def describe(case: Case) -> dict[str, Any]:
 def check_calibrations(suite: Suite, photo: Path, dataset: Path | None) -> None:
     """Before any work: no case this machine runs may calibrate on the photo or the val images it is scored on."""
     where = str(suite.source) if suite.source else "command line"
-    calibrated = [c for c in suite.cases if c.precision == "int8" or (c.precision == "fp16" and c.model.calib)]
+    calibrated = [c for c in suite.cases if calibrates(c.precision, c.model)]
     runnable = [c.model for c in calibrated if unavailable_reason(c) is None]
     for model in dict.fromkeys(runnable):
         check_calibration(model, [photo, *val_images(dataset or model.dataset)], where)

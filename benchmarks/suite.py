@@ -32,11 +32,12 @@ from segexport.request import ModelOptions
 from segexport.tensorrt_profile import parse_shape
 from segrt.backends import BACKENDS as BACKEND_ROWS
 from segrt.errors import MissingDependency, SegError
+from segrt.precisions import USER_PRECISIONS
 
 BASELINE = "pytorch-eager"
-# the baseline, then every segrt backend but "ort" (a case names its provider, so runs compare)
-BACKENDS = (BASELINE, *(name for name in BACKEND_ROWS if name != "ort"))
-PRECISIONS = ("fp32", "fp16", "int8")
+# the baseline, then every segrt backend but "ort", whose device is "auto" (a case names its provider, so runs compare)
+BACKENDS = (BASELINE, *(row.name for row in BACKEND_ROWS.values() if row.device != "auto"))
+PRECISIONS = USER_PRECISIONS
 DEVICES = ("cpu", "cuda")
 
 SUITE_KEYS = {
@@ -407,7 +408,7 @@ def _run(run: Any, spec: ModelSpec, where: str, key: str) -> Case:
     if device is not None:
         raise SegError(f"{where}: {key}: device applies to {BASELINE} only; the backend {backend} names its device")
     budget = _budget(run, spec, precision, where, key)
-    return Case(spec, backend, precision, fused, "cpu" if backend == "ort-cpu" else "cuda", max_miou_drop=budget)
+    return Case(spec, backend, precision, fused, BACKEND_ROWS[backend].device, max_miou_drop=budget)
 
 
 def _budget(run: dict[str, Any], spec: ModelSpec, precision: str, where: str, key: str) -> float | None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from segexport import DEFAULT_MODEL, read_lines
 from segrt.errors import MissingDependency, SegError, rich_say, run_command
+from segrt.precisions import PRECISIONS, USER_PRECISIONS
 from segrt.signals import interrupt_on_sigterm
 
 if TYPE_CHECKING:
@@ -38,6 +39,12 @@ def parse_size(text: str) -> tuple[int, ...]:
         return parse_input_size(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def default_agreements() -> str:
+    """Each precision's least agreement, from the precision table, as --min-agreement's help gives it:
+    "99.9 for FP32, 99.5 for FP16, 98 for INT8"."""
+    return ", ".join(f"{PRECISIONS[name].min_agreement * 100:.4g} for {name.upper()}" for name in USER_PRECISIONS)
 
 
 def percent(text: str) -> float:
@@ -100,8 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=percent,
         default=None,
         metavar="PCT",
-        help="least share of pixels that must agree with the reference, in %% "
-        "(default 99.9 for FP32, 99.5 for FP16, 98 for INT8)",
+        help=f"least share of pixels that must agree with the reference, in %% (default {default_agreements()})",
     )
     onnx_group.add_argument("--out", type=Path, help="output folder (default ./build/<model>)")
     add_precision_arguments(parser)
@@ -361,9 +367,10 @@ def request_from_args(args: argparse.Namespace) -> ExportRequest:
     precision = rq.PrecisionOptions(
         graphs=tuple(graphs), calib=args.calib, calib_count=args.calib_count, keep_fp32=tuple(args.keep_fp32)
     )
-    # engines: --fp16 / --int8 (a TensorRT Q/DQ graph) build from those graphs, --engine / --rtx from the FP32
-    # graph or the .onnx MODEL as given; --onnx-only builds none
-    sources = [name for name in ("fp16", "int8") if name in graphs]
+    # engines: --fp16 / --int8 build from the graphs TensorRT takes (the precision table's `tensorrt`: the INT8 one
+    # for TensorRT, not the CPU one), --engine / --rtx from the FP32 graph or the .onnx MODEL as given;
+    # --onnx-only builds none
+    sources = [name for name in graphs if PRECISIONS[name].tensorrt]
     if (args.engine or args.rtx) and not sources:
         sources = ["fp32"]
     sources = [] if args.onnx_only else sources

@@ -1,5 +1,5 @@
-"""An engine's files: which graphs become engines, their names, the card that describes a build, and publishing
-the engine and its card as a pair."""
+"""An engine's files: their names, the card that describes a build, and publishing the engine and its card as
+a pair. (Which graphs become engines is a flag decision: `segexport.cli.request_from_args`.)"""
 
 from __future__ import annotations
 
@@ -15,19 +15,6 @@ from segrt.signals import signals_caught
 
 if TYPE_CHECKING:
     from segexport.tensorrt_build import BuildRecord
-
-
-def engine_sources(graphs: dict[str, Path], *, fp16: bool, int8: bool, engine: bool) -> list[Path]:
-    """The ONNX graphs to build engines from: the FP16 / INT8 (TensorRT Q/DQ) graphs asked for, else FP32."""
-    sources = []
-    for wanted, precision in ((fp16, "fp16"), (int8, "int8")):
-        if wanted:
-            if precision not in graphs:
-                raise SegError(f"no {precision} ONNX graph was written, so no {precision} engine can be built")
-            sources.append(graphs[precision])
-    if engine and not sources:
-        sources.append(graphs["fp32"])
-    return sources
 
 
 def engine_path(onnx_path: Path, card: ModelCard, out: Path | None = None, *, rtx: bool = False) -> Path:

@@ -66,12 +66,13 @@ def load(
         raise SegError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     path = resolve_model_file(path, backend=backend, precision=precision)
     is_engine = path.suffix in ENGINE_SUFFIXES
-    if backend == "tensorrt" and not is_engine:
+    runs_engines = backend is not None and BACKEND_ROWS[backend].runs == "engine"
+    if runs_engines and not is_engine:
         raise SegError(
             f"{path}: the tensorrt backend runs engines; build one with `segexport {path} --engine`, "
             f"or use backend='ort-trt'"
         )
-    if is_engine and backend not in (None, "tensorrt"):
+    if is_engine and backend is not None and not runs_engines:
         raise SegError(f"{path}: an engine runs on the tensorrt backend only, not {backend}")
     if is_engine:
         card = read_card(path)  # checks the sha256 before TensorRT sees the bytes
@@ -111,7 +112,7 @@ def resolve_model_file(
     # a TensorRT engine, then a TensorRT-RTX one: each where its library is installed
     engines = [folder / artifact_name(stem, precision, engine=True, rtx=rtx) for rtx in (False, True)]
     installed = [e for e, lib in zip(engines, (TENSORRT, TENSORRT_RTX), strict=True) if e.is_file() and _has(lib)]
-    if backend == "tensorrt":
+    if backend in BACKEND_ROWS and BACKEND_ROWS[backend].runs == "engine":
         candidates = engines
     elif backend is None and installed:
         candidates = installed
@@ -130,12 +131,13 @@ def resolve_model_file(
 
 
 def _runs_on_ort_cpu(backend: str | None) -> bool:
-    """Whether an ONNX file opened with `backend` runs on ONNX Runtime's CPU provider."""
-    if backend in (None, "ort"):
+    """Whether an ONNX file opened with `backend` runs on ONNX Runtime's CPU provider (no backend, or one whose
+    device is "auto", is the provider this machine's onnxruntime picks)."""
+    if backend is None or (backend in BACKEND_ROWS and BACKEND_ROWS[backend].device == "auto"):
         from segrt.backends.onnxruntime import default_backend
 
-        return default_backend() == "ort-cpu"
-    return backend == "ort-cpu"
+        backend = default_backend()
+    return backend in BACKEND_ROWS and BACKEND_ROWS[backend].on_ort_cpu
 
 
 def _has(library: str) -> bool:

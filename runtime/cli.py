@@ -21,6 +21,7 @@ from segrt.class_stats import CSV_NAME, ClassStats
 from segrt.errors import MissingDependency, SegError, run_command
 from segrt.files import prepare_output_folder
 from segrt.image import colorize, overlay, read_image, write_image, write_labels_png
+from segrt.precisions import USER_PRECISIONS
 from segrt.signals import interrupt_on_sigterm
 from segrt.timing import LatencyStats
 
@@ -79,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=tuple(BACKENDS),
         help="default: TensorRT for engines, the best ONNX Runtime provider for ONNX",
     )
-    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="pick that file in a model folder")
+    parser.add_argument("--precision", choices=USER_PRECISIONS, help="pick that file in a model folder")
     parser.add_argument("--device", type=int, default=0, help="CUDA device index (default 0)")
     parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: all cores)")
     parser.add_argument("--cuda-graph", action="store_true", help="TensorRT: capture a CUDA graph per input shape")

@@ -35,6 +35,10 @@ class Backend(Protocol):
 
     def close(self) -> None: ...
 
+    def __enter__(self) -> Backend: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
 
 @dataclass(frozen=True)
 class BackendRow:
@@ -45,6 +49,11 @@ class BackendRow:
     device: str  # "cpu", "cuda", or "auto" (the best this machine has)
     providers: tuple[str, ...]  # ONNX Runtime's execution providers, most preferred first; () for engines
     needs: str  # what to install, for the sentence a machine without it gets
+
+    @property
+    def on_ort_cpu(self) -> bool:
+        """Whether it runs ONNX graphs on ONNX Runtime's CPU provider, where "int8" means the CPU-flavoured graph."""
+        return self.runs == "onnx" and self.device == "cpu"
 
 
 GPU_ORT = "onnxruntime-gpu (pip install 'segexport[gpu]') on a machine with an NVIDIA GPU"

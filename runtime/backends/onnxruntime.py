@@ -135,7 +135,7 @@ class OnnxRuntimeBackend:
         except Exception as exc:
             raise SegError(f"{self.path}: ONNX Runtime cannot load it ({first_line(exc)}); re-export it") from None
         self.name = backend
-        self.device = "cpu" if backend == "ort-cpu" else f"cuda:{device}"
+        self.device = "cpu" if BACKENDS[backend].device == "cpu" else f"cuda:{device}"
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
             raise SegError(

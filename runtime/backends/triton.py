@@ -161,6 +161,12 @@ class TritonBackend:
             with contextlib.suppress(Exception):  # a connection the server dropped is closed all the same
                 client.close()
 
+    def __enter__(self) -> TritonBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def open_served(url: str, *, timeout_s: float = 120.0) -> Any:
     """A `Segmenter` over the model at `url` (see `parse_server_url`), with the served card's classes and palette."""

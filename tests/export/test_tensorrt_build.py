@@ -24,7 +24,9 @@ from segexport import engine_prerequisites as prereq
 from segexport import parity
 from segexport import tensorrt_build as tb
 from segexport import tensorrt_profile as shapes_mod
-from segexport.cli import build_parser, main
+from segexport.cli import build_parser, main, request_from_args
+from segexport.engines import build_engines
+from segexport.request import EngineOptions
 from segrt.backends import tensorrt_library as library
 from segrt.backends.tensorrt import GpuInfo
 from segrt.errors import SegError
@@ -203,14 +205,17 @@ def test_tensorrt_log_follows_the_verbosity():
 
 
 def test_engines_are_built_from_the_graphs_asked_for(tmp_path):
-    graphs = {p: tmp_path / artifact_name("model", p) for p in ("fp32", "fp16", "int8", "int8-cpu")}
-    assert files.engine_sources(graphs, fp16=False, int8=False, engine=True) == [graphs["fp32"]]
-    assert files.engine_sources(graphs, fp16=True, int8=False, engine=False) == [graphs["fp16"]]
-    assert files.engine_sources(graphs, fp16=False, int8=True, engine=True) == [graphs["int8"]]
-    assert files.engine_sources(graphs, fp16=True, int8=True, engine=False) == [graphs["fp16"], graphs["int8"]]
-    assert files.engine_sources(graphs, fp16=False, int8=False, engine=False) == []
+    def sources(*flags: str) -> tuple[str, ...]:
+        return request_from_args(build_parser().parse_args(["model.onnx", *flags])).engine.sources
+
+    assert sources("--engine") == ("fp32",)
+    assert sources("--fp16") == ("fp16",)
+    assert sources("--int8", "--engine") == ("int8",)
+    assert sources("--fp16", "--int8") == ("fp16", "int8")
+    assert sources() == ()
+    graphs = {"fp32": tmp_path / artifact_name("model", "fp32")}
     with pytest.raises(SegError, match="fp16"):
-        files.engine_sources({"fp32": graphs["fp32"]}, fp16=True, int8=False, engine=False)
+        build_engines(EngineOptions(("fp16",)), graphs, np.zeros((4, 4, 3), np.uint8), "photo", tmp_path, None)
 
 
 def test_engine_file_is_named_after_the_graph_precision(tmp_path):

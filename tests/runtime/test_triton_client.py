@@ -6,11 +6,15 @@ from __future__ import annotations
 import importlib.util
 import socket
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 import segrt
-from segrt.backends.triton import is_server_url, parse_server_url
+from segrt.backends import triton
+from segrt.backends.triton import TritonBackend, is_server_url, parse_server_url
+from segrt.meta import ModelCard
 from segrt.triton_server import ServerOptions, explain_failure
 
 
@@ -75,3 +79,57 @@ def test_triton_start_failures_become_one_line_with_the_fix():
     assert "a Python with a shared libpython" in explain_failure(MISMATCH, OPTIONS)
     other = 'I1201 21:39:44.9 8290 server.cc:1] "start"\nE1201 21:39:44.914518 8290 server.cc:241] "something broke"'
     assert explain_failure(other, OPTIONS) == "tritonserver stopped before it was ready: something broke"
+
+
+class StandInClient:
+    """What TritonBackend asks of tritonclient's HTTP client, answered for one served model without a server."""
+
+    def __init__(self, endpoint: str, **timeouts: float) -> None:
+        self.endpoint = endpoint
+        self.closes = 0
+
+    def is_model_ready(self, model: str, version: str) -> bool:
+        return True
+
+    def get_model_config(self, model: str, version: str) -> dict:
+        card = ModelCard(
+            "stand-in", ("background", "object"), ((0, 0, 0), (200, 0, 0)), (0.5,) * 3, (0.5,) * 3, (32, 32)
+        )
+        return {
+            "max_batch_size": 8,
+            "input": [{"name": "image"}],
+            "output": [{"name": "labels"}],
+            "parameters": {"segexport.card": {"string_value": card.to_json()}},
+        }
+
+    def infer(self, model: str, inputs: list, **options: object) -> SimpleNamespace:
+        labels = (inputs[0].data[..., 0] % 2).astype(np.uint8)
+        return SimpleNamespace(as_numpy=lambda name: labels)
+
+    def close(self) -> None:
+        self.closes += 1
+
+
+class StandInInput:
+    def __init__(self, name: str, shape: list[int], datatype: str) -> None:
+        self.name = name
+
+    def set_data_from_numpy(self, data: np.ndarray) -> None:
+        self.data = data
+
+
+def test_triton_backend_keeps_the_one_life_cycle(monkeypatch):
+    """close() twice is fine, a run after close() is a SegError naming the server, and `with` closes."""
+    module = SimpleNamespace(
+        InferenceServerClient=StandInClient, InferInput=StandInInput, InferRequestedOutput=lambda name: name
+    )
+    monkeypatch.setattr(triton, "require", lambda name, install: module)
+    batch = np.zeros((1, 4, 4, 3), np.uint8)
+    with TritonBackend(parse_server_url("http://127.0.0.1:8000/unet")) as backend:
+        client = backend._client
+        assert backend.run(batch).shape == (1, 4, 4)
+    assert client.closes == 1
+    backend.close()  # a second close
+    assert client.closes == 1
+    with pytest.raises(segrt.SegError, match=r"http://127\.0\.0\.1:8000/unet: this Segmenter was closed"):
+        backend.run(batch)
