@@ -38,6 +38,11 @@ INCLUDES_TEMPLATE = f"""\
 - **stages**: the pipeline's own timers inside the call (CUDA events for `{BASELINE}` on a GPU,
   `perf_counter_ns` elsewhere): {"; ".join(f"`{name}` {words}" for name, words in STAGES.items())}.
   The stages of each sample add up to its e2e time.
+- **tail**: the fused graph's last steps (the logits resized to the image size, argmax, uint8), cut out of
+  the case's ONNX file and run on the same backend with the logits of the case's own batch, timed in blocks
+  alternating with the whole call: its share of the call's p50 (for `{BASELINE}`, its `post` stage's share
+  of the mean: `F.interpolate` and argmax). **tail MiB @1080p**: the bytes its nodes write for one 1080x1920
+  frame (for `{BASELINE}`, the float logits interpolated, the int64 argmax and the uint8 labels).
 - **network**: the bare network alone, on the same backend and precision: the `--no-fuse` graph's
   `backend.run` on a float tensor already pre-processed to the network size (for `{BASELINE}`, its
   `compute` stage: the eager model with its aux head). **outside network** = 1 - network p50 / e2e p50:
@@ -146,6 +151,10 @@ def percent(share: float | None, digits: int = 1) -> str:
     return "—" if share is None else f"{100 * share:.{digits}f} %"
 
 
+def mib(size: int | None) -> str:
+    return "—" if size is None else fmt(size / 2**20, 1)
+
+
 def summary_row(case: dict[str, Any]) -> dict[str, str]:
     """The headline figures of one measured case, formatted."""
     e2e = case["timing"]["e2e"]
@@ -166,6 +175,8 @@ def summary_row(case: dict[str, Any]) -> dict[str, str]:
         "samples": str(e2e["count"]),
         "network p50 ms": ms(case["network"].get("p50_ms")),
         "outside network": outside_text(case),
+        "tail": percent((case.get("tail") or {}).get("share")),
+        "tail MiB @1080p": mib((case.get("tail") or {}).get("bytes_1080p")),
         "speed-up": fmt(case["speedup"].get("p50"), 2, "x"),
         "agreement": percent(case["accuracy"]["pixel_agreement"], 2),
         "mIoU": percent(dataset.get("miou")),

@@ -28,6 +28,7 @@ from segbench.measure import Timed, Window, outside_share, time_alternating, tim
 from segbench.resources import ResourceSampler
 from segbench.suite import Case, ModelSpec, Suite
 from segrt import scoring
+from segrt.backends import BACKENDS
 from segrt.errors import MissingDependency, SegError
 
 REFERENCE_WORDS = (
@@ -131,6 +132,7 @@ class Runner:
             predict = lambda image: pipeline(np.array(image[None]))[0]  # noqa: E731 - a writable copy for torch
             dataset = self._dataset_score(case, predict, details.pop("classes"))
             network = timed_network(timed) if case.is_baseline else self._alternated_network(case, batch, call)
+            tail = self._tail(case, file, batch, call, timed)
         finally:
             if pipeline is not None:
                 pipeline.close()
@@ -148,6 +150,7 @@ class Runner:
         }
         if camera is not None:
             result["camera"] = camera
+        result["tail"] = tail
         outside = network.pop("outside", None)
         result["network"] = network
         if outside is not None:
@@ -279,6 +282,41 @@ class Runner:
             "alternated_e2e_samples_ms": timed.first_ms,
             "outside": outside_share(timed.first_ms, timed.second_ms),
         }
+
+    def _tail(
+        self, case: Case, file: Path | None, batch: np.ndarray, call: Callable[[], object], timed: Any
+    ) -> dict[str, Any]:
+        """The fused tail's share of the call and its bytes at 1080x1920 (segbench.tail); the notebook's own
+        tail (its "post" stage: interpolate, argmax) for the baseline."""
+        from segbench import tail
+
+        if case.is_baseline:
+            stages = timed.as_dict()["stages"]
+            post, whole = stages.get("post", {}).get("mean"), timed.stats().mean
+            classes = self.reference(case.model).card.num_classes
+            return {"share": post / whole if post else None, "bytes_1080p": tail.eager_tail_bytes(classes)}
+        providers = BACKENDS[case.backend].providers if case.backend in BACKENDS else ()
+        if file is None or not case.fused or file.suffix != ".onnx" or not providers:
+            return {"absent": "the tail is cut out of a fused ONNX graph run on ONNX Runtime"}
+        import onnxruntime as ort
+
+        def session(model: bytes) -> Any:
+            options = ort.SessionOptions()
+            options.log_severity_level = 3
+            if self.suite.threads:
+                options.intra_op_num_threads = self.suite.threads
+            return ort.InferenceSession(model, options, providers=list(providers))
+
+        suite = self.suite
+        return tail.measure_tail(
+            file,
+            batch,
+            call,
+            session,
+            iterations=suite.iterations,
+            min_seconds=suite.min_seconds,
+            seconds=suite.seconds,
+        )
 
     def _dataset_score(self, case: Case, predict: Callable[[np.ndarray], np.ndarray], classes: Any) -> dict[str, Any]:
         """mIoU of this pipeline on the labelled set (once per pipeline, whatever the batch and shape)."""

@@ -37,7 +37,9 @@ def test_the_aux_head_is_back_and_does_not_touch_the_labels() -> None:
         output = network(tensor)
         expected = fcn.model.network(tensor)
     assert set(output) == {"out", "aux"} and output["aux"].shape == output["out"].shape
-    torch.testing.assert_close(output["out"], expected)
+    # segexport's network stops before torchvision's resize to the input size (1/8-scale logits)
+    resized = torch.nn.functional.interpolate(expected, size=(40, 48), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(output["out"], resized)
 
 
 def test_baseline_labels_come_at_the_image_size_with_cpu_stages(photo: np.ndarray) -> None:

@@ -116,7 +116,8 @@ def test_fcn_resnet18_has_output_stride_8():
     model = fcn_resnet18(weights=None)
     features = model.network.network.backbone(torch.zeros(1, 3, 64, 96))["out"]
     assert tuple(features.shape) == (1, 512, 8, 12)
-    assert tuple(model.network(torch.zeros(1, 3, 64, 96)).shape) == (1, 21, 64, 96)
+    # the network hands over the classifier's 1/8-scale logits; the fused graph resizes them once (Logits)
+    assert tuple(model.network(torch.zeros(1, 3, 64, 96)).shape) == (1, 21, 8, 12)
 
 
 def test_user_model_from_module_and_factory(tmp_path, monkeypatch):
