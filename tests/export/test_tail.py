@@ -32,10 +32,15 @@ def _nchw_tail(by: str) -> onnx.ModelProto:
         helper.make_node("ArgMax", ["big"], ["index"], axis=1, keepdims=0),
         helper.make_node("Cast", ["index"], ["labels"], to=TensorProto.UINT8),
     ]  # fmt: skip
+    return _logits_to_labels(nodes, TensorProto.FLOAT, initializers)
+
+
+def _logits_to_labels(nodes: list, logits_type: int, initializers: list) -> onnx.ModelProto:
+    """A graph of `nodes` from N x 5 x 7 x 9 logits of `logits_type` to uint8 labels, opset 17."""
     graph = helper.make_graph(
         nodes,
         "tail",
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 5, 7, 9])],
+        [helper.make_tensor_value_info("logits", logits_type, [1, 5, 7, 9])],
         [helper.make_tensor_value_info("labels", TensorProto.UINT8, None)],
         initializers,
     )
@@ -134,14 +139,7 @@ def test_half_tail_drops_the_casts_around_the_resize_and_keeps_the_labels() -> N
         helper.make_node("ArgMax", ["narrow"], ["index"], axis=3, keepdims=0),
         helper.make_node("Cast", ["index"], ["labels"], to=TensorProto.UINT8),
     ]  # fmt: skip
-    graph = helper.make_graph(
-        nodes,
-        "autocast tail",
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT16, [1, 5, 7, 9])],
-        [helper.make_tensor_value_info("labels", TensorProto.UINT8, None)],
-        [order, sizes],
-    )
-    autocast = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    autocast = _logits_to_labels(nodes, TensorProto.FLOAT16, [order, sizes])
     halved = half_tail(autocast)
     onnx.checker.check_model(halved, full_check=True)
     assert [n.op_type for n in halved.graph.node] == ["Transpose", "Gather", "Resize", "ArgMax", "Cast"]
