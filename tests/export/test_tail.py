@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from segexport.tail import channel_last_tail, find_tail, half_tail
+from segexport.tail import MIN_CHANNEL_LAST_CLASSES, channel_last_tail, find_tail, half_tail
 from segrt.meta import read_card
 
 
@@ -19,11 +19,11 @@ def _run(model: onnx.ModelProto | bytes, feed: dict[str, np.ndarray]) -> np.ndar
     return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"]).run(None, feed)[0]
 
 
-def _nchw_tail(by: str) -> onnx.ModelProto:
-    """logits N x 5 x 7 x 9 -> Resize (by "sizes" or "scales") -> ArgMax(axis 1) -> Cast(uint8), as torch exports it."""
+def _nchw_tail(by: str, classes: int = 12) -> onnx.ModelProto:
+    """logits N x C x 7 x 9 -> Resize (by "sizes" or "scales") -> ArgMax(axis 1) -> Cast(uint8), as torch exports it."""
     target = {"sizes": ("", "sizes"), "scales": ("scales", "")}[by]
     initializers = [
-        numpy_helper.from_array(np.array([1, 5, 61, 40], np.int64), "sizes"),
+        numpy_helper.from_array(np.array([1, classes, 61, 40], np.int64), "sizes"),
         numpy_helper.from_array(np.array([1, 1, 61 / 7, 40 / 9], np.float32), "scales"),
     ]
     nodes = [
@@ -32,15 +32,15 @@ def _nchw_tail(by: str) -> onnx.ModelProto:
         helper.make_node("ArgMax", ["big"], ["index"], axis=1, keepdims=0),
         helper.make_node("Cast", ["index"], ["labels"], to=TensorProto.UINT8),
     ]  # fmt: skip
-    return _logits_to_labels(nodes, TensorProto.FLOAT, initializers)
+    return _logits_to_labels(nodes, TensorProto.FLOAT, initializers, classes)
 
 
-def _logits_to_labels(nodes: list, logits_type: int, initializers: list) -> onnx.ModelProto:
-    """A graph of `nodes` from N x 5 x 7 x 9 logits of `logits_type` to uint8 labels, opset 17."""
+def _logits_to_labels(nodes: list, logits_type: int, initializers: list, classes: int = 5) -> onnx.ModelProto:
+    """A graph of `nodes` from N x C x 7 x 9 logits of `logits_type` to uint8 labels, opset 17."""
     graph = helper.make_graph(
         nodes,
         "tail",
-        [helper.make_tensor_value_info("logits", logits_type, [1, 5, 7, 9])],
+        [helper.make_tensor_value_info("logits", logits_type, [1, classes, 7, 9])],
         [helper.make_tensor_value_info("labels", TensorProto.UINT8, None)],
         initializers,
     )
@@ -56,12 +56,20 @@ def test_the_channel_last_tail_computes_the_labels_of_the_nchw_tail(by: str) -> 
     ops = [node.op_type for node in rewritten.graph.node]
     assert ops == ["Transpose", "Gather", "Resize", "ArgMax", "Cast"]
     assert [a.i for a in rewritten.graph.node[3].attribute if a.name == "axis"] == [3]
-    logits = np.random.default_rng(0).normal(size=(1, 5, 7, 9)).astype(np.float32)
+    logits = np.random.default_rng(0).normal(size=(1, 12, 7, 9)).astype(np.float32)
     before, after = _run(nchw, {"logits": logits}), _run(rewritten, {"logits": logits})
     assert before.shape == after.shape == (1, 61, 40)
     assert (before == after).mean() >= 0.999  # the same bilinear sums, summed in another order
     assert find_tail(rewritten.graph) is None  # rewritten once: a second pass leaves it as it is
     assert channel_last_tail(rewritten) is rewritten
+
+
+def test_a_tail_of_few_classes_stays_nchw() -> None:
+    """Under MIN_CHANNEL_LAST_CLASSES classes ONNX Runtime's NCHW Resize and ArgMax are as fast or faster."""
+    few = _nchw_tail("sizes", classes=MIN_CHANNEL_LAST_CLASSES - 1)
+    assert channel_last_tail(few) is few
+    assert channel_last_tail(_nchw_tail("sizes", classes=MIN_CHANNEL_LAST_CLASSES)) is not None
+    assert find_tail(channel_last_tail(_nchw_tail("sizes", classes=MIN_CHANNEL_LAST_CLASSES)).graph) is None
 
 
 def test_a_graph_without_the_fused_tail_is_left_as_it_is(exported) -> None:
