@@ -60,6 +60,17 @@ def _with_logits_output(model_proto: Any) -> Any:
     return copy
 
 
+def _class_axis(model_proto: Any) -> int | None:
+    """The axis the fused graph's ArgMax reduces: 1 for N x C x H x W logits, 3 (or -1) for channel-last ones."""
+    from onnx import helper
+
+    for node in model_proto.graph.node:
+        if node.op_type == "ArgMax":
+            axes = [helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"]
+            return axes[0] if axes else 0
+    return None
+
+
 def onnx_labels(
     model: bytes | str | os.PathLike[str], image: np.ndarray, card: ModelCard
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -79,8 +90,7 @@ def onnx_labels(
 
 
 def torch_labels(model: SegmentationModel, image: np.ndarray, card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and logits of the PyTorch model on one image, the way the exported graph computes them
-    (a fused graph's logits H x W x C, channel-last as its tail holds them; see segexport.tail)."""
+    """Labels and logits (C x H x W) of the PyTorch model on one image, the way the exported graph computes them."""
     import torch
 
     from segexport.deploy import FusedSegmentation
@@ -88,7 +98,7 @@ def torch_labels(model: SegmentationModel, image: np.ndarray, card: ModelCard) -
     with torch.no_grad():
         if card.fused:
             logits = FusedSegmentation(model).eval().logits(torch.from_numpy(np.array(image))[None])[0]
-            return logits.argmax(0).to(torch.uint8).numpy(), logits.permute(1, 2, 0).numpy()
+            return logits.argmax(0).to(torch.uint8).numpy(), logits.numpy()
         logits = model.network(torch.from_numpy(preprocess(image[None], card))).numpy()
     return postprocess(logits, *image.shape[:2])[0], logits[0]
 
@@ -98,6 +108,8 @@ def check_parity(model_proto: Any, model: SegmentationModel, image: np.ndarray, 
     probe = _with_logits_output(model_proto) if card.fused else model_proto
     probe = probe if probe is not None else model_proto
     labels, logits = onnx_labels(probe.SerializeToString(), image, card)
+    if logits is not None and card.fused and _class_axis(model_proto) != 1:  # a channel-last tail (segexport.tail)
+        logits = np.moveaxis(logits, -1, 0)
     ref_labels, ref_logits = torch_labels(model, image, card)
     diff = float(np.abs(logits - ref_logits).max()) if logits is not None else None
     return Parity(agreement=float((labels == ref_labels).mean()), max_abs_logit_diff=diff)
