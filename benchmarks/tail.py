@@ -48,12 +48,10 @@ def tail_inputs(graph: Any, chain: list[Any]) -> list[str]:
     return names
 
 
-def with_outputs(model_proto: Any, names: list[str]) -> bytes:
-    """The graph with `names` as extra outputs (types from shape inference), serialized for ONNX Runtime."""
+def with_outputs(model_proto: Any, names: list[str], types: dict[str, Any]) -> bytes:
+    """The graph with `names` as extra outputs (of their `types`), serialized for ONNX Runtime."""
     import onnx
 
-    inferred = onnx.shape_inference.infer_shapes(model_proto)
-    types = {v.name: v.type for v in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]}
     copy = onnx.ModelProto()
     copy.CopyFrom(model_proto)
     present = {o.name for o in copy.graph.output}
@@ -107,7 +105,8 @@ def measure_tail(
         return {"absent": "no fused tail: the graph does not end in an argmax"}
     inputs = tail_inputs(model.graph, chain)
     written = [node.output[0] for node in chain]
-    whole = session(with_outputs(model, [*inputs, *written]))
+    types = _types(model)
+    whole = session(with_outputs(model, [*inputs, *written], types))
     names = [o.name for o in whole.get_outputs()]
     input_name = whole.get_inputs()[0].name
     values = dict(zip(names, whole.run(None, {input_name: batch}), strict=True))
@@ -115,7 +114,6 @@ def measure_tail(
     frame_values = dict(zip(names, whole.run(None, {input_name: frame}), strict=True))
     bytes_1080p = {node.op_type + " " + node.name: int(frame_values[node.output[0]].nbytes) for node in chain}
     del whole
-    types = _types(model)
     tail = session(tail_model(model, chain, inputs, types))
     feeds = {name: values[name] for name in inputs}
     tail.run(None, feeds)

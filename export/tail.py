@@ -29,19 +29,24 @@ CHANNEL_LAST = [0, 2, 3, 1]  # N x C x H x W -> N x H x W x C, and the order of 
 MIN_CHANNEL_LAST_CLASSES = 10
 
 
-def find_tail(graph: Any) -> tuple[Any, Any] | None:
-    """The fused tail's (Resize, ArgMax) in NCHW order, or None where the graph has no such tail."""
+def find_tail(graph: Any, *, axes: tuple[int, ...] = (1,), through_cast: bool = False) -> tuple[Any, Any] | None:
+    """The fused tail's (linear Resize, ArgMax over one of `axes`) feeding the uint8 labels output, or None.
+
+    `through_cast` looks through one Cast between them (the FP32 island AutoCast leaves around the Resize).
+    """
     producers = {name: node for node in graph.node for name in node.output}
     outputs = {tensor.name for tensor in graph.output}
     for node in graph.node:
-        if node.op_type != "ArgMax" or _attribute(node, "axis", 0) != 1 or _attribute(node, "keepdims", 1) != 0:
+        if node.op_type != "ArgMax" or _attribute(node, "axis", 0) not in axes or _attribute(node, "keepdims", 1):
             continue
         readers = [reader for reader in graph.node if node.output[0] in reader.input]
         if len(readers) != 1 or readers[0].op_type != "Cast" or readers[0].output[0] not in outputs:
             continue
-        resize = producers.get(node.input[0])
-        if resize is not None and resize.op_type == "Resize" and _attribute(resize, "mode", b"nearest") == b"linear":
-            return resize, node
+        source = producers.get(node.input[0])
+        if through_cast and source is not None and source.op_type == "Cast":
+            source = producers.get(source.input[0])
+        if source is not None and source.op_type == "Resize" and _attribute(source, "mode", b"nearest") == b"linear":
+            return source, node
     return None
 
 
@@ -132,7 +137,7 @@ def half_tail(model_proto: Any) -> Any:
     """
     import onnx
 
-    found = _tail_through_cast(model_proto.graph)
+    found = find_tail(model_proto.graph, axes=(1, 3, -1), through_cast=True)
     if found is None:
         return model_proto
     resize, argmax = found
@@ -156,24 +161,6 @@ def half_tail(model_proto: Any) -> Any:
     del copy.graph.value_info[:]
     copy.graph.value_info.extend(kept)
     return onnx.shape_inference.infer_shapes(copy)
-
-
-def _tail_through_cast(graph: Any) -> tuple[Any, Any] | None:
-    """The tail's (Resize, ArgMax), NCHW or channel-last, looking through one Cast between them."""
-    producers = {name: node for node in graph.node for name in node.output}
-    outputs = {tensor.name for tensor in graph.output}
-    for node in graph.node:
-        if node.op_type != "ArgMax" or _attribute(node, "axis", 0) not in (1, 3, -1):
-            continue
-        readers = [reader for reader in graph.node if node.output[0] in reader.input]
-        if len(readers) != 1 or readers[0].op_type != "Cast" or readers[0].output[0] not in outputs:
-            continue
-        source = producers.get(node.input[0])
-        if source is not None and source.op_type == "Cast":
-            source = producers.get(source.input[0])
-        if source is not None and source.op_type == "Resize":
-            return source, node
-    return None
 
 
 def _is_cast(node: Any, to: int) -> bool:
