@@ -1,9 +1,11 @@
 """The `pytorch-eager` baseline and the FP32 PyTorch reference labels. The only module of segbench that uses torch.
 
 The baseline is the pipeline as people write it today, from the torchvision docs:
-the weights' `transforms()` preset (resize the shorter side with antialiasing,
-scale to 0..1, normalize), the eager model with the auxiliary head the torchvision
-builders attach, `F.interpolate` of the logits to the image size, `argmax`. The
+each frame as a PIL image, the weights' `transforms()` preset on it (resize the
+shorter side with antialiasing, scale to 0..1, normalize), the eager model with the
+auxiliary head the torchvision builders attach, `F.interpolate` of the logits to the
+image size, `argmax`, under `torch.no_grad()` (the docs' snippet leaves autograd on,
+which costs more still: the baseline is the careful notebook, not the careless one). The
 reference is the same FP32 network run the way the exported graph computes
 (segexport.parity.torch_labels), so label drift measures the backend and
 precision, not a resize choice.
@@ -59,9 +61,10 @@ def build_reference(spec: ModelSpec, threads: int | None = None) -> Reference:
 class EagerPipeline:
     """uint8 N x H x W x 3 -> uint8 N x H x W the way a PyTorch user's code does it; records `timings`.
 
-    Stages: "h2d" (CUDA only), "pre" (the transforms), "compute" (the model, aux head
-    included), "post" (interpolate to the image size, argmax, uint8), "d2h" (CUDA
-    only). On CUDA they are timed with CUDA events, on CPU with perf_counter_ns.
+    Stages: "pre" (each frame to a PIL image, the preset on it, the batch stacked),
+    "h2d" (CUDA only), "compute" (the model, aux head included), "post" (interpolate
+    to the image size, argmax, uint8), "d2h" (CUDA only). On CUDA they are timed with
+    CUDA events, on CPU with perf_counter_ns.
     """
 
     def __init__(self, reference: Reference, device: str = "cpu") -> None:
@@ -77,16 +80,16 @@ class EagerPipeline:
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         torch = self.torch
         import torch.nn.functional as F
+        from PIL import Image
 
         clock = _CudaClock(torch) if self.device.type == "cuda" else _HostClock()
         height, width = batch.shape[1:3]
-        with torch.inference_mode():
-            images = torch.from_numpy(batch).permute(0, 3, 1, 2)
-            if self.device.type == "cuda":
-                images = images.to(self.device)
-                clock.mark("h2d")
-            tensor = self.transforms(images)
+        with torch.no_grad():
+            tensor = torch.stack([self.transforms(Image.fromarray(frame)) for frame in batch])
             clock.mark("pre")
+            if self.device.type == "cuda":
+                tensor = tensor.to(self.device)
+                clock.mark("h2d")
             self.network_input = [int(v) for v in tensor.shape[-2:]]
             output = self.network(tensor)
             logits = output["out"] if isinstance(output, Mapping) else output
@@ -111,7 +114,8 @@ def user_transforms(reference: Reference) -> tuple[Any, str]:
 
     With --weights none the DEFAULT entry's preset is the same object torchvision
     builds by hand (SemanticSegmentation(resize_size=520)); building it needs no
-    download. Other models get the same steps with their own size, mean and std.
+    download. Other models get the same steps with their own size, mean and std,
+    in the preset's order: resize the PIL image, then to a float tensor.
     """
     import torch
     from torchvision.models import get_model_weights
@@ -130,11 +134,12 @@ def user_transforms(reference: Reference) -> tuple[Any, str]:
     steps = v2.Compose(
         [
             v2.Resize(size, antialias=True),
+            v2.PILToTensor(),
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(mean=list(card.mean), std=list(card.std)),
         ]
     )
-    return steps, f"torchvision v2 Resize({size}, antialias) + ToDtype + Normalize"
+    return steps, f"torchvision v2 Resize({size}, antialias) + PILToTensor + ToDtype + Normalize"
 
 
 def with_aux_head(network: Any) -> Any:

@@ -58,7 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
         "image, else of the bundled photo)",
     )
     one.add_argument("--device", help="pytorch-eager only: cpu or cuda")
-    one.add_argument("--shape", action="append", metavar="NxHxW", help="batch x image size; repeat (default 1x612x640)")
+    one.add_argument(
+        "--shape",
+        action="append",
+        metavar="NxHxW",
+        help="batch x image size; repeat (default 1x612x640); with a suite: only these of its shapes",
+    )
     run = parser.add_argument_group("running")
     run.add_argument("-o", "--out", type=Path, help="run directory (default build/segbench-runs/<suite>-<time>)")
     run.add_argument(
@@ -135,6 +140,8 @@ def suite_from_args(args: argparse.Namespace) -> Suite:
         raise SegError("give a suite file or --model, not both")
     if args.suite:
         suite = load_suite(args.suite, add_baseline=False if args.no_baseline else None)
+        if args.shape:
+            suite = suite.only_shapes(args.shape)
     elif args.model:
         run: dict[str, Any] = {"backend": args.backend, "precision": args.precision, "fused": not args.no_fuse}
         if args.device:

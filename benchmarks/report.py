@@ -29,8 +29,9 @@ INCLUDES_TEMPLATE = f"""\
   (unfused graphs), copies to and from the device, the network, and for fused graphs the in-graph
   resize, normalize, upsample and argmax; host post-processing (unfused graphs). Not included: reading
   and decoding the image file, colorizing or overlays, loading the model, warm-up calls.
-  For `{BASELINE}`: `torch.from_numpy`, the weights' `transforms()`, the model's forward pass (aux head
-  included), `F.interpolate` to the image size, `argmax`, `.numpy()`.
+  For `{BASELINE}`, the torchvision docs' pipeline under `torch.no_grad()`: each frame to a PIL image, the
+  weights' `transforms()` on it, the model's forward pass (aux head included), `F.interpolate` to the image
+  size, `argmax`, `.numpy()`.
 - **network H x W**: the size the network ran at. `{BASELINE}` takes it from the weights' preset
   (torchvision's resizes the shorter side to 520: 520x543 for a 612x640 photo), the exported graphs from
   their model card (a fixed `--input-size 520x520`); where the two differ a note under the table says so.

@@ -207,7 +207,8 @@ class Runner:
             pipeline = EagerPipeline(reference, case.device)
             details = {
                 "file": None,
-                "steps": f"{pipeline.transforms_name} -> eager model (aux head included) -> F.interpolate -> argmax",
+                "steps": f"PIL image -> {pipeline.transforms_name} -> eager model (aux head included, no_grad) "
+                "-> F.interpolate -> argmax",
                 "classes": reference.card.classes,
             }
             return pipeline, details

@@ -186,6 +186,26 @@ class Suite:
         """A copy with the CLI's overrides (None leaves a setting as the file has it)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
+    def only_shapes(self, shapes: list[str]) -> Suite:
+        """The suite's cases at these N x H x W only (segbench SUITE --shape); clip cases stay.
+
+        A shape the suite does not run is refused, so a typo cannot leave a run of clips alone.
+        """
+        try:
+            wanted = [parse_shape(s) for s in shapes]
+        except ValueError as exc:
+            raise SegError(f"--shape: {exc}") from None
+        have = {(c.batch, c.height, c.width) for c in self.cases if c.clip is None}
+        missing = [s for s in wanted if s not in have]
+        if missing:
+            listed = ", ".join("x".join(map(str, s)) for s in sorted(have))
+            raise SegError(
+                f"--shape {'x'.join(map(str, missing[0]))}: {self.source or self.name} does not run it; "
+                f"it runs {listed}"
+            )
+        kept = tuple(c for c in self.cases if c.clip is not None or (c.batch, c.height, c.width) in wanted)
+        return replace(self, cases=kept)
+
 
 def load_suite(path: str | os.PathLike[str], *, add_baseline: bool | None = None) -> Suite:
     """Read and validate a suite file; raises SegError naming the file and the key.

@@ -45,7 +45,7 @@ def test_the_aux_head_is_back_and_does_not_touch_the_labels() -> None:
 def test_baseline_labels_come_at_the_image_size_with_cpu_stages(photo: np.ndarray) -> None:
     unet = reference("unet", input_size=(32, 32), unet_base=4, unet_depth=2)
     pipeline = EagerPipeline(unet)
-    assert pipeline.transforms_name == "torchvision v2 Resize([32, 32], antialias) + ToDtype + Normalize"
+    assert pipeline.transforms_name == "torchvision v2 Resize([32, 32], antialias) + PILToTensor + ToDtype + Normalize"
     batch = make_batch(photo, 2, 60, 70)
     labels = pipeline(batch)
     assert labels.shape == (2, 60, 70) and labels.dtype == np.uint8
@@ -68,3 +68,29 @@ def test_networks_without_an_aux_head_are_left_as_they_are() -> None:
     network = torch.nn.Conv2d(3, 2, 1)
     copy = with_aux_head(network)
     assert copy is not network and not hasattr(copy, "aux_classifier")
+
+
+def test_baseline_is_the_docs_pipeline_on_pil_images(photo: np.ndarray) -> None:
+    """The preset runs on each frame as a PIL image (PIL's antialiased resize), as torchvision's docs do."""
+    from PIL import Image
+
+    class Head(torch.nn.Module):  # a 1x1 conv for the network: this test is about the steps around it
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 5, 1)
+
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"out": self.conv(x)[..., ::8, ::8]}
+
+    pipeline = EagerPipeline(reference("fcn_resnet50", weights="none", input_size=(96, 96)))
+    pipeline.network = Head()
+    batch = make_batch(photo, 2, 40, 50)
+    labels = pipeline(batch)
+    with torch.no_grad():
+        frames = [pipeline.transforms(Image.fromarray(frame)) for frame in batch]
+        logits = pipeline.network(torch.stack(frames))["out"]
+        logits = torch.nn.functional.interpolate(logits, size=(40, 50), mode="bilinear", align_corners=False)
+    np.testing.assert_array_equal(labels, logits.argmax(1).to(torch.uint8).numpy())
+    assert pipeline.network_input == [520, 650]  # torchvision's preset: the shorter side to 520
+    tensor_preset = pipeline.transforms(torch.from_numpy(batch[0]).permute(2, 0, 1))
+    assert not torch.equal(frames[0], tensor_preset)  # PIL's resize, not the tensor one: what users' code runs

@@ -243,3 +243,19 @@ def test_generate_errors_name_the_file_and_the_key(tmp_path: Path, generate: str
     with pytest.raises(SegError) as caught:
         load_suite(path)
     assert message in str(caught.value) and str(caught.value).startswith(str(path))
+
+
+def test_shape_flag_keeps_only_those_of_a_suites_shapes(tmp_path) -> None:
+    suite_file = tmp_path / "two.toml"
+    suite_file.write_text(
+        'shapes = ["1x60x70", "4x60x70"]\n'
+        '[[model]]\nname = "unet"\nvideo = "clips/a"\nruns = [{ backend = "ort-cpu" }]\n'
+    )
+    suite = load_suite(suite_file)
+    kept = suite.only_shapes(["4x60x70"])
+    assert {(c.batch, c.clip is None) for c in kept.cases} == {(4, True), (1, False)}  # the clip cases stay
+    assert len(kept.cases) == len(suite.cases) - 2  # the baseline and ort-cpu at 1x60x70 went
+    with pytest.raises(SegError, match=r"--shape 2x60x70: .*two.toml does not run it; it runs 1x60x70, 4x60x70"):
+        suite.only_shapes(["2x60x70"])
+    with pytest.raises(SegError, match="--shape: 'big' is not NxHxW"):
+        suite.only_shapes(["big"])
