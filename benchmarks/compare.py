@@ -2,27 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from segbench.report import _table, machine_line, ms, percent
+from segbench.report import (
+    _table,
+    dataset_miou,
+    machine_line,
+    miou_text,
+    ms,
+    percent,
+    tail_figures,
+    tail_mib_text,
+    tail_text,
+)
 
 ENVIRONMENT_KEYS = ("cpu", "cores_usable", "gpu", "versions", "git", "onnxruntime_providers")
+HEADER = ["case", "A e2e p50 ms", "B e2e p50 ms", "B/A", "A speed-up", "B speed-up", "A agreement", "B agreement"]
 
-
-def has_video(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether either run went over a labelled clip: then the table has both runs' flicker too."""
-    return any(case.get("clip") for case in [*a["cases"], *b["cases"]])
+Case = dict[str, Any]
+Cell = Callable[[Case | None], str]  # one run's cell of a column, from its case (None: not in that run)
 
 
 def header(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    return HEADER + (["A flicker", "B flicker"] if has_video(a, b) else [])
+    return HEADER + [f"{side} {title}" for title, _ in optional_columns(a, b) for side in "AB"]
 
 
 def rows(a: dict[str, Any], b: dict[str, Any]) -> list[list[str]]:
-    """One row per case id found in either run: both p50s, B/A, both speed-ups and agreements (and flicker)."""
+    """One row per case id found in either run: both p50s, B/A, both speed-ups and agreements, then
+    both runs' cells of each optional column."""
     by_id_a = {c["id"]: c for c in a["cases"]}
     by_id_b = {c["id"]: c for c in b["cases"]}
     ids = list(by_id_a) + [i for i in by_id_b if i not in by_id_a]
+    columns = optional_columns(a, b)
     table = []
     for case_id in ids:
         left, right = by_id_a.get(case_id), by_id_b.get(case_id)
@@ -38,13 +50,26 @@ def rows(a: dict[str, Any], b: dict[str, Any]) -> list[list[str]]:
                 _speedup(right),
                 _agreement(left),
                 _agreement(right),
-                *([_flicker(left), _flicker(right)] if has_video(a, b) else []),
+                *(cell(case) for _, cell in columns for case in (left, right)),
             ]
         )
     return table
 
 
-HEADER = ["case", "A e2e p50 ms", "B e2e p50 ms", "B/A", "A speed-up", "B speed-up", "A agreement", "B agreement"]
+def optional_columns(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Cell]]:
+    """(title, cell) of each column group that some case of either run has figures for, in OPTIONAL's order."""
+    cases = [*a["cases"], *b["cases"]]
+    return [column for has, group in OPTIONAL if any(has(case) for case in cases) for column in group]
+
+
+def _measured(text: Callable[[Case], str]) -> Cell:
+    """A report.py formatter as a compare cell: "—" for a case not in the run or not measured."""
+    return lambda case: text(case) if case and case["status"] == "ok" else "—"
+
+
+def _has_tail(case: Case) -> bool:
+    figures = tail_figures(case)
+    return figures.get("share") is not None or figures.get("bytes_1080p") is not None
 
 
 def _p50(case: dict[str, Any] | None) -> float | None:
@@ -74,6 +99,15 @@ def _flicker(case: dict[str, Any] | None) -> str:
     return percent(case["accuracy"]["clip"]["flicker"], 2)
 
 
+# Column groups shown only where either run has their figures (runs recorded before the tail figures have none):
+# (does this case have them, [(title, cell)]).
+OPTIONAL: list[tuple[Callable[[Case], bool], list[tuple[str, Cell]]]] = [
+    (lambda case: dataset_miou(case) is not None, [("mIoU", _measured(miou_text))]),
+    (lambda case: bool(case.get("clip")), [("flicker", _flicker)]),
+    (_has_tail, [("tail", _measured(tail_text)), ("tail MiB @1080p", _measured(tail_mib_text))]),
+]
+
+
 def environment_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     env_a, env_b = a["environment"], b["environment"]
     return [
@@ -91,7 +125,9 @@ def markdown(a: dict[str, Any], b: dict[str, Any], name_a: str, name_b: str) -> 
         f"- B: {b['suite']['name']}, {b['started']}, {machine_line(b['environment'])}",
         "",
         "e2e p50: ms per call from a uint8 array in memory to labels in memory. B/A below 1: B is faster. "
-        "flicker (cases over a labelled clip): label changes between consecutive frames where the truth stays.",
+        "flicker (cases over a labelled clip): label changes between consecutive frames where the truth stays. "
+        "mIoU: on the labelled set's val split. tail: the fused graph's last steps' (or the baseline's post stage's) "
+        "share of the call, and the MiB they write for one 1080x1920 frame, as each run's report.md defines them.",
         "",
     ]
     lines += [*_table(header(a, b), rows(a, b)), ""]

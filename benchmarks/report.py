@@ -159,7 +159,6 @@ def mib(size: int | None) -> str:
 def summary_row(case: dict[str, Any]) -> dict[str, str]:
     """The headline figures of one measured case, formatted."""
     e2e = case["timing"]["e2e"]
-    dataset = case["accuracy"].get("dataset") or {}
     host = case["resources"]["host"]
     device = case["resources"]["device"]
     energy = device.get("energy_per_frame_j", device.get("tegrastats", {}).get("energy_per_frame_j"))
@@ -176,14 +175,38 @@ def summary_row(case: dict[str, Any]) -> dict[str, str]:
         "samples": str(e2e["count"]),
         "network p50 ms": ms(case["network"].get("p50_ms")),
         "outside network": outside_text(case),
-        "tail": percent((case.get("tail") or {}).get("share")),
-        "tail MiB @1080p": mib((case.get("tail") or {}).get("bytes_1080p")),
+        "tail": tail_text(case),
+        "tail MiB @1080p": tail_mib_text(case),
         "speed-up": fmt(case["speedup"].get("p50"), 2, "x"),
         "agreement": percent(case["accuracy"]["pixel_agreement"], 2),
-        "mIoU": percent(dataset.get("miou")),
+        "mIoU": miou_text(case),
         "peak RSS MiB (added)": f"{host['rss_peak_mb']:.0f} ({host['rss_added_mb']:+.0f})",
         "J/frame": fmt(energy, 3),
     }
+
+
+def tail_figures(case: dict[str, Any]) -> dict[str, Any]:
+    """The case's tail figures: {} in a run recorded before them, {"absent": why} where none were measured."""
+    return case.get("tail") or {}
+
+
+def tail_text(case: dict[str, Any]) -> str:
+    """The tail's share of the call (for the baseline: its post stage's share of the mean)."""
+    return percent(tail_figures(case).get("share"))
+
+
+def tail_mib_text(case: dict[str, Any]) -> str:
+    """The bytes the tail writes for one 1080x1920 frame, in MiB."""
+    return mib(tail_figures(case).get("bytes_1080p"))
+
+
+def dataset_miou(case: dict[str, Any]) -> float | None:
+    """The case's mIoU on the labelled set's val split; None without one (and for a case over a clip)."""
+    return ((case.get("accuracy") or {}).get("dataset") or {}).get("miou")
+
+
+def miou_text(case: dict[str, Any]) -> str:
+    return percent(dataset_miou(case))
 
 
 def outside_text(case: dict[str, Any]) -> str:

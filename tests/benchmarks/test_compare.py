@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from itertools import takewhile
 from pathlib import Path
 
 import pytest
@@ -71,6 +73,20 @@ def write_run(folder: Path, record: dict) -> Path:
     return folder
 
 
+PLAIN_HEADER = "| case | A e2e p50 ms | B e2e p50 ms | B/A | A speed-up | B speed-up | A agreement | B agreement |"
+
+
+def markdown_table(lines: list[str], first: str) -> list[dict[str, str]]:
+    """The rows of the Markdown table whose header starts with `| first |`, each by column name."""
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first} |"))
+
+    def cells(line: str) -> list[str]:
+        return [cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
+
+    body = takewhile(lambda line: line.startswith("|"), lines[start + 2 :])
+    return [dict(zip(cells(lines[start]), cells(line), strict=True)) for line in body]
+
+
 FUSED, INT8, FP16 = (f"fcn | ort-cpu {p} fused | 1x612x640" for p in ("fp32", "int8", "fp16"))
 
 
@@ -86,6 +102,7 @@ def test_compare_puts_matching_cases_side_by_side_with_their_ratios(
     out = tmp_path / "compare.md"
     assert main(["compare", str(write_run(tmp_path / "a", a)), str(write_run(tmp_path / "b", b)), "-o", str(out)]) == 0
     lines = out.read_text().splitlines()
+    assert PLAIN_HEADER in lines  # no tail figures, no mIoU, no clip in either run: no optional columns
     assert (
         r"| fcn \| ort-cpu fp32 fused \| 1x612x640 | 100.0 | 50.0 | 0.50 | 1.20x | 2.40x | 99.73 % | 99.50 % |" in lines
     )
@@ -138,3 +155,57 @@ def test_runs_over_a_clip_are_compared_with_their_flicker(tmp_path: Path) -> Non
     row = r"| unet \| ort-cpu fp16 fused \| clip shapes-clip-60 | 7.00 | 7.00 | 1.00 | 30.00x | 30.00x | 100.00 % "
     assert row + "| 100.00 % | 1.08 % | 1.25 % |" in lines
     assert any(line.startswith(r"| fcn \| ort-cpu fp32 fused") and line.endswith("| — | — |") for line in lines)
+
+
+def test_tail_columns_show_what_each_runs_report_shows(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
+    """A: the same run as recorded before the tail figures (no "tail"); B: the real run, whose fused case and
+    pytorch-eager baseline both carry tail figures."""
+    a, _ = two_runs
+    record = json.loads((a / "results.json").read_text())
+    older = json.loads(json.dumps(record))
+    for case in older["cases"]:
+        del case["tail"]
+    out = tmp_path / "compare.md"
+    assert main(["compare", str(write_run(tmp_path / "older", older)), str(a), "-o", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert next(line for line in lines if line.startswith("| case |")) == PLAIN_HEADER + (
+        " A tail | B tail | A tail MiB @1080p | B tail MiB @1080p |"
+    )
+    compared = {row["case"]: row for row in markdown_table(lines, "case")}
+    reported = {
+        (r["model"], r["pipeline"]): r for r in markdown_table((a / "report.md").read_text().splitlines(), "model")
+    }
+    assert [c["pipeline"] for c in record["cases"]] == ["pytorch-eager cpu", "ort-cpu fp32 fused"]
+    for case in record["cases"]:
+        row, report_row = compared[case["id"]], reported[(case["label"], case["pipeline"])]
+        assert row["A tail"] == row["A tail MiB @1080p"] == "—"
+        assert report_row["tail"] != "—" and report_row["tail MiB @1080p"] != "—"
+        assert (row["B tail"], row["B tail MiB @1080p"]) == (report_row["tail"], report_row["tail MiB @1080p"])
+
+
+def test_no_tail_columns_where_no_case_has_tail_figures(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
+    _, b = two_runs  # the unfused graph alone: its tail is {"absent": why}
+    assert "absent" in json.loads((b / "results.json").read_text())["cases"][0]["tail"]
+    out = tmp_path / "compare.md"
+    assert main(["compare", str(b), str(b), "-o", str(out)]) == 0
+    assert PLAIN_HEADER in out.read_text().splitlines()
+
+
+def test_runs_scored_on_a_labelled_set_are_compared_with_their_miou(tmp_path: Path) -> None:
+    def scored(case_id: str, dataset: dict) -> dict:
+        case = measured(case_id, 100.0, 1.2, 0.9973)
+        case["accuracy"]["dataset"] = dataset
+        return case
+
+    unlabelled = {"absent": "no labelled set (--dataset DIR, or dataset = in the suite)"}
+    a = run_record("AMD EPYC", [scored(FUSED, {"miou": 0.92514}), scored(INT8, {"miou": 0.9043})])
+    failed = {"id": FP16, "status": "failed", "reason": "export: parity"}
+    b = run_record("AMD EPYC", [scored(FUSED, unlabelled), scored(INT8, {"miou": 0.8977}), failed])
+    out = tmp_path / "compare.md"
+    assert main(["compare", str(write_run(tmp_path / "a", a)), str(write_run(tmp_path / "b", b)), "-o", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert PLAIN_HEADER + " A mIoU | B mIoU |" in lines  # and no tail columns: neither run has tail figures
+    rows = {row["case"]: row for row in markdown_table(lines, "case")}
+    assert (rows[FUSED]["A mIoU"], rows[FUSED]["B mIoU"]) == ("92.5 %", "—")
+    assert (rows[INT8]["A mIoU"], rows[INT8]["B mIoU"]) == ("90.4 %", "89.8 %")
+    assert (rows[FP16]["A mIoU"], rows[FP16]["B mIoU"]) == ("—", "—")
