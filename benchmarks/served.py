@@ -9,10 +9,12 @@ batch sizes Triton's dynamic batcher formed (its statistics endpoint, before and
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,11 +49,21 @@ def check_loopback(url: str) -> None:
         )
 
 
-def run_clients(open_segmenter: Any, clients: int, batch: np.ndarray, settings: ServedSettings) -> dict[str, Any]:
-    """`clients` threads, each with its own Segmenter, started together; every call's latency in ms."""
+def run_clients(
+    open_segmenter: Any,
+    clients: int,
+    batch: np.ndarray,
+    settings: ServedSettings,
+    on_warm: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """`clients` threads, each with its own Segmenter, started together; every call's latency in ms.
+
+    `on_warm` runs once every client has made its warm-up calls and before any makes a timed one
+    (the served cases read the server's batch statistics there, so warm-up batches are not counted).
+    """
     samples: list[list[float]] = [[] for _ in range(clients)]
     errors: list[str] = []
-    ready = threading.Barrier(clients + 1)
+    ready = threading.Barrier(clients + 1, action=on_warm)
 
     def client(index: int) -> None:
         try:
@@ -103,15 +115,27 @@ def batch_counts(url: str, model: str) -> dict[int, int]:
     return {int(entry["batch_size"]): int(entry["compute_infer"]["count"]) for entry in stats["batch_stats"]}
 
 
-def formed_batches(url: str, model: str, before: dict[int, int], requests: int) -> dict[str, int]:
-    """The executions per batch size during a case (waiting for Triton to record its last requests)."""
+def recorded_since(url: str, model: str, before: dict[int, int], frames: int) -> dict[int, int]:
+    """Triton's counts once it has recorded `frames` more frames than `before` (it records just after answering)."""
     deadline = time.monotonic() + 10
     while True:
         after = batch_counts(url, model)
-        delta = {size: after.get(size, 0) - before.get(size, 0) for size in after}
-        if sum(size * count for size, count in delta.items()) >= requests or time.monotonic() > deadline:
-            return {str(size): count for size, count in sorted(delta.items()) if count}
+        done = sum(size * (count - before.get(size, 0)) for size, count in after.items())
+        if done >= frames or time.monotonic() > deadline:
+            return after
         time.sleep(0.1)
+
+
+def _settle(url: str, model: str, counts: dict[int, int], frames: int) -> None:
+    """`counts` brought up to date once `frames` more frames are recorded (in place: a barrier action)."""
+    counts.update(recorded_since(url, model, dict(counts), frames))
+
+
+def formed_batches(url: str, model: str, before: dict[int, int], frames: int) -> dict[str, int]:
+    """The executions per batch size since `before` (the timed calls of a case: `frames` frames)."""
+    after = recorded_since(url, model, before, frames)
+    delta = {size: after.get(size, 0) - before.get(size, 0) for size in after}
+    return {str(size): count for size, count in sorted(delta.items()) if count}
 
 
 def run_served(url: str, local_file: Path, photo: np.ndarray, settings: ServedSettings, log: Any) -> list[dict]:
@@ -131,14 +155,19 @@ def run_served(url: str, local_file: Path, photo: np.ndarray, settings: ServedSe
         agreement = float(np.mean(served(batch) == local(batch)))
     cases = []
     for clients in settings.clients:
-        before = batch_counts(http, address.model) if http else {}
+        counts: dict[int, int] = {}
+        after_warmup = None
+        if http:  # the counts once the warm-up calls are recorded: the case counts from there
+            counts = batch_counts(http, address.model)
+            warmup_frames = clients * settings.warmup * settings.batch
+            after_warmup = functools.partial(_settle, http, address.model, counts, warmup_frames)
         log(f"served, {clients} client(s) ...")
         case = {
             "pipeline": f"served ({address.scheme})",
-            **run_clients(lambda: segrt.load(url), clients, batch, settings),
+            **run_clients(lambda: segrt.load(url), clients, batch, settings, after_warmup),
         }
         if http:
-            case["server_batches"] = formed_batches(http, address.model, before, case["frames"])
+            case["server_batches"] = formed_batches(http, address.model, counts, case["frames"])
         cases.append(case)
         log(f"local, {clients} client(s) ...")
         cases.append(

@@ -63,3 +63,19 @@ def test_unknown_model_names_the_models_served(server):
 def test_local_only_options_are_refused_for_a_server(server):
     with pytest.raises(segrt.SegError, match="apply to local files"):
         segrt.load(f"{server.url}/unet", precision="fp16")
+
+
+def test_segbench_served_counts_only_the_timed_calls_batches(server, exported, photo):
+    """segbench served: the server's batch statistics cover the timed calls, not the warm-up calls before them."""
+    from segbench.served import ServedSettings, run_served
+
+    settings = ServedSettings(clients=(1, 3), requests=4, seconds=60, warmup=2, height=96, width=128)
+    cases = run_served(f"{server.url}/unet", exported("unet"), photo, settings, log=lambda _: None)
+    assert [(c["pipeline"], c["clients"]) for c in cases] == [
+        ("served (http)", 1), ("local segrt", 1), ("served (http)", 3), ("local segrt", 3),
+    ]  # fmt: skip
+    for case in cases:
+        assert case["calls"] == 4 * case["clients"] and case["label_agreement"] == 1.0
+        if case["pipeline"].startswith("served"):
+            executed = sum(int(size) * count for size, count in case["server_batches"].items())
+            assert executed == case["frames"], case["server_batches"]  # 2 warm-up calls per client not counted
