@@ -387,7 +387,6 @@ def request_from_args(args: argparse.Namespace) -> ExportRequest:
     )
     engine = rq.EngineOptions(
         sources=tuple(sources),
-        rtx=args.rtx,
         build=build,
         later_flags=tuple(engine_flags(args, targets)),
     )

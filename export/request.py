@@ -13,6 +13,7 @@ from segexport import DEFAULT_MODEL
 from segexport.budget_step import BudgetOptions
 from segexport.tensorrt_build import BuildOptions
 from segexport.triton_step import TritonOptions
+from segrt.backends.tensorrt_library import TENSORRT_RTX
 from segrt.precisions import PRECISIONS
 
 
@@ -78,10 +79,14 @@ class EngineOptions:
     """The TensorRT engines to build: from which graphs, with which library and builder options."""
 
     sources: tuple[str, ...] = ()  # precisions of the graphs to build from ("fp32", "fp16", "int8"); (): none
-    rtx: bool = False  # TensorRT for RTX (ahead of time, any machine) instead of TensorRT
     build: BuildOptions = field(default_factory=BuildOptions)
     # the engine flags as typed, for the command that builds the engines later on another machine
     later_flags: tuple[str, ...] = ()
+
+    @property
+    def rtx(self) -> bool:
+        """TensorRT for RTX (ahead of time, any machine) instead of TensorRT: the build's library says which."""
+        return self.build.library == TENSORRT_RTX
 
 
 @dataclass(frozen=True)
