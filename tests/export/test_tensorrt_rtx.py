@@ -256,7 +256,6 @@ def test_the_exporter_refuses_to_write_a_graph_that_breaks_the_uint8_rule(export
     assert not (tmp_path / "model.onnx").exists()
 
 
-
 def test_the_exporter_refuses_a_uint8_output_not_made_by_a_cast(exported, tmp_path):
     from segexport.onnx_export import save_onnx
 
@@ -269,6 +268,7 @@ def test_the_exporter_refuses_a_uint8_output_not_made_by_a_cast(exported, tmp_pa
     with pytest.raises(SegError, match=rf"uint8 output '{output}' is made by Identity .*only a Cast"):
         save_onnx(proto, tmp_path / "model.onnx", read_card(exported("unet")))
     assert not (tmp_path / "model.onnx").exists()
+
 
 def test_a_missing_library_is_a_missing_dependency_in_the_builder(exported, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt_rtx", None)
