@@ -63,6 +63,7 @@ def _miou(score: TrialScore) -> str:
 def print_search(console: Any, result: SearchResult) -> None:
     """The sensitivity table (when measured) and the whole-graph trials, then what was kept and why."""
     from rich.table import Table
+    from rich.text import Text
 
     reduced, higher = REDUCED[result.precision], HIGHER[result.precision]
     if result.sensitivities:
@@ -72,7 +73,7 @@ def print_search(console: Any, result: SearchResult) -> None:
             table.add_column(name, justify="left" if name in ("node", "op") else "right", overflow="fold")
         for rank, item in enumerate(result.sensitivities[:SHOWN_NODES], 1):
             table.add_row(
-                str(rank), item.node, item.op_type, _points(item.score), f"{100 * item.score.disagreement:.3f} %",
+                str(rank), Text(item.node), item.op_type, _points(item.score), f"{100 * item.score.disagreement:.3f} %",
                 higher if item.node in kept else "",
             )  # fmt: skip
         console.print(table)
@@ -90,7 +91,7 @@ def print_search(console: Any, result: SearchResult) -> None:
             f"{100 * trial.score.disagreement:.3f} %", ok,
         )  # fmt: skip
     console.print(table)
-    console.print(why_line(result), highlight=False, soft_wrap=True)
+    console.print(why_line(result), highlight=False, soft_wrap=True, markup=False)  # node names can hold [ ]
 
 
 def why_line(result: SearchResult) -> str:

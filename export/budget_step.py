@@ -131,10 +131,12 @@ def budgeted_graph(
     report: Report,
 ) -> PrecisionResult:
     """Search, explain and write the `precision` graph within budget."""
+    from rich.markup import escape
+
     from segexport import budget_report
 
     title = f"{precision}: fewest nodes kept in {HIGHER[precision]} within budget"
-    report.console.print(f"[bold]{title}[/] ({run.budget.words()}, on {run.scorer.evaluation.where})")
+    report.console.print(f"[bold]{title}[/] ({escape(run.budget.words())}, on {escape(run.scorer.evaluation.where)})")
     with tempfile.TemporaryDirectory(prefix=".segexport-search-", dir=out) as scratch_name:
         try:
             result = _search(run, request, precision, fp32, image, calib, Path(scratch_name), report)
@@ -145,7 +147,10 @@ def budgeted_graph(
     flags = rebuild_flags(request.precision.keep_fp32, result.kept)
     if result.kept:
         words = " ".join(shlex.quote(flag) for flag in flags)
-        report.console.print(f"the same graph without the search: {words} (also in the card)", highlight=False)
+        # node names can hold [ ]: printed as they are, so the flags can be copied
+        report.console.print(
+            f"the same graph without the search: {words} (also in the card)", highlight=False, markup=False
+        )
     written = _write(result, request, precision, fp32, image, out, run, flags)
     report.steps.append((title, result.seconds, budget_report.summary_line(result, written.summary)))
     return written

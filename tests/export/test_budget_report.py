@@ -319,3 +319,21 @@ def test_the_card_records_a_pixel_budget_without_labels() -> None:
     assert record["trials"] == [
         {"kept": 0, "converted": True, "miou": None, "miou_drop_points": None, "disagreement": 0.05}
     ]
+
+
+def test_node_names_with_brackets_are_printed_as_they_are_not_read_as_markup() -> None:
+    """A user's module names can hold [ ] (rich markup's brackets): the table and the sentence keep them."""
+    name = "/blocks[0]/conv[bold]"
+    renamed = [replace(item, node=name) if item.node == "/dec/resize" else item for item in kept_two().sensitivities]
+    result = kept_two(
+        sensitivities=renamed,
+        units=tuple(name if unit == "/dec/resize" else unit for unit in UNITS),
+        trials=[
+            replace(trial, kept=tuple(name if k == "/dec/resize" else k for k in trial.kept))
+            for trial in kept_two().trials
+        ],
+        kept=(name, "/enc/conv1"),
+    )
+    text = printed(result)
+    assert tables(text)["sensitivity:"][0][1] == name
+    assert text.splitlines()[-1] == why_line(result) and name in why_line(result)
