@@ -4,8 +4,9 @@ The baseline is the pipeline as people write it today, from the torchvision docs
 each frame as a PIL image, the weights' `transforms()` preset on it (resize the
 shorter side with antialiasing, scale to 0..1, normalize), the eager model with the
 auxiliary head the torchvision builders attach, `F.interpolate` of the logits to the
-image size, `argmax`, under `torch.no_grad()` (the docs' snippet leaves autograd on,
-which costs more still: the baseline is the careful notebook, not the careless one). The
+image size, `argmax`, under `torch.no_grad()`: the careful notebook. The docs' snippet
+as written leaves autograd on, which costs more; a suite run `{ backend = "pytorch-eager",
+autograd = true }` measures that one too, in the same run (speed-ups stay over the no_grad one). The
 reference is the same FP32 network run the way the exported graph computes
 (segexport.parity.torch_labels), so label drift measures the backend and
 precision, not a resize choice.
@@ -67,10 +68,11 @@ class EagerPipeline:
     CUDA events, on CPU with perf_counter_ns.
     """
 
-    def __init__(self, reference: Reference, device: str = "cpu") -> None:
+    def __init__(self, reference: Reference, device: str = "cpu", *, autograd: bool = False) -> None:
         import torch
 
         self.torch = torch
+        self.autograd = autograd  # True: no torch.no_grad(), as torchvision's docs snippet is written
         self.device = torch.device(device)
         self.transforms, self.transforms_name = user_transforms(reference)
         self.network = with_aux_head(reference.model.network).to(self.device).eval()
@@ -84,7 +86,7 @@ class EagerPipeline:
 
         clock = _CudaClock(torch) if self.device.type == "cuda" else _HostClock()
         height, width = batch.shape[1:3]
-        with torch.no_grad():
+        with torch.enable_grad() if self.autograd else torch.no_grad():
             tensor = torch.stack([self.transforms(Image.fromarray(frame)) for frame in batch])
             clock.mark("pre")
             if self.device.type == "cuda":

@@ -204,10 +204,11 @@ class Runner:
             from segbench.baseline import EagerPipeline
 
             reference = self.reference(case.model)
-            pipeline = EagerPipeline(reference, case.device)
+            pipeline = EagerPipeline(reference, case.device, autograd=case.autograd)
             details = {
                 "file": None,
-                "steps": f"PIL image -> {pipeline.transforms_name} -> eager model (aux head included, no_grad) "
+                "steps": f"PIL image -> {pipeline.transforms_name} -> eager model (aux head included, "
+                f"{'autograd on' if case.autograd else 'no_grad'}) "
                 "-> F.interpolate -> argmax",
                 "classes": reference.card.classes,
             }
@@ -410,6 +411,7 @@ def describe(case: Case) -> dict[str, Any]:
         "precision": case.precision,
         "fused": case.fused,
         "device": case.device,
+        "autograd": case.autograd,
         "max_miou_drop": case.max_miou_drop,
         "pipeline": case.pipeline,
         "batch": case.batch,

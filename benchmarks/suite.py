@@ -86,6 +86,8 @@ RUN_KEYS = {
     "precision": ", ".join(PRECISIONS),
     "fused": "true: the fused graph (default); false: --no-fuse with host pre/post-processing",
     "device": "pytorch-eager only: cpu or cuda",
+    "autograd": "pytorch-eager only: true keeps autograd on, as torchvision's docs snippet does (no torch.no_grad()); "
+    "a second row beside the baseline, which stays the speed-ups' reference",
     "max_miou_drop": "fp16 / int8 only: the graph segexport --max-miou-drop POINTS chooses on the model's budget_val",
 }
 
@@ -142,17 +144,24 @@ class Case:
     height: int = 612
     width: int = 640
     clip: Path | None = None  # a labelled clip folder: the case runs over its frames (its size, batch 1)
+    autograd: bool = False  # pytorch-eager only: autograd left on (torchvision's docs snippet as written)
     max_miou_drop: float | None = None  # the graph segexport chooses within this mIoU budget (points)
 
     @property
     def is_baseline(self) -> bool:
+        """The PyTorch pipeline (with or without autograd): no exported file, the eager model."""
         return self.backend == BASELINE
+
+    @property
+    def is_reference_baseline(self) -> bool:
+        """The baseline the speed-ups are over: the PyTorch pipeline under no_grad."""
+        return self.is_baseline and not self.autograd
 
     @property
     def pipeline(self) -> str:
         """backend, precision and graph kind, without the shape: the key cases share their work by."""
         if self.is_baseline:
-            return f"{self.backend} {self.device}"
+            return f"{self.backend} {self.device}{' autograd' if self.autograd else ''}"
         budget = "" if self.max_miou_drop is None else f" ≤{self.max_miou_drop:g} mIoU pts"
         return f"{self.backend} {self.precision}{budget} {'fused' if self.fused else 'unfused'}"
 
@@ -377,7 +386,7 @@ def _model_cases(
     note = ""
     if add_baseline:
         wanted = ["cpu"] + (["cuda"] if any(p.device == "cuda" for p in pipelines) else [])
-        have = {p.device for p in pipelines if p.is_baseline}
+        have = {p.device for p in pipelines if p.is_reference_baseline}
         added = [Case(spec, BASELINE, device=d) for d in wanted if d not in have]
         if added:
             pipelines = added + pipelines
@@ -424,9 +433,11 @@ def _run(run: Any, spec: ModelSpec, where: str, key: str) -> Case:
             raise SegError(f"{where}: {key}: unknown device {device!r}; use one of {', '.join(DEVICES)}")
         if precision != "fp32" or not fused:
             raise SegError(f"{where}: {key}: {BASELINE} is the plain FP32 PyTorch pipeline; drop precision and fused")
-        return Case(spec, backend, device=device or "cpu")
-    if device is not None:
-        raise SegError(f"{where}: {key}: device applies to {BASELINE} only; the backend {backend} names its device")
+        autograd = _get(run, "autograd", bool, where, f"{key}.autograd", default=False)
+        return Case(spec, backend, device=device or "cpu", autograd=autograd)
+    for only in ("device", "autograd"):
+        if only in run:
+            raise SegError(f"{where}: {key}: {only} applies to {BASELINE} only; drop it for the backend {backend}")
     budget = _budget(run, spec, precision, where, key)
     return Case(spec, backend, precision, fused, BACKEND_ROWS[backend].device, max_miou_drop=budget)
 

@@ -80,8 +80,10 @@ def test_baseline_is_the_docs_pipeline_on_pil_images(photo: np.ndarray) -> None:
             self.conv = torch.nn.Conv2d(3, 5, 1)
 
         def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            labels_grad.append(torch.is_grad_enabled())
             return {"out": self.conv(x)[..., ::8, ::8]}
 
+    labels_grad: list[bool] = []
     pipeline = EagerPipeline(reference("fcn_resnet50", weights="none", input_size=(96, 96)))
     pipeline.network = Head()
     batch = make_batch(photo, 2, 40, 50)
@@ -94,3 +96,26 @@ def test_baseline_is_the_docs_pipeline_on_pil_images(photo: np.ndarray) -> None:
     assert pipeline.network_input == [520, 650]  # torchvision's preset: the shorter side to 520
     tensor_preset = pipeline.transforms(torch.from_numpy(batch[0]).permute(2, 0, 1))
     assert not torch.equal(frames[0], tensor_preset)  # PIL's resize, not the tensor one: what users' code runs
+    assert labels_grad[0] is False and not pipeline.autograd  # no_grad: the careful notebook
+
+
+def test_the_autograd_row_runs_the_docs_snippet_as_written_with_the_same_labels(photo: np.ndarray) -> None:
+    grad_on: list[bool] = []
+
+    class Head(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 5, 1)
+
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            grad_on.append(torch.is_grad_enabled())
+            return {"out": self.conv(x)[..., ::8, ::8]}
+
+    unet = reference("unet", input_size=(32, 32), unet_base=4, unet_depth=2)
+    head = Head()
+    pipelines = [EagerPipeline(unet), EagerPipeline(unet, autograd=True)]
+    for pipeline in pipelines:
+        pipeline.network = head
+    batch = make_batch(photo, 1, 40, 50)
+    np.testing.assert_array_equal(pipelines[0](batch), pipelines[1](batch))
+    assert grad_on == [False, True]

@@ -144,6 +144,14 @@ def test_speedups_use_the_baseline_of_the_same_shape_and_device() -> None:
     assert "speedup" not in cases[7]
 
 
+def test_speedups_are_over_the_no_grad_baseline_not_the_autograd_row() -> None:
+    seed = {**_case("pytorch-eager", 120.0), "id": "pytorch-eager cpu autograd 1", "autograd": True}
+    cases = [seed, _case("pytorch-eager", 100.0), _case("ort-cpu", 25.0)]  # the autograd row listed first
+    add_speedups(cases)
+    assert cases[2]["speedup"] == {"over": cases[1]["id"], "p50": pytest.approx(4.0)}
+    assert cases[0]["speedup"]["p50"] == pytest.approx(100.0 / 120.0)  # the docs' snippet, slower than no_grad
+
+
 @pytest.mark.parametrize(
     ("line", "expected"),
     [

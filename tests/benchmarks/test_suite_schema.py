@@ -117,6 +117,8 @@ def test_min_seconds_from_the_file_or_the_command_line(tmp_path: Path) -> None:
         (('"2x64x80"', '"2x64"'), "shapes: '2x64' is not NxHxW"),
         (("iterations = 3", 'iterations = "3"'), "iterations must be int, not str"),
         (('backend = "ort-cpu" }', 'backend = "ort-cpu", device = "cuda" }'), "device applies to pytorch-eager only"),
+        (('backend = "ort-cpu" }', 'backend = "ort-cpu", autograd = true }'), "autograd applies to pytorch-eager only"),
+        (('{ backend = "ort-cpu" }', '{ backend = "pytorch-eager", autograd = 1 }'), "autograd must be bool, not int"),
         (("unet_base = 8", "unet_bas = 8"), "unknown key 'unet_bas' in model[0]"),
         (("[[model]]", "[model]"), "model must be list"),
         (("iterations = 3", "iterations = 3\ncamera_fps = 0"), "camera_fps and camera_seconds must be positive"),
@@ -259,3 +261,11 @@ def test_shape_flag_keeps_only_those_of_a_suites_shapes(tmp_path) -> None:
         suite.only_shapes(["2x60x70"])
     with pytest.raises(SegError, match="--shape: 'big' is not NxHxW"):
         suite.only_shapes(["big"])
+
+
+def test_an_autograd_row_is_a_second_baseline_and_the_no_grad_one_is_still_added(tmp_path: Path) -> None:
+    text = VALID.replace('runs = [{ backend = "ort-cpu" },', 'runs = [{ backend = "pytorch-eager", autograd = true },')
+    suite = load_suite(write(tmp_path, text))
+    baselines = [c for c in suite.cases if c.is_baseline and (c.batch, c.device) == (1, "cpu")]
+    assert [c.pipeline for c in baselines] == ["pytorch-eager cpu", "pytorch-eager cpu autograd"]  # no_grad added
+    assert [c.is_reference_baseline for c in baselines] == [True, False]
