@@ -87,6 +87,7 @@ class ExportCache:
     log: TextIO | None = None
     failures: dict[str, SegError] = field(default_factory=dict)  # MissingDependency stays one: a skip, not a failure
     calibration_keys: dict[tuple[Path | None, int | None, str], str] = field(default_factory=dict)
+    reused: set[Path] = field(default_factory=set)  # cached files already named in the log
 
     def folder(self, model: ModelSpec, *, fused: bool) -> Path:
         options = json.dumps([model.name, model.export_options(), exporter_fingerprint()], sort_keys=True)
@@ -157,6 +158,10 @@ class ExportCache:
 
     def _once(self, target: Path, request: ExportRequest) -> None:
         if target.is_file():
+            if self.log and target not in self.reused:  # the log says where every file came from, made or reused
+                self.reused.add(target)
+                self.log.write(f"reused {target} (made by an earlier run into this cache)\n")
+                self.log.flush()
             return
         key = str(target)
         if key not in self.failures:

@@ -1,5 +1,6 @@
 """The export cache: a folder per model, graph kind, exporter and INT8 calibration: stale exports are never reused."""
 
+import io
 import shutil
 from importlib import metadata
 from pathlib import Path
@@ -132,3 +133,17 @@ def test_fp16_uses_the_models_calibration_images_when_it_names_them(tmp_path: Pa
     plain = ModelSpec(ModelOptions("unet", weights="none"))
     path = cache.model_file(plain, backend="ort-cpu", precision="fp16", fused=True, shape=(1, 24, 32))
     assert path.parent == cache.folder(plain, fused=True) and fake.requests[-1].precision.calib is None
+
+
+def test_the_export_log_names_each_cached_file_reused_once(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(artifacts, "run_export", FakeSegexport())
+    model = ModelSpec(ModelOptions("unet", weights="none"), calib=write_images(tmp_path / "a", [1, 2]))
+    path = int8_file(ExportCache(tmp_path / "cache"), model)  # made: the fake export writes no log lines
+    log = io.StringIO()
+    rerun = ExportCache(tmp_path / "cache", log=log)
+    assert int8_file(rerun, model) == int8_file(rerun, model) == path
+    lines = log.getvalue().splitlines()
+    assert lines == [
+        f"reused {path.parent.parent / 'model.onnx'} (made by an earlier run into this cache)",
+        f"reused {path} (made by an earlier run into this cache)",
+    ]
