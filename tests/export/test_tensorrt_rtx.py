@@ -55,17 +55,37 @@ def _export(tmp_path_factory, name: str, *args: str) -> Path:
     return out / "model.onnx"
 
 
+def _reduced(tmp_path_factory, source: Path, calib_dir: Path, *flags: str) -> Path:
+    """The TensorRT graphs (`flags`: --fp16 and/or --int8) of `source`, in a folder of their own."""
+    out = tmp_path_factory.mktemp(f"{source.parent.name}-reduced")
+    calib = ["--calib", str(calib_dir), "--calib-count", "2", "--int8-target", "tensorrt"] if "--int8" in flags else []
+    # random weights give near-tie logits, which INT8 flips more often (see random_unet_gate): this test is about
+    # what TensorRT accepts, so it asks only that much agreement of them
+    assert main([str(source), *flags, *calib, "--onnx-only", "--min-agreement", "90", "--out", str(out)]) == 0
+    return out
+
+
 @pytest.fixture(scope="module")
-def graphs(exported, unet_graphs, fcn50_graphs, tmp_path_factory, monkeypatch_module) -> dict[str, Path]:
+def graphs(exported, unet_graphs, fcn50_graphs, calib_dir, tmp_path_factory, monkeypatch_module) -> dict[str, Path]:
     """One graph of each kind in KINDS, exported by segexport itself."""
     monkeypatch_module.syspath_prepend(str(_user_package(tmp_path_factory)))
     unet18 = ["unet", "--unet-base", "8", "--unet-depth", "3", "--input-size", "64x64", "--unet-transposed"]
+    bundled = _export(tmp_path_factory, "bundled")
+    fcn18_shorter = _export(
+        tmp_path_factory, "fcn18-shorter", "fcn_resnet18", "--weights", "none", "--input-size", "64"
+    )
+    fcn18_reduced = _reduced(tmp_path_factory, fcn18_shorter, calib_dir, "--fp16", "--int8")
+    unet_unfused_reduced = _reduced(tmp_path_factory, exported("unet-unfused"), calib_dir, "--fp16", "--int8")
     return {
-        "bundled model (fused)": _export(tmp_path_factory, "bundled"),
+        "bundled model (fused)": bundled,
         "bundled model (--no-fuse)": _export(tmp_path_factory, "bundled-unfused", "--no-fuse"),
+        "bundled model INT8 (TensorRT Q/DQ)": _reduced(tmp_path_factory, bundled, calib_dir, "--int8")
+        / "model.int8.onnx",
         "fcn_resnet18": _export(
             tmp_path_factory, "fcn18", "fcn_resnet18", "--weights", "none", "--input-size", "64x64"
         ),
+        "fcn_resnet18 FP16 (shorter-side resize)": fcn18_reduced / "model.fp16.onnx",
+        "fcn_resnet18 INT8 (shorter-side resize)": fcn18_reduced / "model.int8.onnx",
         "fcn_resnet50 (fixed resize)": exported("fcn50"),
         "fcn_resnet50 (--no-fuse)": exported("fcn50-unfused"),
         "fcn_resnet50 (shorter-side resize)": _export(
@@ -81,6 +101,8 @@ def graphs(exported, unet_graphs, fcn50_graphs, tmp_path_factory, monkeypatch_mo
         "unet (transposed conv, opset 18)": _export(tmp_path_factory, "unet18", *unet18, "--opset", "18"),
         "unet FP16": unet_graphs / "model.fp16.onnx",
         "unet INT8 (TensorRT Q/DQ)": unet_graphs / "model.int8.onnx",
+        "unet FP16 (--no-fuse)": unet_unfused_reduced / "model.fp16.onnx",
+        "unet INT8 (--no-fuse)": unet_unfused_reduced / "model.int8.onnx",
         "module:factory": _export(
             tmp_path_factory, "user", "rtxnets:build", "--num-classes", "3", "--input-size", "64x64"
         ),
@@ -103,7 +125,10 @@ def _user_package(tmp_path_factory) -> Path:
 KINDS = [
     "bundled model (fused)",
     "bundled model (--no-fuse)",
+    "bundled model INT8 (TensorRT Q/DQ)",
     "fcn_resnet18",
+    "fcn_resnet18 FP16 (shorter-side resize)",
+    "fcn_resnet18 INT8 (shorter-side resize)",
     "fcn_resnet50 (fixed resize)",
     "fcn_resnet50 (--no-fuse)",
     "fcn_resnet50 (shorter-side resize)",
@@ -115,6 +140,8 @@ KINDS = [
     "unet (transposed conv, opset 18)",
     "unet FP16",
     "unet INT8 (TensorRT Q/DQ)",
+    "unet FP16 (--no-fuse)",
+    "unet INT8 (--no-fuse)",
     "module:factory",
 ]
 
