@@ -133,14 +133,17 @@ def build_engine(
             f"{onnx_path}: {lib.title} could not build an engine ({logger.last_error()}); "
             f"try a larger --workspace or a narrower --min-shape/--max-shape"
         )
-    if options.timing_cache is not None:
+    if options.timing_cache is not None and lib.has_timing_cache:
         # the builder added what it timed to the cache installed in the config: write that one back
         write_bytes_atomic(options.timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
-    targets = options.targets or (library.RTX_DEFAULT_TARGETS if lib.rtx else ())
+    if lib.builds_without_gpu:  # ahead of time: for the targets asked, else the library's default ones
+        targets = options.targets or library.RTX_DEFAULT_TARGETS
+    else:  # on the GPU it will run on
+        targets = (gpu.compute_capability,) if gpu else ()
     record = BuildRecord(
         library=lib,
         gpu=gpu,
-        targets=targets if lib.rtx else ((gpu.compute_capability,) if gpu else ()),
+        targets=targets,
         input_name=tensor.name,
         profile=profile_shapes,
         shapes=options.shapes,
@@ -213,12 +216,12 @@ def _configure(
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
     if options.builder_opt_level is not None:
         config.builder_optimization_level = options.builder_opt_level
-    if lib.rtx:
+    if lib.builds_without_gpu:
         _set_targets(library.module(lib.name), config, options.targets)
-        return config
-    if options.dla_core is not None:
+    if options.dla_core is not None and lib.has_dla:
         _use_dla(builder, config, options.dla_core)
-    _load_timing_cache(config, read_timing_cache(options.timing_cache), options.timing_cache, console)
+    if lib.has_timing_cache:
+        _load_timing_cache(config, read_timing_cache(options.timing_cache), options.timing_cache, console)
     return config
 
 

@@ -336,11 +336,11 @@ class TensorRTBackend:
     def _create_context(self, engine: trt.ICudaEngine) -> trt.IExecutionContext | None:
         """The execution context; on TensorRT-RTX through a runtime config holding the runtime cache read from
         beside the engine, and TensorRT-RTX's own CUDA-graph capture when CUDA graphs are asked for."""
-        if not self.library.rtx:
+        if not self.library.has_runtime_cache:
             return engine.create_execution_context()
         rtx: Any = library.module(self.library.name)  # RTX-only API: no stubs to check it against
         config = cast_any(engine).create_runtime_config()
-        if self._use_graph:
+        if self._use_graph and self.library.builtin_cuda_graphs:
             config.cuda_graph_strategy = rtx.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
             self._use_graph = False  # TensorRT-RTX captures and replays; no stream capture of ours on top
         cache = config.create_runtime_cache()

@@ -54,10 +54,6 @@ class TensorRTLibrary:
         return f"{'TensorRT-RTX' if self.rtx else 'TensorRT'} {self.version}"
 
     @property
-    def module_name(self) -> str:
-        return MODULES[self.name]
-
-    @property
     def ask_strongly_typed(self) -> bool:
         """10.x: pass 1 << STRONGLY_TYPED to create_network; 11.x and RTX: pass 0 (always strongly typed)."""
         return not self.rtx and self.major == 10
