@@ -150,8 +150,10 @@ class TritonBackend:
         return labels
 
     def max_batch_shape(self) -> tuple[int, ...] | None:
-        """Requests of at most max_batch_size images; an engine's profile bounds the image size too."""
-        image_max = (self.served_card.tensorrt.get("image_shapes") or {}).get("max")
+        """Requests of at most max_batch_size images; a fused engine's profile bounds the image size too. An
+        unfused engine's does not: the server resizes any image to the network size first, as segrt does."""
+        shapes = self.served_card.tensorrt.get("image_shapes") if self.served_card.fused else None
+        image_max = (shapes or {}).get("max")
         height, width = (int(image_max[1]), int(image_max[2])) if image_max else (UNBOUNDED, UNBOUNDED)
         return (max(self.max_batch_size, 1), height, width, 3)
 

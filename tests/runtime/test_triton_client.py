@@ -84,6 +84,8 @@ def test_triton_start_failures_become_one_line_with_the_fix():
 class StandInClient:
     """What TritonBackend asks of tritonclient's HTTP client, answered for one served model without a server."""
 
+    card = ModelCard("stand-in", ("background", "object"), ((0, 0, 0), (200, 0, 0)), (0.5,) * 3, (0.5,) * 3, (32, 32))
+
     def __init__(self, endpoint: str, **timeouts: float) -> None:
         self.endpoint = endpoint
         self.closes = 0
@@ -92,14 +94,11 @@ class StandInClient:
         return True
 
     def get_model_config(self, model: str, version: str) -> dict:
-        card = ModelCard(
-            "stand-in", ("background", "object"), ((0, 0, 0), (200, 0, 0)), (0.5,) * 3, (0.5,) * 3, (32, 32)
-        )
         return {
             "max_batch_size": 8,
             "input": [{"name": "image"}],
             "output": [{"name": "labels"}],
-            "parameters": {"segexport.card": {"string_value": card.to_json()}},
+            "parameters": {"segexport.card": {"string_value": self.card.to_json()}},
         }
 
     def infer(self, model: str, inputs: list, **options: object) -> SimpleNamespace:
@@ -118,12 +117,14 @@ class StandInInput:
         self.data = data
 
 
+def stand_in_tritonclient(monkeypatch, client: type = StandInClient) -> None:
+    module = SimpleNamespace(InferenceServerClient=client, InferInput=StandInInput, InferRequestedOutput=lambda n: n)
+    monkeypatch.setattr(triton, "require", lambda name, install: module)
+
+
 def test_triton_backend_keeps_the_one_life_cycle(monkeypatch):
     """close() twice is fine, a run after close() is a SegError naming the server, and `with` closes."""
-    module = SimpleNamespace(
-        InferenceServerClient=StandInClient, InferInput=StandInInput, InferRequestedOutput=lambda name: name
-    )
-    monkeypatch.setattr(triton, "require", lambda name, install: module)
+    stand_in_tritonclient(monkeypatch)
     batch = np.zeros((1, 4, 4, 3), np.uint8)
     with TritonBackend(parse_server_url("http://127.0.0.1:8000/unet")) as backend:
         client = backend._client
@@ -133,3 +134,24 @@ def test_triton_backend_keeps_the_one_life_cycle(monkeypatch):
     assert client.closes == 1
     with pytest.raises(segrt.SegError, match=r"http://127\.0\.0\.1:8000/unet: this Segmenter was closed"):
         backend.run(batch)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_served_engines_profile_bounds_the_image_only_when_the_engine_takes_the_image(monkeypatch, fused):
+    """A fused engine takes the image itself, so its profile's largest image is the client's limit; an unfused
+    engine's server resizes any image to the network size first, so the client sends any size, as segrt would."""
+    engine = {"image_shapes": {"min": [1, 32, 32], "opt": [1, 64, 64], "max": [2, 96, 128]}}
+
+    class EngineClient(StandInClient):
+        card = StandInClient.card.replace(fused=fused, tensorrt=engine)
+
+    stand_in_tritonclient(monkeypatch, EngineClient)
+    with triton.open_served("http://127.0.0.1:8000/unet") as served:
+        assert served.backend.max_batch_shape() == (8, *((96, 128) if fused else (triton.UNBOUNDED,) * 2), 3)
+        large = np.zeros((200, 300, 3), np.uint8)
+        if fused:
+            refusal = r"image 200x300 is larger than http://127\.0\.0\.1:8000/unet's profile allows \(96x128\)"
+            with pytest.raises(segrt.SegError, match=refusal):
+                served(large)
+        else:
+            assert served(large).shape == (200, 300)
