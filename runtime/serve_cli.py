@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from segrt.errors import SegError, run_command
-from segrt.signals import interrupt_on_sigterm
+from segrt.signals import signals_caught
 from segrt.triton_server import DEFAULT_PORTS, Ports, ServerOptions, TritonServer, repository_index
 
 
@@ -73,28 +73,34 @@ def serve(args: argparse.Namespace) -> int:
     server = TritonServer(options)
     log = sys.stderr
     print(f"segserve: starting tritonserver on {options.repository} ...", file=log, flush=True)
-    interrupt_on_sigterm()  # a signal while it starts: start() stops the half-started server
-    server.start(args.ready_timeout)
     stop = threading.Event()
-    received: list[int] = []
+    ready = False
 
-    def on_signal(signum: int, frame: object) -> None:
-        received.append(signum)
+    def on_signal(signum: int) -> None:
         stop.set()
+        if not ready:  # while it starts: start() stops the half-started server as this unwinds it
+            raise KeyboardInterrupt(f"signal {signum}")
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, on_signal)
-    print_ready(server, log)
-    if args.verbose:
-        threading.Thread(target=_echo_log, args=(server, stop), daemon=True).start()
-    while not stop.is_set() and server.process is not None and server.process.poll() is None:
-        stop.wait(0.2)
-    if received:
-        print(f"segserve: {signal.Signals(received[0]).name}: answering requests in flight, then stopping", file=log)
+    with signals_caught(on_signal) as received:  # SIGINT and SIGTERM, until segserve returns
+        try:
+            server.start(args.ready_timeout)
+            ready = True
+            print_ready(server, log)
+            if args.verbose:
+                threading.Thread(target=_echo_log, args=(server, stop), daemon=True).start()
+            while not stop.is_set() and server.process is not None and server.process.poll() is None:
+                stop.wait(0.2)
+        except KeyboardInterrupt:
+            if server.process is None or server.process.poll() is not None:
+                raise  # it never became ready, and start() stopped what it had started
+            # the signal came as it became ready, before `ready` was set: it still answers what it took, below
+        if received:
+            name = signal.Signals(received[0]).name
+            print(f"segserve: {name}: answering requests in flight, then stopping", file=log)
+            code = server.stop()
+            print(f"segserve: stopped (tritonserver exit code {code})", file=log)
+            return 0 if code == 0 else 1
         code = server.stop()
-        print(f"segserve: stopped (tritonserver exit code {code})", file=log)
-        return 0 if code == 0 else 1
-    code = server.stop()
     tail = server.log_lines[-1] if server.log_lines else "no log"
     print(f"segserve: tritonserver exited on its own with code {code}: {tail}", file=log)
     return 1
