@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -314,3 +316,55 @@ def test_fused_engine_input_and_output_are_the_uint8_image_and_labels(graphs):
     assert (image.dtype, labels.dtype) == (trt.DataType.UINT8, trt.DataType.UINT8)
     assert tuple(image.shape)[-1] == 3 and len(tuple(labels.shape)) == 3
     assert np.prod([d for d in image.shape if d > 0]) == 3  # N, H and W are dynamic
+
+
+# --- the build itself, on the real library ------------------------------------------------------------------------
+
+
+class PhaseCount:
+    """Counts the build phases the progress bar is given (each a rich task); on phase `signal_at`, sends this process
+    SIGINT from TensorRT's thread and waits until the main thread has handled it, so where the cancel lands does
+    not depend on how busy the machine is."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, signal_at: int | None = None) -> None:
+        import threading
+
+        import rich.progress
+
+        self.phases, self.threads = 0, set()
+        self.handled = threading.Event()
+        add_task, caught = rich.progress.Progress.add_task, tensorrt_build.signals_caught
+
+        def counted_add_task(progress, *args, **kwargs):
+            self.phases += 1
+            self.threads.add(threading.current_thread().name)
+            if self.phases == signal_at:
+                os.kill(os.getpid(), signal.SIGINT)
+                assert self.handled.wait(10), "the main thread never handled the signal"
+            return add_task(progress, *args, **kwargs)
+
+        def signals_noted(on_signal):
+            def note(signum):
+                on_signal(signum)
+                self.handled.set()
+
+            return caught(note)
+
+        monkeypatch.setattr(rich.progress.Progress, "add_task", counted_add_task)
+        monkeypatch.setattr(tensorrt_build, "signals_caught", signals_noted)
+
+
+def test_ctrl_c_stops_a_real_tensorrt_rtx_build_at_its_next_step(graphs, monkeypatch):
+    """TensorRT-RTX builds in a worker thread; SIGINT there makes the progress monitor's step_complete say stop,
+    and the library does stop: far fewer phases run than in a whole build, and no engine comes back."""
+    whole = PhaseCount(monkeypatch)
+    engine, _ = _build(graphs["bundled model (fused)"])
+    assert len(engine) > 10_000 and whole.phases >= 4
+    assert whole.threads == {"tensorrt-build"}  # the main thread stays free for Ctrl-C
+
+    before = signal.getsignal(signal.SIGINT)
+    cancelled = PhaseCount(monkeypatch, signal_at=1)
+    with pytest.raises(KeyboardInterrupt, match="signal 2"):
+        _build(graphs["bundled model (fused)"])
+    assert cancelled.phases < whole.phases / 2, (cancelled.phases, whole.phases)
+    assert signal.getsignal(signal.SIGINT) is before  # the CLI's own Ctrl-C handling is back
