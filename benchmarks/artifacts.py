@@ -87,7 +87,7 @@ class ExportCache:
     log: TextIO | None = None
     failures: dict[str, SegError] = field(default_factory=dict)  # MissingDependency stays one: a skip, not a failure
     calibration_keys: dict[tuple[Path | None, int | None, str], str] = field(default_factory=dict)
-    reused: set[Path] = field(default_factory=set)  # cached files already named in the log
+    named: set[Path] = field(default_factory=set)  # files made earlier already named in the log
 
     def folder(self, model: ModelSpec, *, fused: bool) -> Path:
         options = json.dumps([model.name, model.export_options(), exporter_fingerprint()], sort_keys=True)
@@ -156,12 +156,16 @@ class ExportCache:
             self.calibration_keys[memo] = digest.hexdigest()[:10]
         return self.calibration_keys[memo]
 
+    def name_in_log(self, path: Path, origin: str) -> None:
+        """Say once in the log that `path` was made earlier, and by what: the log names every file a run used."""
+        if self.log and path not in self.named:
+            self.named.add(path)
+            self.log.write(f"reused {path} ({origin})\n")
+            self.log.flush()
+
     def _once(self, target: Path, request: ExportRequest) -> None:
         if target.is_file():
-            if self.log and target not in self.reused:  # the log says where every file came from, made or reused
-                self.reused.add(target)
-                self.log.write(f"reused {target} (made by an earlier run into this cache)\n")
-                self.log.flush()
+            self.name_in_log(target, "made by an earlier run into this cache")
             return
         key = str(target)
         if key not in self.failures:

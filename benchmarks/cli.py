@@ -50,8 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--input-size", help="segexport --input-size: network input HxW, or S for the shorter side")
     one.add_argument("--export-arg", action="append", default=[], metavar="ARG", help="more segexport flags; repeat")
     one.add_argument("--backend", default="ort-cpu", help=f"{', '.join(BACKENDS)} (default ort-cpu)")
-    one.add_argument("--precision", default="fp32", help=f"{', '.join(PRECISIONS)} (default fp32)")
+    one.add_argument("--precision", help=f"{', '.join(PRECISIONS)} (default fp32)")
     one.add_argument("--no-fuse", action="store_true", help="the --no-fuse graph with host pre/post-processing")
+    one.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATH",
+        help="run this ONNX graph or engine, made earlier from --model, instead of exporting it (its card gives the "
+        "precision and graph kind); repeat to run files side by side, e.g. before and after a change",
+    )
     one.add_argument(
         "--calib",
         help="INT8 calibration images: a folder or a .txt list (default: the folder of the model's sample "
@@ -138,22 +147,31 @@ def export_arg_keys(model: str, flags: list[str]) -> dict[str, Any]:
 def suite_from_args(args: argparse.Namespace) -> Suite:
     if args.suite and args.model:
         raise SegError("give a suite file or --model, not both")
+    if args.file and not args.model:
+        raise SegError(
+            "--file needs --model (with the --weights and --input-size the file was exported with): its labels are "
+            "scored against that model's PyTorch reference; in a suite, give file = in a run"
+        )
+    if args.file and (args.precision or args.no_fuse):
+        raise SegError("--precision and --no-fuse come from each --file's card; drop them")
     if args.suite:
         suite = load_suite(args.suite, add_baseline=False if args.no_baseline else None)
         if args.shape:
             suite = suite.only_shapes(args.shape)
     elif args.model:
-        run: dict[str, Any] = {"backend": args.backend, "precision": args.precision, "fused": not args.no_fuse}
+        precision = args.precision or "fp32"
+        run: dict[str, Any] = {"backend": args.backend, "precision": precision, "fused": not args.no_fuse}
         if args.device:
             run["device"] = args.device
-        model: dict[str, Any] = {"name": args.model, **export_arg_keys(args.model, args.export_arg), "runs": [run]}
+        runs = [{"backend": args.backend, "file": str(path)} for path in args.file] or [run]
+        model: dict[str, Any] = {"name": args.model, **export_arg_keys(args.model, args.export_arg), "runs": runs}
         if args.weights:
             model["weights"] = args.weights
         if args.input_size:
             model["input_size"] = args.input_size
         if args.calib:
             model["calib"] = args.calib
-        data = {"name": f"{args.model}-{args.backend}-{args.precision}", "model": [model]}
+        data = {"name": f"{args.model}-{args.backend}-{'files' if args.file else precision}", "model": [model]}
         data["shapes"] = args.shape or ["1x612x640"]
         data["baseline"] = not args.no_baseline
         suite = suite_from_dict(data)

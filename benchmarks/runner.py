@@ -82,7 +82,9 @@ class Runner:
                 case = replace(case, height=height, width=width)
                 record.update(height=height, width=width)
             step = "export"
-            file = None if case.is_baseline else self._file(case, fused=case.fused)
+            if case.file is not None:
+                self.exports.name_in_log(case.file, "given to this run: run as it is, not exported")
+            file = None if case.is_baseline else case.file or self._file(case, fused=case.fused)
             step = "run"
             measured = self._measure_clip(case, file) if case.clip is not None else self._measure(case, file)
             return {**record, **measured}
@@ -253,11 +255,13 @@ class Runner:
         timed in blocks alternating with the case's own call, so the share outside the network sees one load."""
         if case.max_miou_drop is not None:
             return {"absent": "a graph chosen against an accuracy budget has no --no-fuse twin with the same nodes"}
+        if case.file is not None and case.fused:
+            return {"absent": "a fused file run as given has no --no-fuse twin made with it"}
         import segrt
         from segrt.image import preprocess
 
         try:
-            file = self._file(case, fused=False)
+            file = case.file or self._file(case, fused=False)  # an unfused file is its own bare network
             seg = segrt.load(file, backend=case.backend, threads=self.suite.threads)
         except SegError as exc:
             return {"absent": f"no --no-fuse graph at this precision: {exc}"}
@@ -418,13 +422,14 @@ def describe(case: Case) -> dict[str, Any]:
         "height": case.height,
         "width": case.width,
         "clip": str(case.clip) if case.clip is not None else None,
+        "given_file": str(case.file) if case.file is not None else None,  # run as it is, not exported
     }
 
 
 def check_calibrations(suite: Suite, photo: Path, dataset: Path | None) -> None:
     """Before any work: no case this machine runs may calibrate on the photo or the val images it is scored on."""
     where = str(suite.source) if suite.source else "command line"
-    calibrated = [c for c in suite.cases if calibrates(c.precision, c.model)]
+    calibrated = [c for c in suite.cases if c.file is None and calibrates(c.precision, c.model)]  # a file: made
     runnable = [c.model for c in calibrated if unavailable_reason(c) is None]
     for model in dict.fromkeys(runnable):
         check_calibration(model, [photo, *val_images(dataset or model.dataset)], where)

@@ -30,8 +30,10 @@ from typing import Any
 from segbench.generated import ClipSet, GeneratedSet, ShapesSet
 from segexport.request import ModelOptions
 from segexport.tensorrt_profile import parse_shape
+from segrt import ENGINE_SUFFIXES
 from segrt.backends import BACKENDS as BACKEND_ROWS
 from segrt.errors import MissingDependency, SegError
+from segrt.meta import read_card
 from segrt.precisions import USER_PRECISIONS
 
 BASELINE = "pytorch-eager"
@@ -89,6 +91,8 @@ RUN_KEYS = {
     "autograd": "pytorch-eager only: true keeps autograd on, as torchvision's docs snippet does (no torch.no_grad()); "
     "a second row beside the baseline, which stays the speed-ups' reference",
     "max_miou_drop": "fp16 / int8 only: the graph segexport --max-miou-drop POINTS chooses on the model's budget_val",
+    "file": "an ONNX graph or engine made earlier (an older export, another segexport version): run as it is, not "
+    "exported; its card gives the precision and graph kind, and its labels are scored against this model's reference",
 }
 
 
@@ -146,6 +150,7 @@ class Case:
     clip: Path | None = None  # a labelled clip folder: the case runs over its frames (its size, batch 1)
     autograd: bool = False  # pytorch-eager only: autograd left on (torchvision's docs snippet as written)
     max_miou_drop: float | None = None  # the graph segexport chooses within this mIoU budget (points)
+    file: Path | None = None  # a file made earlier, run as it is instead of the model's export
 
     @property
     def is_baseline(self) -> bool:
@@ -163,7 +168,8 @@ class Case:
         if self.is_baseline:
             return f"{self.backend} {self.device}{' autograd' if self.autograd else ''}"
         budget = "" if self.max_miou_drop is None else f" ≤{self.max_miou_drop:g} mIoU pts"
-        return f"{self.backend} {self.precision}{budget} {'fused' if self.fused else 'unfused'}"
+        given = "" if self.file is None else f" file {self.file}"
+        return f"{self.backend} {self.precision}{budget} {'fused' if self.fused else 'unfused'}{given}"
 
     @property
     def id(self) -> str:
@@ -433,13 +439,42 @@ def _run(run: Any, spec: ModelSpec, where: str, key: str) -> Case:
             raise SegError(f"{where}: {key}: unknown device {device!r}; use one of {', '.join(DEVICES)}")
         if precision != "fp32" or not fused:
             raise SegError(f"{where}: {key}: {BASELINE} is the plain FP32 PyTorch pipeline; drop precision and fused")
+        if "file" in run:
+            raise SegError(f"{where}: {key}: {BASELINE} runs the PyTorch model itself; a file needs another backend")
         autograd = _get(run, "autograd", bool, where, f"{key}.autograd", default=False)
         return Case(spec, backend, device=device or "cpu", autograd=autograd)
     for only in ("device", "autograd"):
         if only in run:
             raise SegError(f"{where}: {key}: {only} applies to {BASELINE} only; drop it for the backend {backend}")
+    if "file" in run:
+        return _file_run(run, spec, backend, where, key)
     budget = _budget(run, spec, precision, where, key)
     return Case(spec, backend, precision, fused, BACKEND_ROWS[backend].device, max_miou_drop=budget)
+
+
+def _file_run(run: dict[str, Any], spec: ModelSpec, backend: str, where: str, key: str) -> Case:
+    """A run over a file made earlier: its card says its precision and graph kind, and that it is this model's."""
+    path = Path(_get(run, "file", str, where, f"{key}.file", default=""))
+    given = [name for name in ("precision", "fused", "max_miou_drop") if name in run]
+    if given:
+        raise SegError(f"{where}: {key}: {', '.join(given)} come from {path}'s card; drop them from a file run")
+    if not path.is_file():
+        raise SegError(f"{where}: {key}.file: {path}: no such file; give an ONNX graph or engine segexport wrote")
+    kind = "engine" if path.suffix in ENGINE_SUFFIXES else "onnx"
+    if kind != BACKEND_ROWS[backend].runs:
+        wanted = "a TensorRT engine" if BACKEND_ROWS[backend].runs == "engine" else "an ONNX graph"
+        raise SegError(f"{where}: {key}.file: {path}: the backend {backend} runs {wanted}; give one or another backend")
+    try:
+        card = read_card(path)
+    except SegError as exc:
+        raise SegError(f"{where}: {key}.file: {exc}") from None
+    if card.model != spec.name:
+        raise SegError(
+            f"{where}: {key}.file: {path} was exported from {card.model}, not {spec.name}; its labels would be "
+            f"scored against the wrong reference: list it under the [[model]] it came from"
+        )
+    precision = "int8" if card.precision == "int8-cpu" else card.precision  # the graph ONNX Runtime's CPU runs
+    return Case(spec, backend, precision, card.fused, BACKEND_ROWS[backend].device, file=path)
 
 
 def _budget(run: dict[str, Any], spec: ModelSpec, precision: str, where: str, key: str) -> float | None:
