@@ -130,6 +130,13 @@ def served_counts(server, model: str = "unet") -> tuple[int, int]:
     return int(stats["inference_count"]), int(stats["inference_stats"]["fail"]["count"])
 
 
+def wait_until_counted(server, count: int, seconds: float = 30) -> None:
+    """Triton counts a request as it releases it, just after the reply: wait (a while) until `count` are."""
+    deadline = time.monotonic() + seconds
+    while served_counts(server)[0] < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def run_clients(url: str, clients: int, requests: int, seconds: float, expected: np.ndarray) -> tuple[int, list[str]]:
     """`clients` threads, each with its own Segmenter, sending up to `requests` images or for `seconds`."""
     answered, errors, lock = [0], [], threading.Lock()
@@ -164,13 +171,13 @@ def run_clients(url: str, clients: int, requests: int, seconds: float, expected:
 def test_sixteen_clients_lose_nothing_and_server_memory_stays_steady(server, exported):
     expected = segrt.load(exported("unet"))(IMAGE)
     url = f"{server.url}/unet"
-    run_clients(url, 16, 10, 30.0, expected)  # warm-up: instances, arenas and connection buffers settle
+    start_count = served_counts(server)[0]
+    warm, _ = run_clients(url, 16, 10, 30.0, expected)  # warm-up: instances, arenas and connection buffers settle
+    wait_until_counted(server, start_count + warm)  # else its last answers would be counted in the window below
     before_count, before_fail = served_counts(server)
     rss_before = server_rss_mib(server)
     answered, errors = run_clients(url, 16, 40, 30.0, expected)
-    deadline = time.monotonic() + 30  # Triton counts a request as it releases it, just after the reply
-    while served_counts(server)[0] - before_count < answered and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until_counted(server, before_count + answered)
     after_count, after_fail = served_counts(server)
     rss_after = server_rss_mib(server)
     assert errors == []
