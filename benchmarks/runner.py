@@ -82,9 +82,7 @@ class Runner:
                 case = replace(case, height=height, width=width)
                 record.update(height=height, width=width)
             step = "export"
-            if case.file is not None:
-                self.exports.name_in_log(case.file, "given to this run: run as it is, not exported")
-            file = None if case.is_baseline else case.file or self._file(case, fused=case.fused)
+            file = None if case.is_baseline else self._file(case, fused=case.fused)
             step = "run"
             measured = self._measure_clip(case, file) if case.clip is not None else self._measure(case, file)
             return {**record, **measured}
@@ -103,6 +101,10 @@ class Runner:
             gc.collect()
 
     def _file(self, case: Case, *, fused: bool) -> Path:
+        """The case's graph or engine (`fused`, or its --no-fuse twin): the file it names, else its export."""
+        if case.file is not None and fused == case.fused:
+            self.exports.name_in_log(case.file, "given to this run: run as it is, not exported")
+            return case.file
         shape = (case.batch, case.height, case.width)
         return self.exports.model_file(
             case.model,
@@ -261,7 +263,7 @@ class Runner:
         from segrt.image import preprocess
 
         try:
-            file = case.file or self._file(case, fused=False)  # an unfused file is its own bare network
+            file = self._file(case, fused=False)  # an unfused file is its own bare network
             seg = segrt.load(file, backend=case.backend, threads=self.suite.threads)
         except SegError as exc:
             return {"absent": f"no --no-fuse graph at this precision: {exc}"}

@@ -107,7 +107,7 @@ class Segmenter:
         """Refuse images larger than an engine's profile (an unfused engine sees the resized tensor instead)."""
         limit = self.backend.max_batch_shape()
         if limit is not None and self.card.fused:
-            _check_profile(shape, limit, self.where if "://" in self.where else self.path.name)  # a URL in full
+            _check_profile(shape, limit, self.where)
 
     def close(self) -> None:
         """Free the backend's session or engine, buffers and streams."""
@@ -120,9 +120,10 @@ class Segmenter:
         self.close()
 
 
-def _check_profile(shape: tuple[int, ...], limit: tuple[int, ...], name: str) -> None:
+def _check_profile(shape: tuple[int, ...], limit: tuple[int, ...], where: str) -> None:
     _, height, width, _ = shape
     if height > limit[1] or width > limit[2]:
+        name = where if "://" in where else Path(where).name  # a server's URL in full, a file by its name
         raise SegError(
             f"image {height}x{width} is larger than {name}'s profile allows ({limit[1]}x{limit[2]}); "
             f"resize it, or rebuild the engine with a larger --max-shape"
