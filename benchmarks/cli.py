@@ -14,9 +14,10 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from segbench.suite import BACKENDS, PRECISIONS, Case, Suite, load_suite, suite_from_dict
+from segbench.cases.suite import BACKENDS, PRECISIONS, Case, Suite, load_suite, suite_from_dict
+from segbench.parser import OneLineParser
 from segrt.errors import MissingDependency, SegError, rich_say
 from segrt.errors import run_command as command
 from segrt.signals import interrupt_on_sigterm
@@ -27,16 +28,8 @@ INSTALL_BENCH = "install the benchmark extra: pip install 'segexport[bench]'"
 RUN_MODULES = ("rich", "psutil", "matplotlib", "torch", "torchvision", "onnx")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with its usage errors on one line, exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
-        sys.exit(2)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="segbench",
         description="Latency per stage, throughput, memory, energy and label accuracy of segmentation models on "
         "every backend and precision, beside the plain PyTorch pipeline, in one run.",
@@ -108,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def compare_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="segbench compare", description="Put two segbench runs side by side.")
+    parser = OneLineParser(prog="segbench compare", description="Put two segbench runs side by side.")
     parser.add_argument("a", type=Path, help="run directory or results.json (A, e.g. before)")
     parser.add_argument("b", type=Path, help="run directory or results.json (B, e.g. after)")
     parser.add_argument("-o", "--out", type=Path, help="also write the comparison as Markdown to this file")
@@ -280,8 +273,9 @@ def require_modules(modules: Sequence[str], purpose: str) -> None:
 
 def run_command(args: argparse.Namespace, console: Any) -> int:
     require_modules(RUN_MODULES, "segbench (its baseline, exports, resource samples and plots)")
-    from segbench.report import console_tables, write_run
-    from segbench.runner import preflight, run_suite
+    from segbench.cases.runner import preflight, run_suite
+    from segbench.report.markdown import console_tables
+    from segbench.report.results import write_run
 
     suite = suite_from_args(args)
     if args.list:
@@ -320,8 +314,8 @@ def make_generated(suite: Suite, console: Any) -> list[dict[str, Any]]:
 
     Nothing is made for a suite none of whose cases this machine can run.
     """
-    from segbench.artifacts import unavailable_reason
-    from segbench.generated import ensure, require_modules
+    from segbench.cases.artifacts import unavailable_reason
+    from segbench.data.generated import ensure, require_modules
 
     if not suite.generate or all(unavailable_reason(case) for case in suite.cases):
         return []
@@ -337,8 +331,8 @@ def make_generated(suite: Suite, console: Any) -> list[dict[str, Any]]:
 
 
 def compare_command(argv: Sequence[str], console: Any) -> int:
-    from segbench import compare
-    from segbench.report import load_run
+    from segbench.report import compare
+    from segbench.report.results import load_run
     from segrt.meta import atomic_write
 
     args = compare_parser().parse_args(argv)
@@ -368,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv[:1] == ["compare"]:
             return compare_command(argv[1:], Console())
         if argv[:1] == ["served"]:  # a model through a Triton server beside local segrt: segbench/served.py
-            from segbench.served import served_command
+            from segbench.cases.served import served_command
 
             return served_command(argv[1:], console)
         return run_command(build_parser().parse_args(argv), console)

@@ -2,7 +2,7 @@
 
 Also `segexport ENGINE --check` / `--rebuild` (an engine later, on its GPU or for this machine) and
 `segexport doctor` (what this machine can build and run). Every decision a flag makes is in
-`request_from_args`; the work is `segexport.export` and `segexport.engines`.
+`request_from_args`; the work is `segexport.export` and `segexport.engine.step`.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from segexport import DEFAULT_MODEL, read_lines
+from segexport.defaults import DEFAULT_MODEL
+from segexport.text_lists import read_lines
 from segrt.errors import MissingDependency, SegError, rich_say, run_command
 from segrt.precisions import PRECISIONS, USER_PRECISIONS
 from segrt.signals import interrupt_on_sigterm
 
 if TYPE_CHECKING:
-    from segexport.budget_step import BudgetOptions
-    from segexport.request import ExportRequest
+    from segexport.request import BudgetOptions, ExportRequest
 
 INT8_TARGETS = ("tensorrt", "cpu", "both")
 ENGINE_MODES = ("--check", "--rebuild")
@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     onnx_group.add_argument("--out", type=Path, help="output folder (default ./build/<model>)")
     add_precision_arguments(parser)
-    add_budget_arguments(parser)  # --max-miou-drop, --val: export/budget_step.py
+    add_budget_arguments(parser)  # --max-miou-drop, --val: export/precision/budget.py
     add_engine_arguments(parser)
     add_triton_arguments(parser)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: TensorRT's own)")
@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of the precision step (FP16 / INT8 ONNX graphs). Owned by the precision work."""
-    from segexport.precision import AUTOCAST_IMAGES, DEFAULT_CALIB_COUNT
+    from segexport.precision.passes import AUTOCAST_IMAGES, DEFAULT_CALIB_COUNT
 
     group = parser.add_argument_group("precision (ONNX -> ONNX, each checked against FP32 on --image)")
     group.add_argument(
@@ -166,7 +166,7 @@ def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_budget_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of the accuracy budget (with --fp16 / --int8): export/budget_step.py."""
+    """Flags of the accuracy budget (with --fp16 / --int8): export/precision/budget.py."""
     group = parser.add_argument_group(
         "accuracy budget (with --fp16 / --int8)",
         "Keep the most sensitive nodes in higher precision until the reduced graph loses at most this much "
@@ -190,7 +190,8 @@ def add_budget_arguments(parser: argparse.ArgumentParser) -> None:
 
 def budget_options(args: argparse.Namespace) -> BudgetOptions:
     """The accuracy budget the flags give; a value that is not a number in 0..100 is a SegError naming the flag."""
-    from segexport.budget_step import BudgetOptions, budget_number
+    from segexport.precision.budget import budget_number
+    from segexport.request import BudgetOptions
 
     drop = budget_number(args.max_miou_drop, "--max-miou-drop", "mIoU points the reduced graph may lose, e.g. 0.5")
     share = budget_number(args.max_disagreement, "--max-disagreement", "% of pixels that may differ from FP32, e.g. 2")
@@ -204,7 +205,7 @@ def budget_options(args: argparse.Namespace) -> BudgetOptions:
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of the TensorRT engine step. Owned by the engine work."""
-    from segexport import tensorrt_profile as tb
+    from segexport.engine import profile as tb
 
     def shape(text: str) -> tuple[int, int, int]:
         try:
@@ -294,8 +295,8 @@ def add_rtx_and_engine_mode_arguments(group: argparse._ArgumentGroup) -> None:
 
 
 def add_triton_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of the Triton repository step (export/triton_step.py)."""
-    from segexport.triton_repository import TRITON_BACKENDS
+    """Flags of the Triton repository step (export/triton/step.py)."""
+    from segexport.triton.repository import TRITON_BACKENDS
 
     group = parser.add_argument_group(
         "Triton model repository",
@@ -343,9 +344,8 @@ def gpu_targets(args: argparse.Namespace) -> tuple[str, ...]:
 def request_from_args(args: argparse.Namespace) -> ExportRequest:
     """The one place where flags become decisions: the `ExportRequest` this command line asks for."""
     from segexport import request as rq
-    from segexport.tensorrt_build import BuildOptions
-    from segexport.tensorrt_profile import ShapeRange, shape_range
-    from segexport.triton_step import TritonOptions
+    from segexport.engine.profile import ShapeRange, shape_range
+    from segexport.request import BuildOptions, TritonOptions
     from segrt.backends import tensorrt_library
 
     if args.int8_target is not None and not args.int8:
@@ -455,7 +455,8 @@ def run(args: argparse.Namespace, console: Any) -> int:
 
 def run_engine_mode(args: argparse.Namespace, report: Any) -> None:
     """`segexport ENGINE --check` or `--rebuild`."""
-    from segexport import engines, parity_image
+    from segexport.defaults import parity_image
+    from segexport.engine import step as engines
     from segrt.image import read_image
 
     if args.check and args.rebuild:

@@ -21,7 +21,7 @@ class Finding:
 
 def findings() -> list[Finding]:
     """Everything the doctor looks at, in the order it prints them."""
-    from segexport.engine_prerequisites import CUDA_PYTHON_INSTALL
+    from segexport.engine.prerequisites import CUDA_PYTHON_INSTALL
 
     rows = [_library_finding(library.TENSORRT), _library_finding(library.TENSORRT_RTX)]
     cudart = _cudart()

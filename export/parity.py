@@ -21,8 +21,8 @@ from segrt.meta import ModelCard
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from segexport.models import SegmentationModel
-    from segexport.tensorrt_profile import ShapeRange
+    from segexport.engine.profile import ShapeRange
+    from segexport.models.base import SegmentationModel
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def torch_labels(model: SegmentationModel, image: np.ndarray, card: ModelCard) -
     """Labels and logits (C x H x W) of the PyTorch model on one image, the way the exported graph computes them."""
     import torch
 
-    from segexport.deploy import FusedSegmentation
+    from segexport.onnx.fused import FusedSegmentation
 
     with torch.no_grad():
         if card.fused:
@@ -108,7 +108,7 @@ def check_parity(model_proto: Any, model: SegmentationModel, image: np.ndarray, 
     probe = _with_logits_output(model_proto) if card.fused else model_proto
     probe = probe if probe is not None else model_proto
     labels, logits = onnx_labels(probe.SerializeToString(), image, card)
-    if logits is not None and card.fused and _class_axis(model_proto) != 1:  # a channel-last tail (segexport.tail)
+    if logits is not None and card.fused and _class_axis(model_proto) != 1:  # a channel-last tail (segexport.onnx.tail)
         logits = np.moveaxis(logits, -1, 0)
     ref_labels, ref_logits = torch_labels(model, image, card)
     diff = float(np.abs(logits - ref_logits).max()) if logits is not None else None
@@ -175,7 +175,7 @@ def parity_batch(image: np.ndarray, card: ModelCard, shapes: ShapeRange) -> np.n
     a fused engine also gets the photo resized into the profile's H x W range."""
     from PIL import Image
 
-    from segexport.tensorrt_profile import fit_size
+    from segexport.engine.profile import fit_size
 
     if card.fused:
         height, width = fit_size(image.shape[0], image.shape[1], shapes)
@@ -207,7 +207,7 @@ def engine_check_problem(card: ModelCard, device: int = 0) -> str | None:
     TensorRT-RTX engine is built ahead of time: its check needs a GPU here whose compute
     capability it was built for.
     """
-    from segexport.engine_prerequisites import gpu_problem_here
+    from segexport.engine.prerequisites import gpu_problem_here
     from segrt.backends import tensorrt as backend
     from segrt.backends.tensorrt_library import TENSORRT_RTX
 

@@ -13,11 +13,12 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from segexport import engines, parity_image
-from segexport.budget_step import budgeted_graph, check_budget, check_val_classes, prepare_budget
+from segexport.defaults import parity_image
+from segexport.engine import step as engines
+from segexport.precision.budget import budgeted_graph, check_budget, check_val_classes, prepare_budget
 from segexport.progress import Report
 from segexport.request import ExportRequest, ExportResult
-from segexport.triton_step import check_triton_options, write_triton
+from segexport.triton.step import check_triton_options, write_triton
 from segrt import ENGINE_SUFFIXES
 from segrt.errors import SegError
 from segrt.files import prepare_output_folder
@@ -27,7 +28,7 @@ from segrt.precisions import PRECISIONS
 if TYPE_CHECKING:
     import numpy as np
 
-    from segexport.models import SegmentationModel
+    from segexport.models.base import SegmentationModel
 
 DEFAULT_FP32_OUT = Path("build")  # ./build/<model>/ when no output folder is given
 
@@ -52,7 +53,7 @@ def check_request(request: ExportRequest) -> None:
     if calib is not None and not (calib.is_dir() or (calib.suffix == ".txt" and calib.is_file())):
         raise SegError(f"{calib}: no such folder of calibration images, or .txt list of them (--calib)")
     if calib is not None:
-        from segexport.precision import find_calibration_images
+        from segexport.precision.passes import find_calibration_images
 
         find_calibration_images(calib, precision.calib_count)  # a list that cannot be read fails before any work
     engines.check_engine_options(request.engine)
@@ -112,7 +113,7 @@ def _source_card(source: Path) -> ModelCard:
 
 
 def _build_model(request: ExportRequest, report: Report) -> SegmentationModel:
-    from segexport.models import build
+    from segexport.models.zoo import build
 
     with report.step(f"build {request.model.name}") as detail:
         model = build(request.model)
@@ -125,7 +126,8 @@ def write_fp32_graph(
     request: ExportRequest, model: SegmentationModel, out: Path, image: np.ndarray, image_name: str, report: Report
 ) -> tuple[Path, ModelCard]:
     """Export, check, simplify, parity-check and write model.onnx with its card."""
-    from segexport import onnx_export, parity
+    from segexport import parity
+    from segexport.onnx import export as onnx_export
 
     fused = request.onnx.fuse
     opset = request.onnx.opset or onnx_export.DEFAULT_OPSET
@@ -171,7 +173,7 @@ def write_precision_graphs(
     options = request.precision
     if not options.graphs:
         return {}
-    from segexport import precision
+    from segexport.precision import passes as precision
 
     calib_images: list[Any] = []
     if options.calib is not None:
@@ -184,7 +186,7 @@ def write_precision_graphs(
     graphs = {}
     budget = prepare_budget(request, fp32, read_card(fp32), image, calib_images, report)
     for name in options.graphs:
-        if budget is not None:  # the accuracy budget chooses the nodes kept: export/budget_step.py
+        if budget is not None:  # the accuracy budget chooses the nodes kept: export/precision/budget.py
             path = budgeted_graph(budget, request, name, fp32, image, calib_images, out, report).path
             graphs[name] = path
             report.add_file(path)

@@ -9,11 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from segexport import DEFAULT_MODEL
-from segexport.budget_step import BudgetOptions
-from segexport.tensorrt_build import BuildOptions
-from segexport.triton_step import TritonOptions
-from segrt.backends.tensorrt_library import TENSORRT_RTX
+from segexport.defaults import DEFAULT_MODEL
+from segexport.engine.profile import ShapeRange
+from segrt.backends.tensorrt_library import TENSORRT, TENSORRT_RTX
 from segrt.precisions import PRECISIONS
 
 
@@ -54,7 +52,7 @@ class OnnxOptions:
     """The FP32 graph: fused or not, opset, the parity image, the output folder."""
 
     fuse: bool = True
-    opset: int | None = None  # None: segexport.onnx_export.DEFAULT_OPSET
+    opset: int | None = None  # None: segexport.onnx.export.DEFAULT_OPSET
     image: Path | None = None  # the parity image; None: the model's own sample, else the bundled photo
     out: Path | None = None  # None: ./build/<model>, or the ONNX file's folder
 
@@ -75,6 +73,21 @@ class PrecisionOptions:
 
 
 @dataclass(frozen=True)
+class BuildOptions:
+    """Everything `build_engine` takes besides the graph (CLI flags, one to one)."""
+
+    shapes: ShapeRange = field(default_factory=ShapeRange)
+    workspace_mib: int | None = None  # memory pool limit for TensorRT's scratch space; None: TensorRT's default
+    timing_cache: Path | None = None  # read if present, written back updated (TensorRT only)
+    builder_opt_level: int | None = None  # 0..5; None: TensorRT's default (3)
+    dla_core: int | None = None  # run on this DLA core, GPU fallback for the rest (TensorRT only)
+    device: int = 0
+    verbosity: int = 0  # 0 errors, 1 warnings, 2 info, 3 TensorRT's verbose log
+    library: str = TENSORRT  # or TENSORRT_RTX
+    targets: tuple[str, ...] = ()  # TensorRT-RTX compute capabilities ("8.6", ...); (): the library's default set
+
+
+@dataclass(frozen=True)
 class EngineOptions:
     """The TensorRT engines to build: from which graphs, with which library and builder options."""
 
@@ -87,6 +100,28 @@ class EngineOptions:
     def rtx(self) -> bool:
         """TensorRT for RTX (ahead of time, any machine) instead of TensorRT: the build's library says which."""
         return self.build.library == TENSORRT_RTX
+
+
+@dataclass(frozen=True)
+class TritonOptions:
+    """--triton REPO and --triton-backend: where the repository goes, and which Triton backend serves it."""
+
+    repository: Path | None = None
+    backend: str | None = None  # "onnxruntime", "tensorrt", "python"; None: by file
+
+
+@dataclass(frozen=True)
+class BudgetOptions:
+    """How much accuracy the reduced graphs may lose against FP32, and on which images (none: no budget)."""
+
+    max_miou_drop: float | None = None  # mIoU points on `val`
+    max_disagreement: float | None = None  # share of pixels (0..1) labelled differently from FP32
+    val: Path | None = None  # Pascal-VOC folder whose val split the budget is measured on
+    val_count: int | None = None  # that many val images, spread over the split; None: all
+
+    @property
+    def wanted(self) -> bool:
+        return self.max_miou_drop is not None or self.max_disagreement is not None
 
 
 @dataclass(frozen=True)

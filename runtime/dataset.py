@@ -6,7 +6,7 @@ the accuracy code to ignore) and ImageSets/Segmentation/<split>.txt listing the
 ids. The whole folder is checked when the dataset is opened -- every id has an
 image and a label map of the same size -- so a broken folder fails in one clear
 sentence before any benchmark time is spent. Where the folder names its classes (`dataset.json`, as
-`python -m segbench.shapes` writes it, or CVAT's `labelmap.txt`), `classes` gives them, so a model
+`python -m segbench.data.shapes` writes it, or CVAT's `labelmap.txt`), `classes` gives them, so a model
 scored on it can be checked to mean the same thing by each id.
 """
 

@@ -2,7 +2,7 @@
 
 An interrupted or failed write leaves no half file at the target, and an old file there stays
 intact until the new one is complete. (Two files published as a pair, an engine and its card,
-are renamed with signals held: segexport.engine_files.publish_engine.)
+are renamed with signals held: segexport.engine.files.publish_engine.)
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The precisions a segexport file can have: one row each, read by the exporter, the runtime and the benchmarks.
 
-A new precision is a row here plus its pass in `segexport.precision`.
+A new precision is a row here plus its pass in `segexport.precision.passes`.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ TensorRT cannot be installed on CPU machines, but its API can still be checked:
   so links to `runtime/` and `export/` sit beside the stubs and mypy runs with `-m`.
 
 Run: `python tools/trt_stubs.py` (CI does), then
-`MYPYPATH=tools/stubs mypy -m segexport.tensorrt_build -m segrt.backends.tensorrt`.
+`MYPYPATH=tools/stubs mypy -m segexport.engine.build -m segrt.backends.tensorrt`.
 """
 
 from __future__ import annotations

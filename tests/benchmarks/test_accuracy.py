@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segbench.accuracy import pixel_agreement
+from segbench.scoring.accuracy import pixel_agreement
 
 
 def test_pixel_agreement_counts_equal_pixels() -> None:

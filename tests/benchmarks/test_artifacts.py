@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segbench import artifacts
-from segbench.artifacts import ExportCache, check_calibration, exporter_fingerprint
-from segbench.suite import ModelSpec
+from segbench.cases import artifacts
+from segbench.cases.artifacts import ExportCache, check_calibration, exporter_fingerprint
+from segbench.cases.suite import ModelSpec
 from segexport.request import ModelOptions
 from segrt.errors import SegError
 
@@ -105,7 +105,7 @@ def test_calibration_that_reads_an_image_the_run_scores_is_refused(tmp_path: Pat
         check_calibration(ModelSpec(ModelOptions("unet"), calib=calib, label="unet"), [photo], "suite.toml")
     message = str(caught.value)
     assert message.startswith("suite.toml: unet: INT8 calibration") and "renamed.png" in message
-    assert str(photo) in message and "python -m segbench.shapes" in message
+    assert str(photo) in message and "python -m segbench.data.shapes" in message
     with pytest.raises(SegError, match=r"suite.toml: unet: INT8 calibration: --calib .*nowhere: no such folder"):
         check_calibration(
             ModelSpec(ModelOptions("unet"), calib=tmp_path / "nowhere", label="unet"), [photo], "suite.toml"
@@ -113,7 +113,7 @@ def test_calibration_that_reads_an_image_the_run_scores_is_refused(tmp_path: Pat
 
 
 def test_without_calib_the_fcn_default_would_calibrate_on_the_bundled_photo_and_is_refused() -> None:
-    from segexport import ASSETS
+    from segexport.defaults import ASSETS
 
     with pytest.raises(SegError, match=r"astronaut\.jpg"):
         check_calibration(

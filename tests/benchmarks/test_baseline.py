@@ -7,9 +7,9 @@ import torch
 from torchvision.models.segmentation import FCN_ResNet50_Weights
 from torchvision.transforms._presets import SemanticSegmentation
 
-from segbench.baseline import EagerPipeline, build_reference, with_aux_head
-from segbench.runner import make_batch
-from segbench.suite import ModelSpec
+from segbench.cases.baseline import EagerPipeline, build_reference, with_aux_head
+from segbench.cases.runner import make_batch
+from segbench.cases.suite import ModelSpec
 from segexport.request import ModelOptions
 
 

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from segbench import artifacts, shapes
-from segbench.artifacts import ExportCache
-from segbench.budgeted import check_budget_set
-from segbench.suite import ModelSpec, load_suite
-from segbench.trade_report import trade_lines
+from segbench.cases import artifacts
+from segbench.cases.artifacts import ExportCache
+from segbench.cases.budgeted import check_budget_set
+from segbench.cases.suite import ModelSpec, load_suite
+from segbench.data import shapes
+from segbench.report.trade import trade_lines
 from segexport.request import ModelOptions
 from segrt.errors import SegError
 

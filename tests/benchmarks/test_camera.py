@@ -2,7 +2,7 @@
 
 import pytest
 
-from segbench.camera import CameraRun, run_at_camera_rate
+from segbench.measure.camera import CameraRun, run_at_camera_rate
 
 
 class SimulatedTime:

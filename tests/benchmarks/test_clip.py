@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segbench import clip
-from segbench.clip import generate_clip, plan_clip
-from segbench.shapes import CLASSES
-from segbench.video import open_clip
+from segbench.data import clip
+from segbench.data.clip import generate_clip, plan_clip
+from segbench.data.shapes import CLASSES
+from segbench.data.video import open_clip
 from segrt.errors import SegError
 
 pytest.importorskip("cv2")  # the clip is an MJPEG video written and read with OpenCV (the bench and video extras)
@@ -104,7 +104,7 @@ def test_remaking_a_clip_shorter_leaves_no_stale_labels(tmp_path: Path) -> None:
 def test_bad_arguments_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv, words) -> None:
     assert clip.main([str(tmp_path / "c"), *argv]) == 2
     err = capsys.readouterr().err
-    assert words in err and err.count("segbench.clip: error:") == 1 and "Traceback" not in err
+    assert words in err and err.count("segbench.data.clip: error:") == 1 and "Traceback" not in err
     assert not (tmp_path / "c" / "clip.json").exists()
 
 

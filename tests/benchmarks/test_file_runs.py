@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from segbench.cases.suite import load_suite
 from segbench.cli import build_parser, main, suite_from_args
-from segbench.suite import load_suite
 from segrt.errors import SegError
 
 # TEST_MODELS["unet"] in tests/conftest.py: the model the exported files came from

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from segbench import shapes
 from segbench.cli import main
-from segbench.generated import ClipSet, ShapesSet, ensure, is_ready, require_modules
+from segbench.data import shapes
+from segbench.data.generated import ClipSet, ShapesSet, ensure, is_ready, require_modules
 from segrt.errors import MissingDependency, SegError
 
 SHAPES_AND_CLIP_SUITE = """

@@ -10,8 +10,8 @@ from importlib import metadata
 
 import psutil
 
-from segbench.machine import PACKAGES, OtherLoad, gpu_info, tensorrt_version, versions
-from segbench.report import machine_line
+from segbench.measure.machine import PACKAGES, OtherLoad, gpu_info, tensorrt_version, versions
+from segbench.report.markdown import machine_line
 
 BURN = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
 TICK_S = 0.02  # the kernel's CPU accounting counts in ticks (10 ms); two of them per reading
@@ -164,9 +164,9 @@ def test_tensorrt_version_comes_from_the_cuda_named_wheel_or_the_module(monkeypa
 
 
 def test_only_changes_outside_the_committed_results_make_a_run_dirty() -> None:
-    from segbench.machine import source_changed
+    from segbench.measure.machine import source_changed
 
     assert not source_changed(" M benchmarks/results/cpu-2core/export.log")
     assert not source_changed("R  benchmarks/results/a.json -> benchmarks/results/b.json")
-    assert source_changed(" M benchmarks/runner.py")
+    assert source_changed(" M benchmarks/cases/runner.py")
     assert source_changed("M  runtime/segmenter.py")

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segbench import runner
-from segbench.artifacts import ExportCache
+from segbench.cases import runner
+from segbench.cases.artifacts import ExportCache
+from segbench.cases.suite import load_suite
 from segbench.cli import main
-from segbench.suite import load_suite
 from segrt.errors import MissingDependency
 
 SUITE = """
@@ -77,8 +77,9 @@ def test_a_case_whose_reference_needs_a_missing_package_is_skipped_and_a_broken_
 ) -> None:
     suite = load_suite(suite_file)
     run = runner.Runner(suite, np.zeros((48, 64, 3), np.uint8), ExportCache(tmp_path / "cache"))
+    fused = "segexport.onnx.fused"
     errors = iter([ModuleNotFoundError("No module named 'torch'", name="torch"),
-                   ModuleNotFoundError("No module named 'segexport.deploy'", name="segexport.deploy")])  # fmt: skip
+                   ModuleNotFoundError(f"No module named '{fused}'", name=fused)])  # fmt: skip
 
     def reference(spec: object) -> None:
         raise next(errors)

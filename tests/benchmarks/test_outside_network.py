@@ -7,8 +7,8 @@ import re
 import numpy as np
 import pytest
 
-from segbench.measure import MIN_ROUNDS, outside_share, time_alternating
-from segbench.report import outside_notes, outside_text
+from segbench.measure.timing import MIN_ROUNDS, outside_share, time_alternating
+from segbench.report.markdown import outside_notes, outside_text
 
 
 class Clock:

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segbench import shapes
-from segbench.shapes import CLASSES, Scene, Shape, render
+from segbench.data import shapes
+from segbench.data.shapes import CLASSES, Scene, Shape, render
 from segrt.image import read_image, read_labels_png
 
 

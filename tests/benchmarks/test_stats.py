@@ -7,9 +7,10 @@ import itertools
 import numpy as np
 import pytest
 
-from segbench.measure import MIN_SAMPLES, split_stages, time_calls, time_frames
-from segbench.report import add_speedups, network_size_notes
-from segbench.resources import parse_tegrastats
+from segbench.measure.resources import parse_tegrastats
+from segbench.measure.timing import MIN_SAMPLES, split_stages, time_calls, time_frames
+from segbench.report.markdown import network_size_notes
+from segbench.report.results import add_speedups
 from segrt.timing import LatencyStats
 
 

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segbench import artifacts, runner
-from segbench.artifacts import unavailable_reason
+from segbench.cases import artifacts, runner
+from segbench.cases.artifacts import unavailable_reason
+from segbench.cases.suite import load_suite
 from segbench.cli import main
-from segbench.measure import MIN_ROUNDS
-from segbench.suite import load_suite
+from segbench.measure.timing import MIN_ROUNDS
 from segrt.errors import MissingDependency, SegError
 from segrt.image import write_labels_png
 
@@ -320,7 +320,7 @@ def test_a_failed_export_is_a_failure_with_its_reason_and_exit_1_a_missing_packa
 def test_calibrating_on_the_photo_the_run_scores_is_refused_before_any_work(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from segexport import ASSETS
+    from segexport.defaults import ASSETS
 
     calib = write_calib(tmp_path / "calib")
     (calib / "copy.jpg").write_bytes((ASSETS / "astronaut.jpg").read_bytes())
@@ -432,7 +432,7 @@ def test_the_report_and_plot_show_flicker_and_miou_over_the_clip(video_run) -> N
 
 def test_a_second_run_reuses_the_generated_sets(video_run, bench_cache: Path, monkeypatch) -> None:
     _, _, root, _ = video_run
-    from segbench import clip, shapes
+    from segbench.data import clip, shapes
 
     monkeypatch.setattr(shapes, "generate", lambda *a, **k: pytest.fail("the shapes set was made again"))
     monkeypatch.setattr(clip, "generate_clip", lambda *a, **k: pytest.fail("the clip was made again"))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from segbench.cases.suite import load_suite
 from segbench.cli import build_parser, main, suite_from_args
-from segbench.suite import load_suite
 from segrt.errors import SegError
 
 SUITES = Path(__file__).resolve().parents[2] / "benchmarks" / "suites"
@@ -181,7 +181,7 @@ def test_no_baseline_adds_none_and_leaves_no_note_saying_it_did(tmp_path: Path) 
 @pytest.mark.parametrize("name", ["cpu-quick", "cpu-full", "gpu", "jetson"])
 def test_shipped_suites_generate_every_labelled_folder_they_read(name: str) -> None:
     """A fresh clone's first run needs no other step: each folder the suite reads is one it makes."""
-    from segbench.generated import ClipSet, ShapesSet
+    from segbench.data.generated import ClipSet, ShapesSet
 
     suite = load_suite(SUITES / f"{name}.toml")
     shapes = [g.out for g in suite.generate if isinstance(g, ShapesSet)]
@@ -195,7 +195,7 @@ def test_shipped_suites_generate_every_labelled_folder_they_read(name: str) -> N
 
 
 def test_cpu_quick_and_cpu_full_go_over_a_short_and_a_longer_clip_at_every_precision() -> None:
-    from segbench.generated import ClipSet
+    from segbench.data.generated import ClipSet
 
     frames = {}
     for name in ("cpu-quick", "cpu-full"):

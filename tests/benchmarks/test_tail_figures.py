@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from segbench.tail import FRAME_1080P, eager_tail_bytes, measure_tail, tail_nodes
+from segbench.measure.tail import FRAME_1080P, eager_tail_bytes, measure_tail, tail_nodes
 from segrt.meta import read_card
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segbench.temporal import flicker_counts, score_clip
+from segbench.scoring.temporal import flicker_counts, score_clip
 from segrt.scoring import confusion_matrix, score
 
 CLASSES = ("background", "square", "bar")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from segbench import train_reference
-from segbench.train_reference import ensure_data
+from segbench.data import train_reference
+from segbench.data.train_reference import ensure_data
 from segrt.errors import SegError
 
 

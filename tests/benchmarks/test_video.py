@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segbench.clip import generate_clip
-from segbench.video import open_clip
+from segbench.data.clip import generate_clip
+from segbench.data.video import open_clip
 from segrt.errors import MissingDependency, SegError
 from segrt.image import write_labels_png
 

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from segexport import engine_prerequisites, parity
+from segexport import parity
 from segexport.cli import main
+from segexport.engine import prerequisites as engine_prerequisites
 from segrt.meta import sidecar_path
 
 SMALL_UNET = ["unet", "--unet-base", "4", "--unet-depth", "2", "--input-size", "32x32"]

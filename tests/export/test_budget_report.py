@@ -10,10 +10,17 @@ from dataclasses import replace
 
 from rich.console import Console
 
-from segexport import budget_report
-from segexport.budget_report import SHOWN_NODES, ProgressMonitor, card_record, print_search, summary_line, why_line
-from segexport.precision_search import Budget, SearchResult, Sensitivity, Trial
-from segexport.trial_scoring import TrialScore
+from segexport.precision import budget_report
+from segexport.precision.budget_report import (
+    SHOWN_NODES,
+    ProgressMonitor,
+    card_record,
+    print_search,
+    summary_line,
+    why_line,
+)
+from segexport.precision.scoring import TrialScore
+from segexport.precision.search import Budget, SearchResult, Sensitivity, Trial
 
 REFERENCE = 0.9245  # FP32 mIoU
 HALF_POINT = Budget(max_miou_drop=0.5)

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segexport import engines, parity
+from segexport import parity
 from segexport.cli import main
 from segexport.doctor import findings
+from segexport.engine import step as engines
 from segrt.backends import tensorrt as backend
 from segrt.meta import file_sha256, read_card, sidecar_path
 
@@ -75,7 +76,7 @@ def test_check_on_a_target_gpu_records_the_agreement_in_the_card(rtx_engine, mon
     segrt.load on the parity batch and compared with its ONNX graph; the card (not the engine) is rewritten."""
     engine_bytes = rtx_engine.read_bytes()
     monkeypatch.setattr(backend, "gpu_info", lambda device=0: backend.GpuInfo("NVIDIA RTX A6000", "8.6"))
-    monkeypatch.setattr("segexport.engine_prerequisites.gpu_problem_here", lambda device=0: (False, None))
+    monkeypatch.setattr("segexport.engine.prerequisites.gpu_problem_here", lambda device=0: (False, None))
     reference = parity.reference_outputs
     seen = []
 

@@ -13,10 +13,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from segexport import onnx_export, parity
+from segexport import parity
 from segexport.cli import main
-from segexport.deploy import FusedSegmentation
-from segexport.models import build_model, fcn_resnet18
+from segexport.models.fcn import fcn_resnet18
+from segexport.models.zoo import build_model
+from segexport.onnx import export as onnx_export
+from segexport.onnx.fused import FusedSegmentation
 from segrt.meta import CARD_KEY, file_sha256, read_card
 
 
@@ -39,7 +41,7 @@ def test_fused_graph_takes_uint8_nhwc_with_dynamic_dims_and_returns_uint8_labels
 def test_fused_onnx_matches_pytorch_at_two_shapes(exported, model_args, name, photo):
     """The graph is dynamic in N, H and W: batch 2 at an odd size and batch 1 at the photo's size."""
     from segexport.cli import build_parser, request_from_args
-    from segexport.models import build
+    from segexport.models.zoo import build
 
     request = request_from_args(build_parser().parse_args(model_args[name]))
     module = FusedSegmentation(build(request.model)).eval()
@@ -189,7 +191,7 @@ def test_interrupted_write_leaves_no_file_and_keeps_the_old_one(tmp_path, monkey
 
 
 def test_parity_runs_on_the_models_own_sample_where_it_ships_one():
-    from segexport import parity_image
+    from segexport.defaults import parity_image
 
     assert parity_image("unet_shapes").name == "unet_shapes_sample.jpg"  # in-distribution for the shapes model
     assert parity_image("fcn_resnet50").name == parity_image("mynets:build").name == "astronaut.jpg"

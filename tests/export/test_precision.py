@@ -11,9 +11,10 @@ import onnx
 import pytest
 
 import segrt
-from segexport import parity, precision
+from segexport import parity
 from segexport.cli import main
 from segexport.parity import onnx_labels
+from segexport.precision import passes as precision
 from segrt.errors import SegError
 from segrt.image import write_image
 from segrt.meta import CARD_KEY, file_sha256, read_card
@@ -264,7 +265,8 @@ def test_calibration_images_from_a_voc_split_file(tmp_path):
 
 def test_engine_gate_checks_the_qdq_graph_against_its_node_by_node_labels(unet_graphs, photo, monkeypatch):
     """An engine computing the Q/DQ graph's own arithmetic (what TensorRT implements) passes the engine gate."""
-    from segexport import parity, tensorrt_profile
+    from segexport import parity
+    from segexport.engine import profile as tensorrt_profile
 
     source = unet_graphs / "model.int8.onnx"
     card = read_card(source)

@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 
 import segrt
-from segbench import shapes
-from segexport.budget_step import rebuild_flags
+from segbench.data import shapes
 from segexport.cli import build_parser, main, request_from_args
 from segexport.parity import reference_outputs
-from segexport.precision import match_nodes
+from segexport.precision.budget import rebuild_flags
+from segexport.precision.passes import match_nodes
+from segexport.request import BuildOptions
 from segrt.dataset import VocDataset
 from segrt.image import read_image, write_image, write_labels_png
 from segrt.meta import read_card
@@ -42,7 +43,7 @@ def bundled(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def dark_calib(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A poor calibration: one image at a third of its brightness, so INT8 ranges clip real images."""
-    from segexport import parity_image
+    from segexport.defaults import parity_image
 
     folder = tmp_path_factory.mktemp("dark")
     write_image(folder / "dark.png", (read_image(parity_image("unet_shapes")) * 0.3).astype(np.uint8))
@@ -168,11 +169,12 @@ def test_small_unet_tensorrt_int8_within_budget_on_a_harder_set_and_builds_with_
     pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX builds the graph: pip install segexport[rtx]")
     from rich.console import Console
 
-    from segexport import tensorrt_build, tensorrt_profile
+    from segexport.engine import build as tensorrt_build
+    from segexport.engine import profile as tensorrt_profile
     from segrt.backends import tensorrt_library
 
     shapes_range = tensorrt_profile.shape_range((1, 32, 32), (1, 240, 320), (1, 480, 640))
-    options = tensorrt_build.BuildOptions(shapes=shapes_range, library=tensorrt_library.TENSORRT_RTX)
+    options = BuildOptions(shapes=shapes_range, library=tensorrt_library.TENSORRT_RTX)
     engine, _ = tensorrt_build.build_engine(written, read_card(written), options, Console(file=io.StringIO()))
     assert len(engine) > 10_000
 

@@ -9,10 +9,10 @@ import numpy as np
 import onnx
 import pytest
 
-from segexport.fp16_keep import Fp16Graph
-from segexport.precision import make_precision_graph, read_calibration_images
-from segexport.qdq_keep import CPU_QUANTIZATION, TENSORRT_QUANTIZATION, QdqGraph
-from segexport.trial_scoring import session_labels, trusted_session
+from segexport.precision.keep_fp16 import Fp16Graph
+from segexport.precision.keep_qdq import CPU_QUANTIZATION, TENSORRT_QUANTIZATION, QdqGraph
+from segexport.precision.passes import make_precision_graph, read_calibration_images
+from segexport.precision.scoring import session_labels, trusted_session
 from segrt.meta import read_card
 
 

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from segexport.precision_search import Budget, BudgetNotMet, search_precision
-from segexport.trial_scoring import TrialScore
+from segexport.precision.scoring import TrialScore
+from segexport.precision.search import Budget, BudgetNotMet, search_precision
 
 
 class Costs:

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 import segrt
-from segbench import shapes
-from segexport import DEFAULT_MODEL
+from segbench.data import shapes
 from segexport.cli import main as segexport_main
-from segexport.models import SHAPES_WEIGHTS, build_model
+from segexport.defaults import DEFAULT_MODEL
+from segexport.models.unet import SHAPES_WEIGHTS
+from segexport.models.zoo import build_model
 from segrt.dataset import VocDataset
 from segrt.errors import SegError
 from segrt.scoring import confusion_matrix, iou_per_class
@@ -42,7 +43,7 @@ def test_card_names_the_generator_classes_and_palette() -> None:
     assert tuple(CARD["classes"]) == shapes.CLASSES
     assert [tuple(c) for c in CARD["palette"]] == list(shapes.PALETTE)
     assert CARD["val"]["miou"] >= 0.90
-    assert CARD["training"]["command"].startswith("python -m segbench.train_reference")
+    assert CARD["training"]["command"].startswith("python -m segbench.data.train_reference")
     assert isinstance(CARD["training"]["seed"], int)  # the README names the seed that made it
 
 
@@ -67,7 +68,7 @@ def test_default_export_scores_on_unseen_images_through_onnx_runtime(tmp_path: P
 
 def test_random_weights_score_far_lower(fresh_val: VocDataset) -> None:
     """The same computation with random weights: shows the check above depends on the training."""
-    from segexport.deploy import FusedSegmentation
+    from segexport.onnx.fused import FusedSegmentation
 
     torch.manual_seed(0)
     fused = FusedSegmentation(build_model("unet_shapes", weights="none")).eval()
@@ -96,16 +97,16 @@ def test_wrong_options_are_refused_in_one_sentence(tmp_path: Path) -> None:
 
 
 def test_training_command_runs_end_to_end_on_a_tiny_set(tmp_path: Path) -> None:
-    """A few steps of `python -m segbench.train_reference`: data generated, checkpoint and card written,
+    """A few steps of `python -m segbench.data.train_reference`: data generated, checkpoint and card written,
     and the checkpoint loads into the bundled model's architecture (so the shipped pair can be remade)."""
-    from segbench import train_reference
+    from segbench.data import train_reference
 
     args = ["--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--train", "8", "--val", "2"]
     args += ["--steps", "3", "--coarse-steps", "1", "--batch", "4", "--threads", "1"]
     assert train_reference.main(args) == 0
     card = json.loads((tmp_path / "out" / "unet_shapes.json").read_text())
     assert card["classes"] == CARD["classes"] and card["unet"] == CARD["unet"]
-    assert card["training"]["command"] == "python -m segbench.train_reference " + " ".join(args)
+    assert card["training"]["command"] == "python -m segbench.data.train_reference " + " ".join(args)
     assert set(card["val"]["iou"]) == set(shapes.CLASSES) and 0.0 <= card["val"]["miou"] <= 1.0
     model = build_model("unet_shapes", checkpoint=tmp_path / "out" / "unet_shapes.pt")
     assert model.notes[0].startswith("loaded")

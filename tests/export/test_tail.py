@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from segexport.tail import MIN_CHANNEL_LAST_CLASSES, channel_last_tail, find_tail, half_tail
+from segexport.onnx.tail import MIN_CHANNEL_LAST_CLASSES, channel_last_tail, find_tail, half_tail
 from segrt.meta import read_card
 
 
@@ -97,8 +97,8 @@ def test_one_resize_keeps_the_labels_of_torchvisions_two(exported, photo) -> Non
     import torch
     import torch.nn.functional as F
 
-    from segexport.deploy import FusedSegmentation
-    from segexport.models import build
+    from segexport.models.zoo import build
+    from segexport.onnx.fused import FusedSegmentation
     from segexport.request import ModelOptions
 
     path = exported("fcn50")

@@ -19,13 +19,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import segrt
-from segexport import engine_files as files
-from segexport import engine_prerequisites as prereq
 from segexport import parity
-from segexport import tensorrt_build as tb
-from segexport import tensorrt_profile as shapes_mod
 from segexport.cli import build_parser, main, request_from_args
-from segexport.engines import build_engines
+from segexport.engine import build as tb
+from segexport.engine import files
+from segexport.engine import prerequisites as prereq
+from segexport.engine import profile as shapes_mod
+from segexport.engine.step import build_engines
 from segexport.request import EngineOptions
 from segrt.backends import tensorrt_library as library
 from segrt.backends.tensorrt import GpuInfo

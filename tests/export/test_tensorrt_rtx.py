@@ -16,8 +16,10 @@ import onnx
 import pytest
 from rich.console import Console
 
-from segexport import tensorrt_build, tensorrt_profile
 from segexport.cli import main
+from segexport.engine import build as tensorrt_build
+from segexport.engine import profile as tensorrt_profile
+from segexport.request import BuildOptions
 from segrt.backends import tensorrt_library as library
 from segrt.errors import MissingDependency, SegError
 from segrt.meta import embed_card, read_card, sidecar_path, write_sidecar
@@ -46,7 +48,7 @@ def build(num_classes=3):
 
 def _build(onnx_path: Path, **options) -> tuple[bytes, tensorrt_build.BuildRecord]:
     """segexport's own builder, with TensorRT-RTX, on `onnx_path`."""
-    build_options = tensorrt_build.BuildOptions(shapes=SMALL, library=library.TENSORRT_RTX, **options)
+    build_options = BuildOptions(shapes=SMALL, library=library.TENSORRT_RTX, **options)
     console = Console(file=io.StringIO())
     return tensorrt_build.build_engine(onnx_path, read_card(onnx_path), build_options, console)
 
@@ -274,7 +276,7 @@ def test_a_graph_tensorrt_refuses_is_one_line_in_tensorrts_words(exported, tmp_p
 
 
 def test_the_exporter_refuses_to_write_a_graph_that_breaks_the_uint8_rule(exported, tmp_path):
-    from segexport.onnx_export import save_onnx
+    from segexport.onnx.export import save_onnx
 
     proto = onnx.load(str(exported("unet")))
     cast = next(node for node in proto.graph.node if node.op_type == "Cast" and node.input[0] == "image")
@@ -286,7 +288,7 @@ def test_the_exporter_refuses_to_write_a_graph_that_breaks_the_uint8_rule(export
 
 
 def test_the_exporter_refuses_a_uint8_output_not_made_by_a_cast(exported, tmp_path):
-    from segexport.onnx_export import save_onnx
+    from segexport.onnx.export import save_onnx
 
     proto = onnx.load(str(exported("unet")))
     output = proto.graph.output[0].name

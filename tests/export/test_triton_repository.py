@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from segexport import triton_repository as tr
 from segexport.cli import main
+from segexport.triton import repository as tr
 from segrt.errors import SegError
 from segrt.meta import file_sha256, read_card, read_sidecar, write_sidecar
 

@@ -14,9 +14,9 @@ torch = pytest.importorskip("torch")
 if not torch.cuda.is_available():
     pytest.skip("no CUDA device", allow_module_level=True)
 
-from segbench.artifacts import unavailable_reason  # noqa: E402
+from segbench.cases.artifacts import unavailable_reason  # noqa: E402
+from segbench.cases.suite import Case, ModelSpec  # noqa: E402
 from segbench.cli import main  # noqa: E402
-from segbench.suite import Case, ModelSpec  # noqa: E402
 from segexport.request import ModelOptions  # noqa: E402
 
 pytestmark = pytest.mark.gpu

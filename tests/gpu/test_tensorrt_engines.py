@@ -62,7 +62,7 @@ def test_fp32_engine_agrees_with_onnx_runtime(fp32_engine, exported, photo):
 
 
 def test_timing_cache_is_written_and_reused(fp32_engine, exported, tmp_path, monkeypatch, capsys):
-    from segexport import tensorrt_build as tb
+    from segexport.engine import build as tb
 
     cache = fp32_engine.parent / "timing.cache"
     first = cache.read_bytes()

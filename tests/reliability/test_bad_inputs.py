@@ -176,7 +176,7 @@ def _engine_without_card(tmp: Path, exported: Callable[[str], Path]) -> None:
 
 
 def _checkpoints(tmp: Path, exported: Callable[[str], Path]) -> None:
-    from segexport.unet import UNet
+    from segexport.models.unet import UNet
 
     state = UNet(21, base=4, depth=2).state_dict()
     torch.save({k: v for k, v in state.items() if k != "head.bias"}, tmp / "missing.pt")

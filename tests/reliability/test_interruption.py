@@ -39,7 +39,8 @@ HOLD_DURING_ONNX_WRITE = """
 
 HOLD_DURING_ENGINE_BUILD = """
     import pathlib, time
-    from segexport import engine_prerequisites, tensorrt_build
+    from segexport.engine import prerequisites as engine_prerequisites
+    from segexport.engine import build as tensorrt_build
     def build_that_takes_long(*args, **kwargs):
         pathlib.Path(MARKER).write_text("in the engine build")
         time.sleep(60)
@@ -60,7 +61,7 @@ HOLD_IN_TENSORRT_BUILD = f"""
     spec.loader.exec_module(trt)
     from segrt.backends import tensorrt as backend
     backend.gpu_info = lambda device=0: backend.GpuInfo("Stand-in GPU", "8.7")
-    from segexport import engine_prerequisites
+    from segexport.engine import prerequisites as engine_prerequisites
     engine_prerequisites.engine_prerequisites = lambda *args, **kwargs: None
     trt.STATE.steps, trt.STATE.step_delay_s = 100_000, 0.01
     def mark(step):
@@ -166,7 +167,7 @@ runs = [{ backend = "ort-cpu" }, { backend = "ort-cpu", fused = false }]
 # Holds segbench in its second case's timing loop: the first case is measured, nothing is written yet.
 HOLD_IN_SECOND_CASE = """
     import pathlib, time
-    from segbench import runner
+    from segbench.cases import runner
     real_run_case = runner.Runner.run_case
     seen = []
     def run_case_then_hold(self, case):
@@ -199,7 +200,7 @@ HOLD_IN_RESULTS_WRITE = """
 )
 def test_killing_segbench_leaves_no_results_and_a_rerun_writes_them(hold, signum, tmp_path):
     from segbench.cli import main as segbench_main
-    from segbench.report import load_run
+    from segbench.report.results import load_run
 
     suite = tmp_path / "suite.toml"
     suite.write_text(BENCH_SUITE)

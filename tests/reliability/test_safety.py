@@ -63,9 +63,9 @@ def test_every_torch_load_uses_weights_only():
 
 def test_modules_are_imported_by_name_only_where_the_user_names_them():
     places = sorted({str(path) for path, _ in _calls("import_module")})
-    # models.py: the `package.module:factory` given on the command line; errors.py and tensorrt_library.py:
+    # models/user.py: the `package.module:factory` given on the command line; errors.py and tensorrt_library.py:
     # fixed dependency names (the TensorRT library is `tensorrt` or `tensorrt_rtx`, nothing else)
-    assert places == ["export/models.py", "runtime/backends/tensorrt_library.py", "runtime/errors.py"], places
+    assert places == ["export/models/user.py", "runtime/backends/tensorrt_library.py", "runtime/errors.py"], places
 
 
 def test_engines_are_deserialized_only_from_sha_checked_bytes():

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from segbench.soak import frame_sizes, main, soak
+from segbench.cases.soak import frame_sizes, main, soak
 
 
 def test_soak_record_on_a_short_run(exported, tmp_path):

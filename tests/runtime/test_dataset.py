@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segbench import shapes
+from segbench.data import shapes
 from segrt.dataset import Sample, VocDataset
 from segrt.errors import SegError
 from segrt.image import read_image, read_labels_png, write_labels_png
@@ -125,7 +125,7 @@ def test_unreadable_image_is_named(voc: Path) -> None:
 
 
 def test_classes_come_from_dataset_json_then_labelmap(voc: Path) -> None:
-    assert VocDataset(voc).classes == shapes.CLASSES  # segbench.shapes records them in dataset.json
+    assert VocDataset(voc).classes == shapes.CLASSES  # segbench.data.shapes records them in dataset.json
     (voc / "dataset.json").unlink()
     assert VocDataset(voc).classes is None
     (voc / "labelmap.txt").write_text("# label:color_rgb:parts:actions\nbackground:0,0,0::\ncar:128,0,0::\n")

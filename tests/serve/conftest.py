@@ -42,7 +42,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def repository(tmp_path_factory: pytest.TempPathFactory, exported) -> Path:
     """A repository with the small U-Net twice (fused, and unfused with host steps), both on the python backend."""
-    from segexport.triton_repository import write_repository
+    from segexport.triton.repository import write_repository
 
     repo = tmp_path_factory.mktemp("triton") / "repo"
     for name in ("unet", "unet-unfused"):

@@ -225,7 +225,7 @@ def profiled_server(tmp_path_factory, exported):
     client's refusal reads only the served card, so it runs without a GPU or an engine."""
     import shutil
 
-    from segexport.triton_repository import write_repository
+    from segexport.triton.repository import write_repository
     from segrt.meta import read_card, write_sidecar
     from segrt.triton_server import Ports, ServerOptions, TritonServer, free_ports
 

@@ -95,7 +95,7 @@ def test_port_in_use_is_named_with_its_flag(repository):
 
 
 def test_repository_the_server_refuses_is_one_line_with_its_reason(tmp_path, exported):
-    from segexport.triton_repository import write_repository
+    from segexport.triton.repository import write_repository
 
     repo = tmp_path / "repo"
     write_repository(exported("unet"), repo)  # the onnxruntime backend, which nvidia-pytriton's server lacks
@@ -108,7 +108,7 @@ def test_repository_the_server_refuses_is_one_line_with_its_reason(tmp_path, exp
 
 def test_model_py_that_cannot_open_its_artefact_is_named(tmp_path, exported):
     """A python-backend engine on a machine without TensorRT: the server refuses the model with segrt's reason."""
-    from segexport.triton_repository import write_repository
+    from segexport.triton.repository import write_repository
     from segrt.meta import read_card, write_sidecar
 
     engine = tmp_path / "model.engine"

@@ -67,7 +67,7 @@ def test_local_only_options_are_refused_for_a_server(server):
 
 def test_segbench_served_counts_only_the_timed_calls_batches(server, exported, photo):
     """segbench served: the server's batch statistics cover the timed calls, not the warm-up calls before them."""
-    from segbench.served import ServedSettings, run_served
+    from segbench.cases.served import ServedSettings, run_served
 
     settings = ServedSettings(clients=(1, 3), requests=4, seconds=60, warmup=2, height=96, width=128)
     cases = run_served(f"{server.url}/unet", exported("unet"), photo, settings, log=lambda _: None)

@@ -1,0 +1,540 @@
+"""A benchmark suite: the TOML file that names the matrix, validated into a flat list of cases.
+
+    name = "cpu-quick"
+    shapes = ["1x612x640"]            # N x H x W of the uint8 images fed to each case
+    warmup = 2
+    iterations = 10                   # at least this many samples per case
+    min_seconds = 3                   # and at least this long; `seconds = 30` stops a case earlier
+    [[model]]
+    name = "fcn_resnet50"             # what `segexport` takes: a zoo name or package.module:factory
+    weights = "none"
+    input_size = "520x520"
+    runs = [{ backend = "ort-cpu" }, { backend = "ort-cpu", fused = false }]
+    video = "build/shapes-clip"       # each run also goes over this labelled clip, frame by frame
+    [generate]                        # segbench's own labelled data, made on first use and reused
+    shapes = "build/shapes"
+    clip = { out = "build/shapes-clip", frames = 300 }
+
+Every error names the file and the key in one line. Each model gets the pytorch-eager
+baseline (on CPU, and on CUDA too when one of its runs is on a GPU) unless its runs name one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from segbench.data.generated import ClipSet, GeneratedSet, ShapesSet
+from segexport.engine.profile import parse_shape
+from segexport.request import ModelOptions
+from segrt import ENGINE_SUFFIXES
+from segrt.backends import BACKENDS as BACKEND_ROWS
+from segrt.errors import MissingDependency, SegError
+from segrt.meta import read_card
+from segrt.precisions import USER_PRECISIONS
+
+BASELINE = "pytorch-eager"
+# the baseline, then every segrt backend but "ort", whose device is "auto" (a case names its provider, so runs compare)
+BACKENDS = (BASELINE, *(row.name for row in BACKEND_ROWS.values() if row.device != "auto"))
+PRECISIONS = USER_PRECISIONS
+DEVICES = ("cpu", "cuda")
+
+SUITE_KEYS = {
+    "name": "a short name for the run",
+    "description": "one line saying what the suite is for",
+    "image": "the photo the cases run on (default: the bundled 612x640 photo)",
+    "shapes": 'list of "NxHxW": batch size and image size',
+    "warmup": "untimed calls before the samples",
+    "iterations": "timed calls per case, at least",
+    "min_seconds": "keep sampling until this many seconds are spent too, so fast cases get enough samples",
+    "seconds": "time budget per case: stop sampling once it is spent (at least 3 samples)",
+    "threads": "CPU threads for ONNX Runtime and torch (default: their own choice)",
+    "baseline": "add the pytorch-eager baseline to each model that lacks one (default true)",
+    "camera_fps": "also run each batch-1 case at this camera frame rate, counting dropped and late frames",
+    "camera_seconds": "how many seconds of camera frames (default 10)",
+    "generate": "the generated labelled sets the suite reads, made on first use: shapes, clip",
+    "model": "the [[model]] tables",
+}
+GENERATE_KEYS = {
+    "shapes": 'the shapes set (python -m segbench.data.shapes): "FOLDER", or { out, train, val, seed }',
+    "clip": "the labelled clip (python -m segbench.data.clip): { out, frames, seed, size, fps }",
+    "budget_shapes": "a second shapes set, the budget_val of runs with max_miou_drop: { out, train, val, seed }",
+}
+MODEL_KEYS = {
+    "name": "segexport model: zoo name or package.module:factory",
+    "label": "name shown in reports (default: name, plus input size)",
+    "weights": "segexport --weights",
+    "input_size": "segexport --input-size (HxW, or S for the shorter side)",
+    "checkpoint": "segexport --checkpoint: a state dict",
+    "num_classes": "segexport --num-classes",
+    "classes": "segexport --classes: the class names, a list",
+    "seed": "segexport --seed (random weights)",
+    "unet_depth": "segexport --unet-depth",
+    "unet_base": "segexport --unet-base",
+    "unet_transposed": "segexport --unet-transposed",
+    "calib": "INT8 calibration images: a folder, or a .txt list such as a VOC train.txt (default: the sample's folder)",
+    "calib_count": "segexport --calib-count: how many calibration images (default segexport's)",
+    "dataset": "Pascal-VOC folder for mIoU (JPEGImages/, SegmentationClass/, ImageSets/Segmentation/val.txt)",
+    "budget_val": "Pascal-VOC folder runs with max_miou_drop choose their graph on (segexport --val); not dataset",
+    "shapes": "overrides the suite's shapes for this model",
+    "video": "a labelled clip folder (a video and labels/NNNNNN.png): each run also goes over it, frame by frame",
+    "runs": "list of { backend, precision, fused, device, max_miou_drop }",
+}
+RUN_KEYS = {
+    "backend": ", ".join(BACKENDS),
+    "precision": ", ".join(PRECISIONS),
+    "fused": "true: the fused graph (default); false: --no-fuse with host pre/post-processing",
+    "device": "pytorch-eager only: cpu or cuda",
+    "autograd": "pytorch-eager only: true keeps autograd on, as torchvision's docs snippet does (no torch.no_grad()); "
+    "a second row beside the baseline, which stays the speed-ups' reference",
+    "max_miou_drop": "fp16 / int8 only: the graph segexport --max-miou-drop POINTS chooses on the model's budget_val",
+    "file": "an ONNX graph or engine made earlier (an older export, another segexport version): run as it is, not "
+    "exported; its card gives the precision and graph kind, and its labels are scored against this model's reference",
+}
+
+
+# The model keys that are segexport's ModelOptions fields, with the type each takes in the file.
+EXPORT_OPTION_KEYS: dict[str, type] = {
+    "weights": str,
+    "input_size": str,
+    "checkpoint": str,
+    "num_classes": int,
+    "classes": list,
+    "seed": int,
+    "unet_depth": int,
+    "unet_base": int,
+    "unet_transposed": bool,
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of the suite: how segexport builds it (its ModelOptions), and where its labelled data are."""
+
+    options: ModelOptions
+    label: str = ""
+    calib: Path | None = None
+    calib_count: int | None = None
+    dataset: Path | None = None
+    budget_val: Path | None = None  # the labelled set an accuracy budget is measured on (segexport --val)
+
+    @property
+    def name(self) -> str:
+        return self.options.name
+
+    def export_options(self) -> dict[str, Any]:
+        """The options that differ from segexport's defaults, as plain JSON values (results, cache keys)."""
+        defaults = ModelOptions(self.options.name)
+        return {
+            key: str(value) if isinstance(value, Path) else (list(value) if isinstance(value, tuple) else value)
+            for key, value in vars(self.options).items()
+            if value != getattr(defaults, key)
+        }
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measurement: a model on a backend at a precision, batch size and image size."""
+
+    model: ModelSpec
+    backend: str
+    precision: str = "fp32"
+    fused: bool = True
+    device: str = "cpu"
+    batch: int = 1
+    height: int = 612
+    width: int = 640
+    clip: Path | None = None  # a labelled clip folder: the case runs over its frames (its size, batch 1)
+    autograd: bool = False  # pytorch-eager only: autograd left on (torchvision's docs snippet as written)
+    max_miou_drop: float | None = None  # the graph segexport chooses within this mIoU budget (points)
+    file: Path | None = None  # a file made earlier, run as it is instead of the model's export
+
+    @property
+    def is_baseline(self) -> bool:
+        """The PyTorch pipeline (with or without autograd): no exported file, the eager model."""
+        return self.backend == BASELINE
+
+    @property
+    def is_reference_baseline(self) -> bool:
+        """The baseline the speed-ups are over: the PyTorch pipeline under no_grad."""
+        return self.is_baseline and not self.autograd
+
+    @property
+    def pipeline(self) -> str:
+        """backend, precision and graph kind, without the shape: the key cases share their work by."""
+        if self.is_baseline:
+            return f"{self.backend} {self.device}{' autograd' if self.autograd else ''}"
+        budget = "" if self.max_miou_drop is None else f" ≤{self.max_miou_drop:g} mIoU pts"
+        given = "" if self.file is None else f" file {self.file}"
+        return f"{self.backend} {self.precision}{budget} {'fused' if self.fused else 'unfused'}{given}"
+
+    @property
+    def id(self) -> str:
+        if self.clip is not None:
+            return f"{self.model.label} | {self.pipeline} | clip {self.clip.name}"
+        return f"{self.model.label} | {self.pipeline} | {self.batch}x{self.height}x{self.width}"
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A validated suite: its settings and the cases it expands to, in run order."""
+
+    name: str
+    cases: tuple[Case, ...]
+    description: str = ""
+    source: Path | None = None
+    image: Path | None = None
+    warmup: int = 2
+    iterations: int = 10
+    min_seconds: float | None = None
+    seconds: float | None = None
+    threads: int | None = None
+    camera_fps: float | None = None
+    camera_seconds: float = 10.0
+    notes: tuple[str, ...] = field(default_factory=tuple)
+    generate: tuple[GeneratedSet, ...] = ()
+
+    def with_overrides(self, **changes: Any) -> Suite:
+        """A copy with the CLI's overrides (None leaves a setting as the file has it)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def only_shapes(self, shapes: list[str]) -> Suite:
+        """The suite's cases at these N x H x W only (segbench SUITE --shape); clip cases stay.
+
+        A shape the suite does not run is refused, so a typo cannot leave a run of clips alone.
+        """
+        try:
+            wanted = [parse_shape(s) for s in shapes]
+        except ValueError as exc:
+            raise SegError(f"--shape: {exc}") from None
+        have = {(c.batch, c.height, c.width) for c in self.cases if c.clip is None}
+        missing = [s for s in wanted if s not in have]
+        if missing:
+            listed = ", ".join("x".join(map(str, s)) for s in sorted(have))
+            raise SegError(
+                f"--shape {'x'.join(map(str, missing[0]))}: {self.source or self.name} does not run it; "
+                f"it runs {listed}"
+            )
+        kept = tuple(c for c in self.cases if c.clip is not None or (c.batch, c.height, c.width) in wanted)
+        return replace(self, cases=kept)
+
+
+def load_suite(path: str | os.PathLike[str], *, add_baseline: bool | None = None) -> Suite:
+    """Read and validate a suite file; raises SegError naming the file and the key.
+
+    `add_baseline` overrides the file's `baseline` key (segbench --no-baseline), so the
+    suite's notes say what was added only when it was.
+    """
+    path = Path(path)
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10 (JetPack 6)
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise MissingDependency(
+                "reading a suite file on Python 3.10 needs tomli; install the benchmark extra: "
+                "pip install 'segexport[bench]'"
+            ) from None
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SegError(f"{path}: no such suite file; the shipped ones are in benchmarks/suites/") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SegError(f"{path}: cannot read the suite file ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SegError(f"{path}: not valid TOML ({exc})") from None
+    if add_baseline is not None:
+        data["baseline"] = add_baseline
+    return suite_from_dict(data, source=path)
+
+
+def suite_from_dict(data: dict[str, Any], *, source: Path | None = None) -> Suite:
+    """Validate parsed TOML (or the CLI's one-case dict) into a Suite."""
+    where = str(source) if source else "command line"
+    _check_keys(data, SUITE_KEYS, where, "the top level")
+    name = _get(data, "name", str, where, "name", default=source.stem if source else "segbench")
+    shapes = _shapes(_get(data, "shapes", list, where, "shapes", default=["1x612x640"]), where, "shapes")
+    warmup = _get(data, "warmup", int, where, "warmup", default=2)
+    iterations = _get(data, "iterations", int, where, "iterations", default=10)
+    min_seconds = _get(data, "min_seconds", (int, float), where, "min_seconds", default=None)
+    seconds = _get(data, "seconds", (int, float), where, "seconds", default=None)
+    threads = _get(data, "threads", int, where, "threads", default=None)
+    positive = (v is None or v > 0 for v in (min_seconds, seconds, threads))
+    if warmup < 0 or iterations < 1 or not all(positive):
+        raise SegError(f"{where}: warmup must be >= 0, iterations >= 1, min_seconds, seconds and threads positive")
+    _check_time_limits(min_seconds, seconds, where)
+    camera_fps = _get(data, "camera_fps", (int, float), where, "camera_fps", default=None)
+    camera_seconds = _get(data, "camera_seconds", (int, float), where, "camera_seconds", default=10.0)
+    if (camera_fps is not None and camera_fps <= 0) or camera_seconds <= 0:
+        raise SegError(f"{where}: camera_fps and camera_seconds must be positive")
+    image = _get(data, "image", str, where, "image", default=None)
+    models = _get(data, "model", list, where, "model", default=None)
+    if not models:
+        raise SegError(f"{where}: no [[model]] table; a suite names at least one model")
+    add_baseline = _get(data, "baseline", bool, where, "baseline", default=True)
+    cases: list[Case] = []
+    notes: list[str] = []
+    for index, table in enumerate(models):
+        model_cases, note = _model_cases(table, shapes, where, f"model[{index}]", add_baseline)
+        cases += model_cases
+        notes += [note] if note else []
+    generate = _generate(_get(data, "generate", dict, where, "generate", default={}), where)
+    return Suite(
+        name=name,
+        description=_get(data, "description", str, where, "description", default=""),
+        source=source,
+        image=Path(image) if image else None,
+        warmup=warmup,
+        iterations=iterations,
+        min_seconds=float(min_seconds) if min_seconds is not None else None,
+        seconds=float(seconds) if seconds is not None else None,
+        threads=threads,
+        camera_fps=float(camera_fps) if camera_fps is not None else None,
+        camera_seconds=float(camera_seconds),
+        cases=tuple(cases),
+        notes=tuple(notes),
+        generate=generate,
+    )
+
+
+def _generate(table: dict[str, Any], where: str) -> tuple[GeneratedSet, ...]:
+    """The [generate] table: which folders are segbench's generated sets, and with which settings."""
+    _check_keys(table, GENERATE_KEYS, where, "generate")
+    made: list[GeneratedSet] = []
+    for name in ("shapes", "budget_shapes"):  # the second shapes set: what accuracy budgets are measured on
+        if name in table:
+            made.append(_shapes_set(table[name], where, name))
+    if "clip" in table:
+        made.append(_clip_set(table["clip"], where))
+    return tuple(made)
+
+
+def _shapes_set(value: Any, where: str, name: str) -> ShapesSet:
+    value = {"out": value} if isinstance(value, str) else value
+    if not isinstance(value, dict):
+        raise SegError(f'{where}: generate.{name} must be a folder ("build/shapes") or a table {{ out = ... }}')
+    keys = {"out": "folder", "train": "train images", "val": "val images", "seed": "seed"}
+    _check_keys(value, keys, where, f"generate.{name}")
+    counts = {k: _get(value, k, int, where, f"generate.{name}.{k}", default=None) for k in ("train", "val", "seed")}
+    return ShapesSet(_generated_out(value, where, name), **{k: v for k, v in counts.items() if v is not None})
+
+
+def _clip_set(value: Any, where: str) -> ClipSet:
+    if not isinstance(value, dict):
+        raise SegError(f'{where}: generate.clip must be a table {{ out = "build/shapes-clip", frames = 300 }}')
+    keys = {"out": "folder", "frames": "frames", "seed": "seed", "size": '"HxW"', "fps": "frame rate"}
+    _check_keys(value, keys, where, "generate.clip")
+    options: dict[str, Any] = {}
+    for key in ("frames", "seed"):
+        if key in value:
+            options[key] = _get(value, key, int, where, f"generate.clip.{key}", default=None)
+    if "fps" in value:
+        options["fps"] = float(_get(value, "fps", (int, float), where, "generate.clip.fps", default=None))
+    if "size" in value:
+        text = _get(value, "size", str, where, "generate.clip.size", default=None)
+        try:
+            options["height"], options["width"] = (int(v) for v in text.lower().split("x"))
+        except ValueError:
+            raise SegError(f'{where}: generate.clip.size {text!r} is not "HxW" (e.g. "240x320")') from None
+    clip = ClipSet(_generated_out(value, where, "clip"), **options)
+    if clip.frames < 2 or min(clip.height, clip.width) < 64 or clip.fps <= 0:
+        raise SegError(f"{where}: generate.clip needs frames >= 2, a size of at least 64x64 and a positive fps")
+    return clip
+
+
+def _generated_out(value: dict[str, Any], where: str, key: str) -> Path:
+    out = _get(value, "out", str, where, f"generate.{key}.out", default=None)
+    if not out:
+        raise SegError(f"{where}: generate.{key} has no out; give the folder to make it in")
+    return Path(out)
+
+
+def _check_time_limits(min_seconds: float | None, seconds: float | None, where: str) -> None:
+    """A minimum above the budget would be cut by it every time: refuse it rather than measure something else."""
+    if min_seconds is not None and seconds is not None and min_seconds > seconds:
+        raise SegError(f"{where}: min_seconds {min_seconds:g} is above the budget seconds {seconds:g}; lower it")
+
+
+def _model_cases(
+    table: Any, shapes: list[tuple[int, int, int]], where: str, key: str, add_baseline: bool
+) -> tuple[list[Case], str]:
+    if not isinstance(table, dict):
+        raise SegError(f"{where}: {key} must be a table ([[model]])")
+    _check_keys(table, MODEL_KEYS, where, key)
+    name = _get(table, "name", str, where, f"{key}.name", default=None)
+    if not name:
+        raise SegError(f"{where}: {key} has no name; give the segexport model name")
+    _check_model_name(name, where, key)
+    input_size = _get(table, "input_size", str, where, f"{key}.input_size", default=None)
+    options = _model_options(table, name, where, key)
+    calib = _get(table, "calib", str, where, f"{key}.calib", default=None)
+    dataset = _get(table, "dataset", str, where, f"{key}.dataset", default=None)
+    budget_val = _get(table, "budget_val", str, where, f"{key}.budget_val", default=None)
+    default_label = f"{name}@{input_size}" if input_size else name
+    spec = ModelSpec(
+        options=options,
+        label=_get(table, "label", str, where, f"{key}.label", default=default_label),
+        calib=Path(calib) if calib else None,
+        calib_count=_get(table, "calib_count", int, where, f"{key}.calib_count", default=None),
+        dataset=Path(dataset) if dataset else None,
+        budget_val=Path(budget_val) if budget_val else None,
+    )
+    if "shapes" in table:
+        shapes = _shapes(_get(table, "shapes", list, where, f"{key}.shapes", default=[]), where, f"{key}.shapes")
+    runs = _get(table, "runs", list, where, f"{key}.runs", default=None)
+    if not runs:
+        raise SegError(f'{where}: {key} ({name}) has no runs; add runs = [{{ backend = "ort-cpu" }}]')
+    pipelines = [_run(run, spec, where, f"{key}.runs[{i}]") for i, run in enumerate(runs)]
+    note = ""
+    if add_baseline:
+        wanted = ["cpu"] + (["cuda"] if any(p.device == "cuda" for p in pipelines) else [])
+        have = {p.device for p in pipelines if p.is_reference_baseline}
+        added = [Case(spec, BASELINE, device=d) for d in wanted if d not in have]
+        if added:
+            pipelines = added + pipelines
+            note = f"{spec.label}: added the {BASELINE} baseline on {', '.join(c.device for c in added)}"
+    cases = [replace(p, batch=n, height=h, width=w) for (n, h, w) in shapes for p in pipelines]
+    video = _get(table, "video", str, where, f"{key}.video", default=None)
+    if video:  # the clip's frame size is read with the clip; 0 x 0 until then
+        cases += [replace(p, batch=1, height=0, width=0, clip=Path(video)) for p in pipelines]
+    return cases, note
+
+
+def _model_options(table: dict[str, Any], name: str, where: str, key: str) -> ModelOptions:
+    """segexport's ModelOptions from a [[model]] table's export keys, each type-checked."""
+    from segexport.request import parse_input_size
+
+    given = {k: _get(table, k, kind, where, f"{key}.{k}", default=None) for k, kind in EXPORT_OPTION_KEYS.items()}
+    fields = {k: v for k, v in given.items() if v is not None}
+    try:
+        if "input_size" in fields:
+            fields["input_size"] = parse_input_size(fields["input_size"])
+        if "checkpoint" in fields:
+            fields["checkpoint"] = Path(fields["checkpoint"])
+        if "classes" in fields:
+            fields["classes"] = tuple(str(c) for c in fields["classes"])
+    except ValueError as exc:
+        raise SegError(f"{where}: {key}.input_size: {exc}") from None
+    return ModelOptions(name, **fields)
+
+
+def _run(run: Any, spec: ModelSpec, where: str, key: str) -> Case:
+    if not isinstance(run, dict):
+        raise SegError(f'{where}: {key} must be a table like {{ backend = "ort-cpu" }}')
+    _check_keys(run, RUN_KEYS, where, key)
+    backend = _get(run, "backend", str, where, f"{key}.backend", default=None)
+    if backend not in BACKENDS:
+        raise SegError(f"{where}: {key}: unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    precision = _get(run, "precision", str, where, f"{key}.precision", default="fp32")
+    if precision not in PRECISIONS:
+        raise SegError(f"{where}: {key}: unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    fused = _get(run, "fused", bool, where, f"{key}.fused", default=True)
+    device = _get(run, "device", str, where, f"{key}.device", default=None)
+    if backend == BASELINE:
+        if device not in (None, *DEVICES):
+            raise SegError(f"{where}: {key}: unknown device {device!r}; use one of {', '.join(DEVICES)}")
+        if precision != "fp32" or not fused:
+            raise SegError(f"{where}: {key}: {BASELINE} is the plain FP32 PyTorch pipeline; drop precision and fused")
+        if "file" in run:
+            raise SegError(f"{where}: {key}: {BASELINE} runs the PyTorch model itself; a file needs another backend")
+        autograd = _get(run, "autograd", bool, where, f"{key}.autograd", default=False)
+        return Case(spec, backend, device=device or "cpu", autograd=autograd)
+    for only in ("device", "autograd"):
+        if only in run:
+            raise SegError(f"{where}: {key}: {only} applies to {BASELINE} only; drop it for the backend {backend}")
+    if "file" in run:
+        return _file_run(run, spec, backend, where, key)
+    budget = _budget(run, spec, precision, where, key)
+    return Case(spec, backend, precision, fused, BACKEND_ROWS[backend].device, max_miou_drop=budget)
+
+
+def _file_run(run: dict[str, Any], spec: ModelSpec, backend: str, where: str, key: str) -> Case:
+    """A run over a file made earlier: its card says its precision and graph kind, and that it is this model's."""
+    path = Path(_get(run, "file", str, where, f"{key}.file", default=""))
+    given = [name for name in ("precision", "fused", "max_miou_drop") if name in run]
+    if given:
+        raise SegError(f"{where}: {key}: {', '.join(given)} come from {path}'s card; drop them from a file run")
+    if not path.is_file():
+        raise SegError(f"{where}: {key}.file: {path}: no such file; give an ONNX graph or engine segexport wrote")
+    kind = "engine" if path.suffix in ENGINE_SUFFIXES else "onnx"
+    if kind != BACKEND_ROWS[backend].runs:
+        wanted = "a TensorRT engine" if BACKEND_ROWS[backend].runs == "engine" else "an ONNX graph"
+        raise SegError(f"{where}: {key}.file: {path}: the backend {backend} runs {wanted}; give one or another backend")
+    try:
+        card = read_card(path)
+    except SegError as exc:
+        raise SegError(f"{where}: {key}.file: {exc}") from None
+    if card.model != spec.name:
+        raise SegError(
+            f"{where}: {key}.file: {path} was exported from {card.model}, not {spec.name}; its labels would be "
+            f"scored against the wrong reference: list it under the [[model]] it came from"
+        )
+    precision = "int8" if card.precision == "int8-cpu" else card.precision  # the graph ONNX Runtime's CPU runs
+    return Case(spec, backend, precision, card.fused, BACKEND_ROWS[backend].device, file=path)
+
+
+def _budget(run: dict[str, Any], spec: ModelSpec, precision: str, where: str, key: str) -> float | None:
+    """A run's max_miou_drop: for a reduced precision, with a budget_val set to measure it on."""
+    budget = _get(run, "max_miou_drop", (int, float), where, f"{key}.max_miou_drop", default=None)
+    if budget is None:
+        return None
+    if precision == "fp32" or not 0 <= budget <= 100:
+        raise SegError(f"{where}: {key}: max_miou_drop {budget} needs precision fp16 or int8 and 0..100 points")
+    if spec.budget_val is None:
+        raise SegError(
+            f"{where}: {key}: max_miou_drop needs the model's budget_val, a labelled set the budget is measured on "
+            f"(not its dataset, which scores the result)"
+        )
+    return float(budget)
+
+
+def _check_model_name(name: str, where: str, key: str) -> None:
+    """Zoo names are checked here so a typo fails before any export; user factories are checked on export."""
+    from segexport.defaults import is_user_model
+
+    if is_user_model(name):
+        return
+    try:
+        from segexport.defaults import DEFAULT_MODEL
+        from segexport.models.zoo import BUILDERS
+    except ImportError as exc:  # the zoo is segexport's, which needs torch
+        raise MissingDependency(
+            f"{where}: {key}: checking the model name {name!r} needs segexport's model zoo, which needs torch "
+            f"({exc}); install the benchmark extra: pip install 'segexport[bench]'"
+        ) from None
+
+    known = sorted({*BUILDERS, DEFAULT_MODEL})
+    if name not in known:
+        raise SegError(
+            f"{where}: {key}: unknown model {name!r}; use one of {', '.join(known)}, or package.module:factory"
+        )
+
+
+def _check_keys(table: dict[str, Any], known: dict[str, str], where: str, key: str) -> None:
+    for name in table:
+        if name not in known:
+            raise SegError(f"{where}: unknown key {name!r} in {key}; known keys: {', '.join(known)}")
+
+
+def _get(table: dict[str, Any], name: str, kind: Any, where: str, key: str, *, default: Any) -> Any:
+    if name not in table:
+        return default
+    value = table[name]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        wanted = " or ".join(k.__name__ for k in kinds)
+        raise SegError(f"{where}: {key} must be {wanted}, not {type(value).__name__} ({value!r})")
+    return value
+
+
+def _shapes(values: list[Any], where: str, key: str) -> list[tuple[int, int, int]]:
+    if not values:
+        raise SegError(f'{where}: {key} is empty; give at least one NxHxW like "1x612x640"')
+    try:
+        return [parse_shape(v) for v in values]
+    except ValueError as exc:
+        raise SegError(f"{where}: {key}: {exc}") from None

@@ -1,0 +1,93 @@
+"""An engine's files: their names, the card that describes a build, and publishing the engine and its card as
+a pair. (Which graphs become engines is a flag decision: `segexport.cli.request_from_args`.)"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from segrt.errors import SegError
+from segrt.files import write_bytes_atomic
+from segrt.meta import ModelCard, artifact_name, sidecar_path, write_sidecar
+from segrt.precisions import PRECISIONS
+from segrt.signals import signals_caught
+
+if TYPE_CHECKING:
+    from segexport.engine.build import BuildRecord
+
+
+def engine_path(onnx_path: Path, card: ModelCard, out: Path | None = None, *, rtx: bool = False) -> Path:
+    """model.fp16.onnx (card precision fp16) -> model.fp16.engine (model.fp16.rtx.engine), beside it or in `out`."""
+    if not PRECISIONS[card.precision].tensorrt:
+        raise SegError(
+            f"{onnx_path}: this is the ONNX Runtime (CPU) INT8 graph; TensorRT builds from the TensorRT Q/DQ graph, "
+            f"`segexport {onnx_path.with_name(artifact_name(onnx_path.name.split('.')[0], 'int8'))} --engine`"
+        )
+    stem = onnx_path.name.split(".")[0]
+    return (out or onnx_path.parent) / artifact_name(stem, card.precision, engine=True, rtx=rtx)
+
+
+def engine_card(source_card: ModelCard, record: BuildRecord, source_sha256: str) -> ModelCard:
+    """The engine's card: the ONNX card plus how, where, for which GPUs and from what the engine was built."""
+    low, best, high = record.profile
+    options = record.options
+    tensorrt = {
+        "library": record.library.name,
+        "version": record.library.version,
+        "gpu": record.gpu.name if record.gpu else None,
+        "compute_capability": record.gpu.compute_capability if record.gpu else None,
+        "targets": list(record.targets),
+        "precision": source_card.precision,
+        "strongly_typed": True,
+        "profile": {"input": record.input_name, "min": list(low), "opt": list(best), "max": list(high)},
+        "image_shapes": {
+            "min": list(record.shapes.min),
+            "opt": list(record.shapes.opt),
+            "max": list(record.shapes.max),
+        },
+        "build_seconds": round(record.build_seconds, 2),
+        "source": record.source,
+        "workspace_mib": options.workspace_mib,
+        "builder_optimization_level": options.builder_opt_level,
+        "dla_core": options.dla_core,
+        "gpu_arch": list(options.targets) if options.targets else None,  # as asked; None: the library's default
+    }
+    versions = {**source_card.versions, record.library.name: record.library.version}
+    return source_card.replace(tensorrt=tensorrt, source_sha256=source_sha256, versions=versions)
+
+
+def save_engine(path: Path, engine: bytes, card: ModelCard) -> Path:
+    """Write the engine atomically, then its sidecar card with the engine's sha256."""
+    write_bytes_atomic(path, engine)
+    write_sidecar(path, card)
+    return path
+
+
+def publish_engine(built: Path, target: Path) -> Path:
+    """Move a checked engine and its card (`built`, in the scratch folder) to `target` and its card.
+
+    Two renames cannot be one atomic step. SIGINT and SIGTERM are held between them (one that
+    arrives is raised as KeyboardInterrupt once both files are in place), so an interrupt never
+    leaves the new engine beside the old card or the reverse. What no handler can hold (SIGKILL,
+    a power cut) still leaves no usable mismatch: segrt checks the engine against the sha256 in
+    its card and refuses the pair. If the card's rename fails after the engine's, the new engine and
+    the old card (whose engine it replaced) are removed, so no pair that does not belong together stays.
+    """
+    with signals_caught(lambda signum: None) as received:
+        moved = False
+        try:
+            os.replace(built, target)
+            moved = True
+            os.replace(sidecar_path(built), sidecar_path(target))
+        except OSError as exc:
+            if moved:
+                for path in (target, sidecar_path(target)):
+                    path.unlink(missing_ok=True)
+            raise SegError(
+                f"{target}: cannot write the engine ({exc.strerror or exc}); free some space or choose another "
+                f"output directory (--out)"
+            ) from None
+    if received:
+        raise KeyboardInterrupt(f"signal {received[0]}")
+    return target

@@ -1,0 +1,266 @@
+"""The engine step of an export, and the two things done to an engine later: check it (`--check`) on the GPU it
+runs on, and rebuild it (`--rebuild`) for this machine from the ONNX its card names.
+
+Every engine is built and checked in a scratch folder and published with its card as a pair, so a
+failing or interrupted build never lands at the engine's path.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from segexport import parity
+from segexport.engine import build as tensorrt_build
+from segexport.engine import files as engine_files
+from segexport.engine import prerequisites as engine_prerequisites
+from segexport.engine.profile import ShapeRange
+from segexport.progress import Report
+from segexport.request import BuildOptions
+from segrt import ENGINE_SUFFIXES
+from segrt.backends import tensorrt_library as library
+from segrt.errors import MissingDependency, SegError
+from segrt.meta import ModelCard, file_sha256, read_card, read_sidecar, sidecar_path, write_sidecar
+from segrt.precisions import PRECISIONS
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from segexport.request import EngineOptions
+
+
+def check_engine_options(options: EngineOptions) -> None:
+    """Refuse what the chosen library lacks, a contradicting profile or an unreadable timing cache, before any
+    work is done."""
+    build = options.build
+    if build.targets and not options.rtx:
+        raise SegError("--gpu-arch picks TensorRT-RTX targets: add --rtx (full TensorRT builds for the GPU it runs on)")
+    if options.rtx:
+        for flag, given, what in (
+            ("--timing-cache", build.timing_cache, "timing cache"),
+            ("--dla-core", build.dla_core, "DLA"),
+        ):
+            if given is not None:
+                raise SegError(
+                    f"{flag} does not apply with --rtx: TensorRT-RTX has no {what}; drop {flag}, or drop --rtx to "
+                    f"build with TensorRT"
+                )
+    if options.sources:
+        ShapeRange(build.shapes.min, build.shapes.opt, build.shapes.max)
+        tensorrt_build.read_timing_cache(build.timing_cache)
+
+
+def build_engines(
+    options: EngineOptions,
+    graphs: dict[str, Path],
+    image: np.ndarray,
+    image_name: str,
+    out: Path,
+    report: Report,
+    min_agreement: float | None = None,
+) -> dict[str, Path]:
+    """Build an engine from each graph `options.sources` names (precision -> ONNX in `graphs`), each checked
+    against its ONNX graph before it is kept; returns precision -> engine.
+
+    Without the library (or, for TensorRT, cuda-python and a GPU): MissingDependency naming the command
+    for later, after the ONNX files are written. A TensorRT-RTX engine is built ahead of time on any
+    machine; where no GPU here runs it, its check is left for the target GPU (one line, card unchecked).
+    """
+    if not options.sources:
+        return {}
+    for precision in options.sources:
+        if precision not in graphs:
+            raise SegError(f"no {precision} ONNX graph was written, so no {precision} engine can be built")
+    sources = [graphs[precision] for precision in options.sources]
+    builds = []  # (ONNX, its card, engine path): bad input is refused before TensorRT is looked for
+    for source in sources:
+        card = read_card(source)
+        builds.append((source, card, engine_files.engine_path(source, card, out, rtx=options.rtx)))
+    missing = engine_prerequisites.engine_prerequisites(sources, later_flags=options.later_flags, rtx=options.rtx)
+    if missing:
+        raise MissingDependency(missing)
+    engines = {}
+    for source, card, target in builds:
+        build_one(source, card, target, options.build, image, image_name, report, min_agreement)
+        report.add_file(target)
+        report.add_file(sidecar_path(target))
+        engines[card.precision] = target
+    return engines
+
+
+def build_one(
+    source: Path,
+    card: ModelCard,
+    target: Path,
+    options: BuildOptions,
+    image: np.ndarray,
+    image_name: str,
+    report: Report,
+    min_agreement: float | None = None,
+) -> ModelCard:
+    """Build, check and publish one engine and its card; returns the card written."""
+    title = "TensorRT-RTX" if options.library == library.TENSORRT_RTX else "TensorRT"
+    report.console.print(f"building {target.name} from {source.name} with {title} ...", highlight=False)
+    with tempfile.TemporaryDirectory(prefix=".segexport-", dir=target.parent) as scratch:
+        scratch_engine = Path(scratch) / target.name
+        engine, record = tensorrt_build.build_engine(source, card, options, report.console)
+        built_card = engine_files.engine_card(card, record, file_sha256(source))
+        engine_files.save_engine(scratch_engine, engine, built_card)
+        low, _, high = record.profile
+        where = f"on {record.gpu.name}" if record.gpu else f"for compute capability {', '.join(record.targets)}"
+        detail = f"input {list(low)} .. {list(high)}, {len(engine) / 2**20:.1f} MiB"
+        report.done(f"{record.library.title} {card.precision} engine {where}", record.build_seconds, detail)
+        checks = gate_or_note(scratch_engine, target, source, built_card, image, image_name, report, min_agreement)
+        final = built_card.replace(checks=checks)
+        write_sidecar(scratch_engine, final)
+        engine_files.publish_engine(scratch_engine, target)
+    return final
+
+
+def gate_or_note(
+    engine: Path,
+    shown_as: Path,
+    source: Path,
+    card: ModelCard,
+    image: np.ndarray,
+    image_name: str,
+    report: Report,
+    min_agreement: float | None,
+) -> dict[str, Any]:
+    """The engine gate where this machine can run the engine; else one line saying so, and the card's `checks`
+    record why it is unchecked."""
+    unchecked = parity.engine_check_problem(card)
+    if unchecked:
+        report.note(
+            f"{shown_as.name} is not checked against {source.name}: {unchecked}; its card says so. Check it on "
+            f"a target GPU with `segexport {shown_as} --check`"
+        )
+        return {"parity": None, "unchecked": unchecked}
+    source_card = read_card(source)
+    shapes = image_shapes(card)
+    minimum = PRECISIONS[card.precision].min_agreement if min_agreement is None else min_agreement
+    with report.step(f"parity: {shown_as.name} vs ONNX Runtime (CPU) on {image_name}") as step:
+        agreement = parity.engine_agreement(engine, source, source_card, image, shapes)
+        step["text"] = f"label agreement {100 * agreement:.3f} %"
+    parity.check_agreement(
+        parity.Parity(agreement=agreement, max_abs_logit_diff=None),
+        minimum,
+        f"{shown_as} was not written",
+        "the engine's labels differ from its ONNX graph's; try another --builder-opt-level, or lower "
+        "--min-agreement if you accept it",
+    )
+    return {
+        "parity": {
+            "reference": f"{source.name} on ONNX Runtime CPU",
+            "image": image_name,
+            "label_agreement": round(agreement, 6),
+        }
+    }
+
+
+def image_shapes(card: ModelCard) -> ShapeRange:
+    """The image shapes (N x H x W) the engine the card describes was built for."""
+    recorded = card.tensorrt.get("image_shapes") or {}
+    try:
+        low, best, high = (tuple(int(v) for v in recorded[key]) for key in ("min", "opt", "max"))
+    except (KeyError, TypeError, ValueError):
+        raise SegError("the engine's card has no image_shapes record; rebuild it with segexport") from None
+    return ShapeRange(low, best, high)  # type: ignore[arg-type]
+
+
+# --- an engine, later ---------------------------------------------------------------------------------
+
+
+def engine_and_card(path: Path) -> tuple[Path, ModelCard]:
+    """ENGINE or ENGINE.json -> (engine path, its card). The card is checked against the engine's sha256 where
+    the engine is there; a card alone (the engine lost, or from another machine) is enough to rebuild."""
+    engine = path.with_name(path.name[: -len(".json")]) if path.name.endswith(".json") else path
+    if engine.suffix not in ENGINE_SUFFIXES:
+        raise SegError(f"{path}: not an engine or an engine's card (.engine, .engine.json)")
+    if engine.is_file():
+        return engine, read_card(engine)
+    card = read_sidecar(engine, verify=False)
+    if card is None:
+        raise SegError(f"{path}: no such engine, and no card {sidecar_path(engine).name} beside it")
+    return engine, card
+
+
+def source_onnx(engine: Path, card: ModelCard) -> Path:
+    """The ONNX graph the engine was built from, beside it, checked against the sha256 the card records."""
+    name = card.tensorrt.get("source")
+    if not name:
+        raise SegError(f"{engine}: its card names no source ONNX graph; export and build it again with segexport")
+    source = engine.parent / name
+    if not source.is_file():
+        raise SegError(
+            f"{engine}: its ONNX graph {name} is not beside it; put the file whose sha256 is {card.source_sha256} "
+            f"there (the card's source_sha256)"
+        )
+    if card.source_sha256 and file_sha256(source) != card.source_sha256:
+        raise SegError(
+            f"{source}: is not the graph {engine.name} was built from (its sha256 differs from the card's "
+            f"{card.source_sha256[:12]}...); put that file there, or export it again and build a new engine"
+        )
+    return source
+
+
+def check_engine(
+    path: Path, image: np.ndarray, image_name: str, report: Report, min_agreement: float | None = None
+) -> ModelCard:
+    """`segexport ENGINE --check`: the engine gate on this machine's GPU, for an engine built elsewhere (a
+    TensorRT-RTX engine built ahead of time); the card records the result. The engine's bytes are untouched."""
+    engine, card = engine_and_card(path)
+    source = source_onnx(engine, card)
+    problem = parity.engine_check_problem(card)
+    if problem:
+        raise MissingDependency(f"{engine}: cannot check it here: {problem}; run `segexport {engine} --check` there")
+    checks = gate_or_note(engine, engine, source, card, image, image_name, report, min_agreement)
+    checked = card.replace(checks=checks)
+    write_sidecar(engine, checked)
+    report.add_file(sidecar_path(engine))
+    return checked
+
+
+def rebuild_options(card: ModelCard, *, targets: tuple[str, ...] = (), verbosity: int = 0) -> BuildOptions:
+    """The options the engine the card describes was built with (`targets` retargets a TensorRT-RTX engine)."""
+    record = card.tensorrt
+    name = str(record.get("library") or library.TENSORRT)
+    if targets and name != library.TENSORRT_RTX:
+        raise SegError("--gpu-arch picks TensorRT-RTX targets; this engine was built with TensorRT")
+    recorded_targets = tuple(str(t) for t in record.get("gpu_arch") or ())
+    return BuildOptions(
+        shapes=image_shapes(card),
+        workspace_mib=record.get("workspace_mib"),
+        builder_opt_level=record.get("builder_optimization_level"),
+        dla_core=record.get("dla_core"),
+        verbosity=verbosity,
+        library=name,
+        targets=targets or recorded_targets,
+    )
+
+
+def rebuild_engine(
+    path: Path,
+    image: np.ndarray,
+    image_name: str,
+    report: Report,
+    *,
+    targets: tuple[str, ...] = (),
+    verbosity: int = 0,
+    min_agreement: float | None = None,
+) -> Path:
+    """`segexport ENGINE --rebuild`: build the engine again for this machine from the ONNX its card names (sha256
+    checked), with the options it was built with; the new engine and card replace the old pair."""
+    engine, card = engine_and_card(path)
+    source = source_onnx(engine, card)
+    options = rebuild_options(card, targets=targets, verbosity=verbosity)
+    rtx = options.library == library.TENSORRT_RTX
+    later = f"`segexport {engine} --rebuild`"
+    missing = engine_prerequisites.engine_prerequisites([source], rtx=rtx, later=later)
+    if missing:
+        raise MissingDependency(missing)
+    build_one(source, read_card(source), engine, options, image, image_name, report, min_agreement)
+    report.add_file(engine)
+    report.add_file(sidecar_path(engine))
+    return engine

@@ -1,0 +1,128 @@
+"""torch -> ONNX: export, check, simplify, prove parity against PyTorch, write with the model card."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from segexport.models.base import SegmentationModel
+from segexport.onnx.fused import FusedSegmentation
+from segrt.errors import SegError, first_line
+from segrt.files import atomic_write
+from segrt.image import preprocess
+from segrt.meta import ModelCard, embed_card, write_sidecar
+
+DEFAULT_OPSET = 17  # parsed by TensorRT 8.6 .. 11 and every ONNX Runtime since 1.12
+INPUT_NAME, OUTPUT_NAME = "image", "labels"
+UNFUSED_INPUT_NAME, UNFUSED_OUTPUT_NAME = "input", "logits"
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of what made an artefact, for its model card."""
+    versions = {}
+    for name in ("segexport", "torch", "torchvision", "onnx", "onnxslim", "onnxruntime", "onnxruntime-gpu"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def export_onnx(
+    model: SegmentationModel,
+    path: str | os.PathLike[str],
+    *,
+    sample: np.ndarray,
+    fused: bool = True,
+    opset: int = DEFAULT_OPSET,
+) -> Any:
+    """Export to an in-memory `onnx.ModelProto`, dynamic in N, H and W.
+
+    Uses the TorchScript exporter (`dynamo=False`): with torch 2.14 it exports the
+    fused graph with dynamic N, H, W in one pass, where the dynamo exporter refuses
+    the H and W that flow from the input shape into the two resizes. `path` is a
+    scratch location beside the final file. `sample` is one uint8 H x W x 3 image
+    to trace with.
+    """
+    import onnx
+
+    if fused:
+        module: torch.nn.Module = FusedSegmentation(model).eval()
+        example = torch.from_numpy(np.array(sample, dtype=np.uint8))[None]  # a writable copy
+        names = (INPUT_NAME, OUTPUT_NAME)
+        dynamic = {INPUT_NAME: {0: "N", 1: "H", 2: "W"}, OUTPUT_NAME: {0: "N", 1: "H", 2: "W"}}
+    else:
+        module = model.network
+        example = torch.from_numpy(preprocess(sample[None], model.card()))
+        names = (UNFUSED_INPUT_NAME, UNFUSED_OUTPUT_NAME)
+        dynamic = {UNFUSED_INPUT_NAME: {0: "N", 2: "H", 3: "W"}, UNFUSED_OUTPUT_NAME: {0: "N", 2: "h", 3: "w"}}
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic are expected here
+            torch.onnx.export(
+                module,
+                (example,),
+                str(path),
+                dynamo=False,
+                opset_version=opset,
+                input_names=[names[0]],
+                output_names=[names[1]],
+                dynamic_axes=dynamic,
+                do_constant_folding=True,
+            )
+    except Exception as exc:  # an op ONNX lacks at this opset, a bad --opset, code the tracer cannot follow
+        reason = first_line(exc, with_type=True)
+        raise SegError(
+            f"{model.name}: torch.onnx.export failed at opset {opset} ({reason}); try another --opset "
+            f"(default {DEFAULT_OPSET}), or --no-fuse to export the plain network, or report it with the model"
+        ) from None
+    return onnx.load(str(path))
+
+
+def check_and_simplify(model_proto: Any) -> Any:
+    """onnx.checker, shape inference, onnxslim, and a fused graph's tail made channel-last (segexport.onnx.tail);
+    the result is checked again."""
+    import onnx
+    import onnxslim
+
+    from segexport.onnx.tail import channel_last_tail
+
+    onnx.checker.check_model(model_proto)
+    inferred = onnx.shape_inference.infer_shapes(model_proto)
+    slimmed = channel_last_tail(onnxslim.slim(inferred))
+    onnx.checker.check_model(slimmed)
+    return slimmed
+
+
+def save_onnx(model_proto: Any, path: str | os.PathLike[str], card: ModelCard) -> Path:
+    """Write the ONNX file with its embedded card, atomically, then its sidecar (with sha256)."""
+    import onnx
+
+    from segexport.onnx.tensorrt_rules import check_uint8_io
+
+    check_uint8_io(model_proto, f"{path} was not written")
+    embed_card(model_proto, card)
+    data = model_proto.SerializeToString()
+    if len(data) >= 2**31:
+        raise SegError(f"{path}: the model is over 2 GB, which ONNX cannot hold in one file")
+
+    def write_and_check(tmp: Path) -> None:
+        # checked under its temporary name: a file that fails the check never reaches `path`
+        tmp.write_bytes(data)
+        try:
+            onnx.checker.check_model(str(tmp))
+        except onnx.checker.ValidationError as exc:
+            reason = first_line(exc, with_type=True)
+            raise SegError(
+                f"{path} was not written: the graph fails onnx.checker ({reason}); report it with the model"
+            ) from None
+
+    atomic_write(path, write_and_check)
+    write_sidecar(path, card)
+    return Path(path)

@@ -1,0 +1,61 @@
+"""The fused deploy graph: uint8 image in, uint8 label map out, everything between on the accelerator."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from segexport.models.base import SegmentationModel
+
+
+class FusedSegmentation(nn.Module):
+    """uint8 N x H x W x 3 RGB -> uint8 N x H x W labels, for any H and W.
+
+    cast -> resize to the network size -> normalize (one multiply-add per channel)
+    -> network -> bilinear upsample of the logits to H x W -> argmax -> uint8.
+    Resizing before normalizing gives the same numbers (both are linear per
+    channel) on the smaller tensor. Resizes use half-pixel bilinear without
+    antialiasing: what ONNX Resize and TensorRT run natively, and what
+    `segrt.image` does on the host for unfused graphs. The logits are resized once, from
+    the network's own output size (1/8 of the input for torchvision's FCN: see
+    `segexport.models.base.Logits`), and the exported tail is then made channel-last
+    (`segexport.onnx.tail`).
+    """
+
+    def __init__(self, model: SegmentationModel) -> None:
+        super().__init__()
+        self.network = model.network
+        self.resize_mode = model.resize
+        self.input_size = tuple(int(v) for v in model.input_size)
+        self.size_divisor = int(model.size_divisor)
+        std = torch.tensor(model.std, dtype=torch.float32)
+        mean = torch.tensor(model.mean, dtype=torch.float32)
+        self.register_buffer("scale", (1.0 / (255.0 * std)).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("shift", (-mean / std).view(1, 3, 1, 1), persistent=False)
+
+    def _network_size(self, height: torch.Tensor | int, width: torch.Tensor | int) -> tuple:
+        if self.resize_mode == "fixed":
+            return self.input_size
+        # Shorter side to S keeping the aspect ratio, in tensor arithmetic so the
+        # exported graph computes it from the input's dynamic H and W.
+        side, d = self.input_size[0], self.size_divisor
+        h, w = torch.as_tensor(height), torch.as_tensor(width)
+        short = torch.minimum(h, w)
+        new_h = torch.clamp(torch.div(side * h, short, rounding_mode="floor") // d * d, min=d)
+        new_w = torch.clamp(torch.div(side * w, short, rounding_mode="floor") // d * d, min=d)
+        if torch.jit.is_tracing():
+            return new_h, new_w
+        return int(new_h), int(new_w)
+
+    def logits(self, image: torch.Tensor) -> torch.Tensor:
+        """Float logits N x C x H x W at the image's resolution (what the argmax reads)."""
+        height, width = image.shape[1], image.shape[2]
+        x = image.float().permute(0, 3, 1, 2)  # TensorRT: only a Cast may read a uint8 input
+        x = F.interpolate(x, size=self._network_size(height, width), mode="bilinear", align_corners=False)
+        x = x * self.scale + self.shift
+        logits = self.network(x)
+        return F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.logits(image).argmax(dim=1).to(torch.uint8)
