@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segexport.defaults import DEFAULT_MODEL
-from segexport.text_lists import read_lines
+from segexport.text_lists import read_class_names
 from segrt.errors import MissingDependency, SegError, rich_say, run_command
-from segrt.precisions import PRECISIONS, USER_PRECISIONS
+from segrt.precisions import PRECISIONS, least_agreements
 from segrt.signals import interrupt_on_sigterm
 
 if TYPE_CHECKING:
-    from segexport.request import BudgetOptions, ExportRequest
+    from segexport.request import ExportRequest
 
 INT8_TARGETS = ("tensorrt", "cpu", "both")
 ENGINE_MODES = ("--check", "--rebuild")
@@ -39,12 +39,6 @@ def parse_size(text: str) -> tuple[int, ...]:
         return parse_input_size(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def default_agreements() -> str:
-    """Each precision's least agreement, from the precision table, as --min-agreement's help gives it:
-    "99.9 for FP32, 99.5 for FP16, 98 for INT8"."""
-    return ", ".join(f"{PRECISIONS[name].min_agreement * 100:.4g} for {name.upper()}" for name in USER_PRECISIONS)
 
 
 def percent(text: str) -> float:
@@ -107,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=percent,
         default=None,
         metavar="PCT",
-        help=f"least share of pixels that must agree with the reference, in %% (default {default_agreements()})",
+        help=f"least share of pixels that must agree with the reference, in %% (default {least_agreements()})",
     )
     onnx_group.add_argument("--out", type=Path, help="output folder (default ./build/<model>)")
     add_precision_arguments(parser)
@@ -120,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of the precision step (FP16 / INT8 ONNX graphs). Owned by the precision work."""
-    from segexport.precision.passes import AUTOCAST_IMAGES, DEFAULT_CALIB_COUNT
+    from segexport.precision.calibration import DEFAULT_CALIB_COUNT
+    from segexport.precision.passes import AUTOCAST_IMAGES
 
     group = parser.add_argument_group("precision (ONNX -> ONNX, each checked against FP32 on --image)")
     group.add_argument(
@@ -185,21 +180,6 @@ def add_budget_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--val-count", type=int, metavar="N", help="score on N val images spread over the split (default: all)"
-    )
-
-
-def budget_options(args: argparse.Namespace) -> BudgetOptions:
-    """The accuracy budget the flags give; a value that is not a number in 0..100 is a SegError naming the flag."""
-    from segexport.precision.budget import budget_number
-    from segexport.request import BudgetOptions
-
-    drop = budget_number(args.max_miou_drop, "--max-miou-drop", "mIoU points the reduced graph may lose, e.g. 0.5")
-    share = budget_number(args.max_disagreement, "--max-disagreement", "% of pixels that may differ from FP32, e.g. 2")
-    return BudgetOptions(
-        max_miou_drop=drop,
-        max_disagreement=None if share is None else share / 100.0,
-        val=args.val,
-        val_count=args.val_count,
     )
 
 
@@ -321,18 +301,6 @@ def add_triton_arguments(parser: argparse.ArgumentParser) -> None:
 # --- flags -> request ------------------------------------------------------------------------------
 
 
-def _read_classes(text: str) -> tuple[str, ...]:
-    """--classes: a text file with one name per line, else comma-separated names."""
-    path = Path(text)
-    if path.is_file():
-        names = read_lines(path, f"--classes {path}", "give a text file with one name per line")
-    else:
-        names = [name.strip() for name in text.split(",") if name.strip()]
-    if not names:
-        raise SegError(f"--classes {text!r}: no class names given")
-    return tuple(names)
-
-
 def gpu_targets(args: argparse.Namespace) -> tuple[str, ...]:
     """--gpu-arch as TensorRT-RTX targets ("sm86,sm89" -> ("8.6", "8.9")), () when not given; a target that is not
     TensorRT-RTX's is a SegError naming the flag and the valid targets."""
@@ -344,7 +312,9 @@ def gpu_targets(args: argparse.Namespace) -> tuple[str, ...]:
 def request_from_args(args: argparse.Namespace) -> ExportRequest:
     """The one place where flags become decisions: the `ExportRequest` this command line asks for."""
     from segexport import request as rq
+    from segexport.engine.prerequisites import later_engine_flags
     from segexport.engine.profile import ShapeRange, shape_range
+    from segexport.precision.budget import budget_from_flags
     from segexport.request import BuildOptions, TritonOptions
     from segrt.backends import tensorrt_library
 
@@ -356,7 +326,7 @@ def request_from_args(args: argparse.Namespace) -> ExportRequest:
         weights=args.weights,
         checkpoint=args.checkpoint,
         num_classes=args.num_classes,
-        classes=_read_classes(args.classes) if args.classes else None,
+        classes=read_class_names(args.classes) if args.classes else None,
         input_size=args.input_size,
         seed=args.seed,
         unet_depth=args.unet_depth,
@@ -385,10 +355,20 @@ def request_from_args(args: argparse.Namespace) -> ExportRequest:
         library=tensorrt_library.TENSORRT_RTX if args.rtx else tensorrt_library.TENSORRT,
         targets=targets,
     )
+    given = {  # the engine flags as typed, for the command that builds the engine later
+        "--min-shape": args.min_shape,
+        "--opt-shape": args.opt_shape,
+        "--max-shape": args.max_shape,
+        "--workspace": args.workspace,
+        "--timing-cache": args.timing_cache,
+        "--builder-opt-level": args.builder_opt_level,
+        "--dla-core": args.dla_core,
+        "--min-agreement": None if args.min_agreement is None else f"{100 * args.min_agreement:g}",
+    }
     engine = rq.EngineOptions(
         sources=tuple(sources),
         build=build,
-        later_flags=tuple(engine_flags(args, targets)),
+        later_flags=tuple(later_engine_flags(given, rtx=args.rtx, targets=targets)),
     )
     return rq.ExportRequest(
         model=model,
@@ -396,33 +376,10 @@ def request_from_args(args: argparse.Namespace) -> ExportRequest:
         precision=precision,
         engine=engine,
         triton=TritonOptions(repository=args.triton, backend=args.triton_backend),
-        budget=budget_options(args),
+        budget=budget_from_flags(args.max_miou_drop, args.max_disagreement, args.val, args.val_count),
         min_agreement=args.min_agreement,
         verbose=args.verbose,
     )
-
-
-def engine_flags(args: argparse.Namespace, targets: tuple[str, ...]) -> list[str]:
-    """The engine flags given on this command line (`targets`: --gpu-arch parsed), for the command that builds the
-    engine later."""
-    flags: list[str] = ["--rtx"] if args.rtx else []
-    if targets:
-        from segrt.backends.tensorrt_library import arch_flag
-
-        flags += ["--gpu-arch", arch_flag(targets)]
-    for flag, value in (
-        ("--min-shape", args.min_shape),
-        ("--opt-shape", args.opt_shape),
-        ("--max-shape", args.max_shape),
-        ("--workspace", args.workspace),
-        ("--timing-cache", args.timing_cache),
-        ("--builder-opt-level", args.builder_opt_level),
-        ("--dla-core", args.dla_core),
-        ("--min-agreement", None if args.min_agreement is None else f"{100 * args.min_agreement:g}"),
-    ):
-        if value is not None:
-            flags += [flag, "x".join(map(str, value)) if isinstance(value, tuple) else str(value)]
-    return flags
 
 
 # --- the command ----------------------------------------------------------------------------------
@@ -455,29 +412,20 @@ def run(args: argparse.Namespace, console: Any) -> int:
 
 def run_engine_mode(args: argparse.Namespace, report: Any) -> None:
     """`segexport ENGINE --check` or `--rebuild`."""
-    from segexport.defaults import parity_image
-    from segexport.engine import step as engines
-    from segrt.image import read_image
+    from segexport.engine.check import check_or_rebuild
 
     if args.check and args.rebuild:
         raise SegError("--check and --rebuild: give one (--rebuild checks the engine it builds where it can)")
     targets = gpu_targets(args)
-    path = Path(args.model)
-    engine, card = engines.engine_and_card(path)
-    image_path = args.image or parity_image(card.model)
-    image = read_image(image_path)
-    if args.check:
-        engines.check_engine(engine, image, image_path.name, report, args.min_agreement)
-    else:
-        engines.rebuild_engine(
-            engine,
-            image,
-            image_path.name,
-            report,
-            targets=targets,
-            verbosity=args.verbose,
-            min_agreement=args.min_agreement,
-        )
+    check_or_rebuild(
+        Path(args.model),
+        args.image,
+        report,
+        rebuild=args.rebuild,
+        targets=targets,
+        verbosity=args.verbose,
+        min_agreement=args.min_agreement,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

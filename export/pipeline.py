@@ -53,7 +53,7 @@ def check_request(request: ExportRequest) -> None:
     if calib is not None and not (calib.is_dir() or (calib.suffix == ".txt" and calib.is_file())):
         raise SegError(f"{calib}: no such folder of calibration images, or .txt list of them (--calib)")
     if calib is not None:
-        from segexport.precision.passes import find_calibration_images
+        from segexport.precision.calibration import find_calibration_images
 
         find_calibration_images(calib, precision.calib_count)  # a list that cannot be read fails before any work
     engines.check_engine_options(request.engine)
@@ -174,11 +174,12 @@ def write_precision_graphs(
     if not options.graphs:
         return {}
     from segexport.precision import passes as precision
+    from segexport.precision.calibration import read_calibration_images
 
     calib_images: list[Any] = []
     if options.calib is not None:
         with report.step(f"read calibration images from {options.calib}") as detail:
-            calib_images, unreadable = precision.read_calibration_images(options.calib, options.calib_count)
+            calib_images, unreadable = read_calibration_images(options.calib, options.calib_count)
             sizes = {f"{im.shape[1]}x{im.shape[0]}" for im in calib_images}
             detail["text"] = f"{len(calib_images)} images, {len(sizes)} size(s)" + (
                 f"; {len(unreadable)} unreadable skipped (first: {unreadable[0].name})" if unreadable else ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from segbench.report.figures import ms, percent, table
+from segbench.report.figures import markdown_table, ms, percent
 from segbench.report.markdown import dataset_miou, machine_line, miou_text, tail_figures, tail_mib_text, tail_text
 
 ENVIRONMENT_KEYS = ("cpu", "cores_usable", "gpu", "versions", "git", "onnxruntime_providers")
@@ -121,7 +121,7 @@ def markdown(a: dict[str, Any], b: dict[str, Any], name_a: str, name_b: str) -> 
         "share of the call, and the MiB they write for one 1080x1920 frame, as each run's report.md defines them.",
         "",
     ]
-    lines += [*table(header(a, b), rows(a, b)), ""]
+    lines += [*markdown_table(header(a, b), rows(a, b)), ""]
     differences = environment_differences(a, b)
     if differences:
         lines += ["Differences in the environment:", ""] + [f"- {d}" for d in differences] + [""]

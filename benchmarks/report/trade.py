@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from segbench.report.figures import ms, percent, table
+from segbench.report.figures import markdown_table, ms, percent
 
 
 def _key(case: dict[str, Any]) -> tuple[Any, ...]:
@@ -27,7 +27,7 @@ def trade_lines(record: dict[str, Any]) -> list[str]:
         for case in sorted(cases, key=lambda c: (c["precision"] != "fp32", -(c.get("max_miou_drop") or 1e9))):
             rows.append(_row(case, fp32, ms, percent))
     lines = ["## Speed beside accuracy: graphs chosen against an mIoU budget", ""]
-    lines += [*table(header, rows), ""]
+    lines += [*markdown_table(header, rows), ""]
     lines += [
         "Each budgeted graph is what `segexport --max-miou-drop POINTS --val BUDGET_SET` chose: the fewest nodes "
         "kept in higher precision whose graph loses at most POINTS mIoU against FP32 on the budget set (another "

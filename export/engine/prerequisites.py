@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from segrt.backends import tensorrt_library as library
@@ -12,6 +12,18 @@ _INSTALL = library.INSTALL[library.TENSORRT]
 CUDA_PYTHON_INSTALL = (
     "`pip install segexport[tensorrt]` (with JetPack 6 or a driver older than CUDA 13: `pip install 'cuda-python<13'`)"
 )
+
+
+def later_engine_flags(given: Mapping[str, object], *, rtx: bool, targets: tuple[str, ...]) -> list[str]:
+    """The engine flags a command line gave (`given`: flag -> value as parsed, None where not given; `targets`:
+    --gpu-arch parsed), for the command that builds the engine later."""
+    flags: list[str] = ["--rtx"] if rtx else []
+    if targets:
+        flags += ["--gpu-arch", library.arch_flag(targets)]
+    for flag, value in given.items():
+        if value is not None:
+            flags += [flag, "x".join(map(str, value)) if isinstance(value, tuple) else str(value)]
+    return flags
 
 
 def later_command(sources: Sequence[Path], flags: Sequence[str] = ()) -> str:

@@ -18,10 +18,9 @@ from segexport.engine import prerequisites as engine_prerequisites
 from segexport.engine.profile import ShapeRange
 from segexport.progress import Report
 from segexport.request import BuildOptions
-from segrt import ENGINE_SUFFIXES
 from segrt.backends import tensorrt_library as library
 from segrt.errors import MissingDependency, SegError
-from segrt.meta import ModelCard, file_sha256, read_card, read_sidecar, sidecar_path, write_sidecar
+from segrt.meta import ModelCard, file_sha256, read_card, sidecar_path, write_sidecar
 from segrt.precisions import PRECISIONS
 
 if TYPE_CHECKING:
@@ -167,100 +166,3 @@ def image_shapes(card: ModelCard) -> ShapeRange:
     except (KeyError, TypeError, ValueError):
         raise SegError("the engine's card has no image_shapes record; rebuild it with segexport") from None
     return ShapeRange(low, best, high)  # type: ignore[arg-type]
-
-
-# --- an engine, later ---------------------------------------------------------------------------------
-
-
-def engine_and_card(path: Path) -> tuple[Path, ModelCard]:
-    """ENGINE or ENGINE.json -> (engine path, its card). The card is checked against the engine's sha256 where
-    the engine is there; a card alone (the engine lost, or from another machine) is enough to rebuild."""
-    engine = path.with_name(path.name[: -len(".json")]) if path.name.endswith(".json") else path
-    if engine.suffix not in ENGINE_SUFFIXES:
-        raise SegError(f"{path}: not an engine or an engine's card (.engine, .engine.json)")
-    if engine.is_file():
-        return engine, read_card(engine)
-    card = read_sidecar(engine, verify=False)
-    if card is None:
-        raise SegError(f"{path}: no such engine, and no card {sidecar_path(engine).name} beside it")
-    return engine, card
-
-
-def source_onnx(engine: Path, card: ModelCard) -> Path:
-    """The ONNX graph the engine was built from, beside it, checked against the sha256 the card records."""
-    name = card.tensorrt.get("source")
-    if not name:
-        raise SegError(f"{engine}: its card names no source ONNX graph; export and build it again with segexport")
-    source = engine.parent / name
-    if not source.is_file():
-        raise SegError(
-            f"{engine}: its ONNX graph {name} is not beside it; put the file whose sha256 is {card.source_sha256} "
-            f"there (the card's source_sha256)"
-        )
-    if card.source_sha256 and file_sha256(source) != card.source_sha256:
-        raise SegError(
-            f"{source}: is not the graph {engine.name} was built from (its sha256 differs from the card's "
-            f"{card.source_sha256[:12]}...); put that file there, or export it again and build a new engine"
-        )
-    return source
-
-
-def check_engine(
-    path: Path, image: np.ndarray, image_name: str, report: Report, min_agreement: float | None = None
-) -> ModelCard:
-    """`segexport ENGINE --check`: the engine gate on this machine's GPU, for an engine built elsewhere (a
-    TensorRT-RTX engine built ahead of time); the card records the result. The engine's bytes are untouched."""
-    engine, card = engine_and_card(path)
-    source = source_onnx(engine, card)
-    problem = parity.engine_check_problem(card)
-    if problem:
-        raise MissingDependency(f"{engine}: cannot check it here: {problem}; run `segexport {engine} --check` there")
-    checks = gate_or_note(engine, engine, source, card, image, image_name, report, min_agreement)
-    checked = card.replace(checks=checks)
-    write_sidecar(engine, checked)
-    report.add_file(sidecar_path(engine))
-    return checked
-
-
-def rebuild_options(card: ModelCard, *, targets: tuple[str, ...] = (), verbosity: int = 0) -> BuildOptions:
-    """The options the engine the card describes was built with (`targets` retargets a TensorRT-RTX engine)."""
-    record = card.tensorrt
-    name = str(record.get("library") or library.TENSORRT)
-    if targets and name != library.TENSORRT_RTX:
-        raise SegError("--gpu-arch picks TensorRT-RTX targets; this engine was built with TensorRT")
-    recorded_targets = tuple(str(t) for t in record.get("gpu_arch") or ())
-    return BuildOptions(
-        shapes=image_shapes(card),
-        workspace_mib=record.get("workspace_mib"),
-        builder_opt_level=record.get("builder_optimization_level"),
-        dla_core=record.get("dla_core"),
-        verbosity=verbosity,
-        library=name,
-        targets=targets or recorded_targets,
-    )
-
-
-def rebuild_engine(
-    path: Path,
-    image: np.ndarray,
-    image_name: str,
-    report: Report,
-    *,
-    targets: tuple[str, ...] = (),
-    verbosity: int = 0,
-    min_agreement: float | None = None,
-) -> Path:
-    """`segexport ENGINE --rebuild`: build the engine again for this machine from the ONNX its card names (sha256
-    checked), with the options it was built with; the new engine and card replace the old pair."""
-    engine, card = engine_and_card(path)
-    source = source_onnx(engine, card)
-    options = rebuild_options(card, targets=targets, verbosity=verbosity)
-    rtx = options.library == library.TENSORRT_RTX
-    later = f"`segexport {engine} --rebuild`"
-    missing = engine_prerequisites.engine_prerequisites([source], rtx=rtx, later=later)
-    if missing:
-        raise MissingDependency(missing)
-    build_one(source, read_card(source), engine, options, image, image_name, report, min_agreement)
-    report.add_file(engine)
-    report.add_file(sidecar_path(engine))
-    return engine

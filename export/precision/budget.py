@@ -40,6 +40,20 @@ def budget_number(text: str | None, flag: str, what: str) -> float | None:
     return value
 
 
+def budget_from_flags(
+    max_miou_drop: str | None, max_disagreement: str | None, val: Path | None, val_count: int | None
+) -> BudgetOptions:
+    """The accuracy budget the flags give; a value that is not a number in 0..100 is a SegError naming the flag."""
+    drop = budget_number(max_miou_drop, "--max-miou-drop", "mIoU points the reduced graph may lose, e.g. 0.5")
+    share = budget_number(max_disagreement, "--max-disagreement", "% of pixels that may differ from FP32, e.g. 2")
+    return BudgetOptions(
+        max_miou_drop=drop,
+        max_disagreement=None if share is None else share / 100.0,
+        val=val,
+        val_count=val_count,
+    )
+
+
 def check_budget(options: BudgetOptions, graphs: Sequence[str]) -> None:
     """Refuse an inconsistent budget, and a --val folder that is not a readable VOC set, before any work."""
     from segexport.precision.val_set import open_val
@@ -154,7 +168,8 @@ def _search(
 
     from segexport.precision import budget_report
     from segexport.precision import search as precision_search
-    from segexport.precision.passes import match_nodes, write_calibration_npz
+    from segexport.precision.calibration import write_calibration_npz
+    from segexport.precision.passes import match_nodes
     from segrt.meta import read_card
 
     source = onnx.load(str(fp32))

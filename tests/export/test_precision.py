@@ -14,6 +14,7 @@ import segrt
 from segexport import parity
 from segexport.cli import main
 from segexport.parity import onnx_labels
+from segexport.precision import calibration
 from segexport.precision import passes as precision
 from segrt.errors import SegError
 from segrt.image import write_image
@@ -118,7 +119,7 @@ def test_keep_fp32_keeps_the_named_node_out_of_fp16_and_int8(
     assert _fp16_inputs(unet_graphs / "model.fp16.onnx", head) == {onnx.TensorProto.FLOAT16}
     assert all(head in _quantized_convs(unet_graphs / GRAPH_FILES[name]) for name in ("int8", "int8-cpu"))
 
-    calib, _ = precision.read_calibration_images(calib_dir, 2)
+    calib, _ = calibration.read_calibration_images(calib_dir, 2)
     options = {"calib_images": calib, "keep_fp32": ["head/Conv$"], "min_agreement": random_unet_gate, "out": tmp_path}
     kept = {name: precision.make_precision_graph(name, fp32, photo, **options) for name in ("fp16", "int8", "int8-cpu")}
     assert _fp16_inputs(kept["fp16"].path, head) == {onnx.TensorProto.FLOAT}
@@ -188,21 +189,21 @@ def test_int8_target_without_int8_is_refused(exported, tmp_path, capsys):
 def test_calibration_folder_errors_name_the_folder(tmp_path, exported, capsys):
     missing = tmp_path / "missing"
     with pytest.raises(SegError, match=rf"--calib {re.escape(str(missing))}: no such folder"):
-        precision.read_calibration_images(missing)
+        calibration.read_calibration_images(missing)
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("not an image")
     with pytest.raises(SegError, match=rf"--calib {re.escape(str(empty))}: no image files"):
-        precision.read_calibration_images(empty)
+        calibration.read_calibration_images(empty)
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "a.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     (broken / "b.png").write_bytes(b"")
     with pytest.raises(SegError, match=rf"--calib {re.escape(str(broken))}: none of its 2 image files could be read"):
-        precision.read_calibration_images(broken)
+        calibration.read_calibration_images(broken)
     a_file = broken / "a.jpg"
     with pytest.raises(SegError, match=rf"--calib {re.escape(str(a_file))}: is not a folder"):
-        precision.read_calibration_images(a_file)
+        calibration.read_calibration_images(a_file)
 
     out = tmp_path / "out"
     code = main([str(exported("unet")), "--int8", "--calib", str(empty), "--onnx-only", "--out", str(out)])
@@ -215,9 +216,9 @@ def test_calibration_reads_a_spread_of_the_folder_and_skips_unreadable_files(tmp
         strip = np.ascontiguousarray(photo[index * 10 : index * 10 + 50])
         write_image(tmp_path / "clip" / f"frame{index:02d}.png", strip)
     (tmp_path / "clip" / "frame05.png").write_bytes(b"truncated")
-    picked = precision.find_calibration_images(tmp_path, 4)
+    picked = calibration.find_calibration_images(tmp_path, 4)
     assert [p.name for p in picked] == ["frame00.png", "frame03.png", "frame06.png", "frame09.png"]
-    images, unreadable = precision.read_calibration_images(tmp_path, 20)
+    images, unreadable = calibration.read_calibration_images(tmp_path, 20)
     assert len(images) == 9 and [p.name for p in unreadable] == ["frame05.png"]
     assert all(im.dtype == np.uint8 and im.shape == (50, 640, 3) for im in images)
 
@@ -226,7 +227,7 @@ def test_unfused_graph_is_calibrated_on_preprocessed_images(exported, calib_dir,
     """An unfused graph gets segrt.image.preprocess's float NCHW: the CPU INT8 pass must use it too."""
     fp32 = exported("unet-unfused")
     card = read_card(fp32)
-    calib, _ = precision.read_calibration_images(calib_dir)
+    calib, _ = calibration.read_calibration_images(calib_dir)
     batch = parity.graph_input(calib[0], card)
     assert batch.dtype == np.float32 and batch.shape == (1, 3, *card.network_size(*calib[0].shape[:2]))
 
@@ -257,10 +258,10 @@ def test_calibration_images_from_a_voc_split_file(tmp_path):
         Image.new("RGB", (8, 8)).save(root / "JPEGImages" / f"{name}.jpg")
     split = root / "ImageSets" / "Segmentation" / "train.txt"
     split.write_text("t1\nt2\n")
-    assert [p.name for p in precision.find_calibration_images(split, 10)] == ["t1.jpg", "t2.jpg"]
+    assert [p.name for p in calibration.find_calibration_images(split, 10)] == ["t1.jpg", "t2.jpg"]
     split.write_text("t1\nt3\n")
     with pytest.raises(SegError, match="names 1 missing image"):
-        precision.find_calibration_images(split, 10)
+        calibration.find_calibration_images(split, 10)
 
 
 def test_engine_gate_checks_the_qdq_graph_against_its_node_by_node_labels(unet_graphs, photo, monkeypatch):

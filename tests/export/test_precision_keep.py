@@ -9,9 +9,10 @@ import numpy as np
 import onnx
 import pytest
 
+from segexport.precision.calibration import read_calibration_images
 from segexport.precision.keep_fp16 import Fp16Graph
 from segexport.precision.keep_qdq import CPU_QUANTIZATION, TENSORRT_QUANTIZATION, QdqGraph
-from segexport.precision.passes import make_precision_graph, read_calibration_images
+from segexport.precision.passes import make_precision_graph
 from segexport.precision.scoring import session_labels, trusted_session
 from segrt.meta import read_card
 
