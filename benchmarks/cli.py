@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from segbench.cases.suite import BACKENDS, PRECISIONS, Case, Suite, load_suite, suite_from_dict
+from segbench.cases.suite import Case, Suite, load_suite, suite_from_dict
+from segbench.cases.suite_keys import BACKENDS, PRECISIONS
 from segbench.parser import OneLineParser
 from segrt.errors import MissingDependency, SegError, rich_say
 from segrt.errors import run_command as command
@@ -273,7 +274,8 @@ def require_modules(modules: Sequence[str], purpose: str) -> None:
 
 def run_command(args: argparse.Namespace, console: Any) -> int:
     require_modules(RUN_MODULES, "segbench (its baseline, exports, resource samples and plots)")
-    from segbench.cases.runner import preflight, run_suite
+    from segbench.cases.preflight import preflight
+    from segbench.cases.run import run_suite
     from segbench.report.markdown import console_tables
     from segbench.report.results import write_run
 

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from segbench.cases.budgeted import budget_key, budget_options
-from segbench.cases.suite import BASELINE, Case, ModelSpec
+from segbench.cases.suite import Case, ModelSpec
+from segbench.cases.suite_keys import BASELINE
 from segbench.measure.machine import tensorrt_version
 from segrt.backends import BACKENDS as BACKEND_ROWS
 from segrt.errors import MissingDependency, SegError

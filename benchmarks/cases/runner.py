@@ -12,17 +12,15 @@ makes segbench exit 1, so an exporter regression is never a quiet skip.
 from __future__ import annotations
 
 import gc
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 
-from segbench.cases.artifacts import ExportCache, calibrates, check_calibration, unavailable_reason
-from segbench.cases.budgeted import check_budget_set
+from segbench.cases.artifacts import ExportCache, unavailable_reason
 from segbench.cases.suite import Case, ModelSpec, Suite
 from segbench.measure.resources import ResourceSampler
 from segbench.measure.timing import Timed, Window, outside_share, time_alternating, time_calls, time_frames
@@ -425,119 +423,4 @@ def describe(case: Case) -> dict[str, Any]:
         "width": case.width,
         "clip": str(case.clip) if case.clip is not None else None,
         "given_file": str(case.file) if case.file is not None else None,  # run as it is, not exported
-    }
-
-
-def check_calibrations(suite: Suite, photo: Path, dataset: Path | None) -> None:
-    """Before any work: no case this machine runs may calibrate on the photo or the val images it is scored on."""
-    where = str(suite.source) if suite.source else "command line"
-    calibrated = [c for c in suite.cases if c.file is None and calibrates(c.precision, c.model)]  # a file: made
-    runnable = [c.model for c in calibrated if unavailable_reason(c) is None]
-    for model in dict.fromkeys(runnable):
-        check_calibration(model, [photo, *val_images(dataset or model.dataset)], where)
-    budgeted = [c.model for c in suite.cases if c.max_miou_drop is not None and unavailable_reason(c) is None]
-    for model in dict.fromkeys(budgeted):
-        check_budget_set(model, [photo, *val_images(dataset or model.dataset)], where)
-
-
-def val_images(root: Path | None) -> list[Path]:
-    """The image files of a labelled set's val split; none when there is no readable set (mIoU says why)."""
-    if root is None:
-        return []
-    try:
-        return list(accuracy.open_dataset(root).image_paths)
-    except SegError:
-        return []
-
-
-@dataclass(frozen=True)
-class Checked:
-    """What preflight read: the photo (path and pixels) and the labelled clips the runnable cases go over."""
-
-    photo_path: Path
-    photo: np.ndarray
-    clips: dict[Path, Any]
-
-
-def preflight(suite: Suite, dataset: Path | None) -> Checked:
-    """What a run reads, checked before any work or output: the photo, the labelled sets and clips, the calibration.
-
-    A labelled set the user named (--dataset, or dataset = in the suite) that cannot be read is an
-    error, not a run whose mIoU column is silently empty; so is a clip whose video cannot be opened,
-    has no frames or changes size, or whose label maps do not match it.
-    """
-    from segexport.defaults import ASSETS
-    from segrt.image import read_image
-
-    photo_path = suite.image or ASSETS / "astronaut.jpg"
-    photo = read_image(photo_path)
-    roots = [dataset] if dataset is not None else [case.model.dataset for case in suite.cases]
-    for root in dict.fromkeys(root for root in roots if root is not None):
-        accuracy.open_dataset(root)
-    check_calibrations(suite, photo_path, dataset)
-    return Checked(photo_path, photo, read_clips(suite))
-
-
-def read_clips(suite: Suite) -> dict[Path, Any]:
-    """Each clip a runnable case goes over, read once into memory (segbench.data.video)."""
-    folders = [c.clip for c in suite.cases if c.clip is not None and unavailable_reason(c) is None]
-    if not folders:
-        return {}
-    from segbench.data.video import open_clip
-
-    return {folder: open_clip(folder) for folder in dict.fromkeys(folders)}  # type: ignore[misc]
-
-
-def run_suite(
-    suite: Suite,
-    *,
-    cache: Path,
-    log: TextIO | None = None,
-    dataset: Path | None = None,
-    progress: Any = None,
-    checked: Checked | None = None,
-    generated: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """Run every case; returns the run record (environment, settings, cases) that report.py writes."""
-    from segbench.measure.machine import OtherLoad, environment
-    from segbench.report.results import add_speedups
-
-    checked = checked or preflight(suite, dataset)
-    photo_path = checked.photo_path
-    started = time.time()
-    other_load = OtherLoad()
-    runner = Runner(suite, checked.photo, ExportCache(cache, log), dataset, clips=checked.clips)
-    cases = []
-    for case in suite.cases:
-        if progress is not None:
-            clip = checked.clips.get(case.clip) if case.clip is not None else None
-            progress.start_case(case, total=len(clip.frames) if clip is not None else None)
-            runner.on_sample = progress.sample
-        result = runner.run_case(case)
-        cases.append(result)
-        if progress is not None:
-            progress.finish_case(result)
-    add_speedups(cases)
-    return {
-        "segbench_version": 1,
-        "suite": {
-            "name": suite.name,
-            "description": suite.description,
-            "file": str(suite.source) if suite.source else None,
-            "image": str(photo_path),
-            "warmup": suite.warmup,
-            "iterations": suite.iterations,
-            "min_seconds": suite.min_seconds,
-            "seconds": suite.seconds,
-            "threads": suite.threads,
-            "camera_fps": suite.camera_fps,
-            "camera_seconds": suite.camera_seconds,
-            "notes": list(suite.notes),
-            "generated": generated or [],
-        },
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "duration_s": time.time() - started,
-        "environment": {**environment(), "other_processes_cpu": round(other_load.share(), 4)},
-        "references": runner.reference_scores(),
-        "cases": cases,
     }

@@ -27,6 +27,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from segbench.cases.suite_keys import (
+    BACKENDS,
+    BASELINE,
+    DEVICES,
+    EXPORT_OPTION_KEYS,
+    GENERATE_KEYS,
+    MODEL_KEYS,
+    PRECISIONS,
+    RUN_KEYS,
+    SUITE_KEYS,
+    check_keys,
+    check_model_name,
+    parse_shapes,
+    typed_value,
+)
 from segbench.data.generated import ClipSet, GeneratedSet, ShapesSet
 from segexport.engine.profile import parse_shape
 from segexport.request import ModelOptions
@@ -34,80 +49,6 @@ from segrt import ENGINE_SUFFIXES
 from segrt.backends import BACKENDS as BACKEND_ROWS
 from segrt.errors import MissingDependency, SegError
 from segrt.meta import read_card
-from segrt.precisions import USER_PRECISIONS
-
-BASELINE = "pytorch-eager"
-# the baseline, then every segrt backend but "ort", whose device is "auto" (a case names its provider, so runs compare)
-BACKENDS = (BASELINE, *(row.name for row in BACKEND_ROWS.values() if row.device != "auto"))
-PRECISIONS = USER_PRECISIONS
-DEVICES = ("cpu", "cuda")
-
-SUITE_KEYS = {
-    "name": "a short name for the run",
-    "description": "one line saying what the suite is for",
-    "image": "the photo the cases run on (default: the bundled 612x640 photo)",
-    "shapes": 'list of "NxHxW": batch size and image size',
-    "warmup": "untimed calls before the samples",
-    "iterations": "timed calls per case, at least",
-    "min_seconds": "keep sampling until this many seconds are spent too, so fast cases get enough samples",
-    "seconds": "time budget per case: stop sampling once it is spent (at least 3 samples)",
-    "threads": "CPU threads for ONNX Runtime and torch (default: their own choice)",
-    "baseline": "add the pytorch-eager baseline to each model that lacks one (default true)",
-    "camera_fps": "also run each batch-1 case at this camera frame rate, counting dropped and late frames",
-    "camera_seconds": "how many seconds of camera frames (default 10)",
-    "generate": "the generated labelled sets the suite reads, made on first use: shapes, clip",
-    "model": "the [[model]] tables",
-}
-GENERATE_KEYS = {
-    "shapes": 'the shapes set (python -m segbench.data.shapes): "FOLDER", or { out, train, val, seed }',
-    "clip": "the labelled clip (python -m segbench.data.clip): { out, frames, seed, size, fps }",
-    "budget_shapes": "a second shapes set, the budget_val of runs with max_miou_drop: { out, train, val, seed }",
-}
-MODEL_KEYS = {
-    "name": "segexport model: zoo name or package.module:factory",
-    "label": "name shown in reports (default: name, plus input size)",
-    "weights": "segexport --weights",
-    "input_size": "segexport --input-size (HxW, or S for the shorter side)",
-    "checkpoint": "segexport --checkpoint: a state dict",
-    "num_classes": "segexport --num-classes",
-    "classes": "segexport --classes: the class names, a list",
-    "seed": "segexport --seed (random weights)",
-    "unet_depth": "segexport --unet-depth",
-    "unet_base": "segexport --unet-base",
-    "unet_transposed": "segexport --unet-transposed",
-    "calib": "INT8 calibration images: a folder, or a .txt list such as a VOC train.txt (default: the sample's folder)",
-    "calib_count": "segexport --calib-count: how many calibration images (default segexport's)",
-    "dataset": "Pascal-VOC folder for mIoU (JPEGImages/, SegmentationClass/, ImageSets/Segmentation/val.txt)",
-    "budget_val": "Pascal-VOC folder runs with max_miou_drop choose their graph on (segexport --val); not dataset",
-    "shapes": "overrides the suite's shapes for this model",
-    "video": "a labelled clip folder (a video and labels/NNNNNN.png): each run also goes over it, frame by frame",
-    "runs": "list of { backend, precision, fused, device, max_miou_drop }",
-}
-RUN_KEYS = {
-    "backend": ", ".join(BACKENDS),
-    "precision": ", ".join(PRECISIONS),
-    "fused": "true: the fused graph (default); false: --no-fuse with host pre/post-processing",
-    "device": "pytorch-eager only: cpu or cuda",
-    "autograd": "pytorch-eager only: true keeps autograd on, as torchvision's docs snippet does (no torch.no_grad()); "
-    "a second row beside the baseline, which stays the speed-ups' reference",
-    "max_miou_drop": "fp16 / int8 only: the graph segexport --max-miou-drop POINTS chooses on the model's budget_val",
-    "file": "an ONNX graph or engine made earlier (an older export, another segexport version): run as it is, not "
-    "exported; its card gives the precision and graph kind, and its labels are scored against this model's reference",
-}
-
-
-# The model keys that are segexport's ModelOptions fields, with the type each takes in the file.
-EXPORT_OPTION_KEYS: dict[str, type] = {
-    "weights": str,
-    "input_size": str,
-    "checkpoint": str,
-    "num_classes": int,
-    "classes": list,
-    "seed": int,
-    "unet_depth": int,
-    "unet_base": int,
-    "unet_transposed": bool,
-}
 
 
 @dataclass(frozen=True)
@@ -255,37 +196,37 @@ def load_suite(path: str | os.PathLike[str], *, add_baseline: bool | None = None
 def suite_from_dict(data: dict[str, Any], *, source: Path | None = None) -> Suite:
     """Validate parsed TOML (or the CLI's one-case dict) into a Suite."""
     where = str(source) if source else "command line"
-    _check_keys(data, SUITE_KEYS, where, "the top level")
-    name = _get(data, "name", str, where, "name", default=source.stem if source else "segbench")
-    shapes = _shapes(_get(data, "shapes", list, where, "shapes", default=["1x612x640"]), where, "shapes")
-    warmup = _get(data, "warmup", int, where, "warmup", default=2)
-    iterations = _get(data, "iterations", int, where, "iterations", default=10)
-    min_seconds = _get(data, "min_seconds", (int, float), where, "min_seconds", default=None)
-    seconds = _get(data, "seconds", (int, float), where, "seconds", default=None)
-    threads = _get(data, "threads", int, where, "threads", default=None)
+    check_keys(data, SUITE_KEYS, where, "the top level")
+    name = typed_value(data, "name", str, where, "name", default=source.stem if source else "segbench")
+    shapes = parse_shapes(typed_value(data, "shapes", list, where, "shapes", default=["1x612x640"]), where, "shapes")
+    warmup = typed_value(data, "warmup", int, where, "warmup", default=2)
+    iterations = typed_value(data, "iterations", int, where, "iterations", default=10)
+    min_seconds = typed_value(data, "min_seconds", (int, float), where, "min_seconds", default=None)
+    seconds = typed_value(data, "seconds", (int, float), where, "seconds", default=None)
+    threads = typed_value(data, "threads", int, where, "threads", default=None)
     positive = (v is None or v > 0 for v in (min_seconds, seconds, threads))
     if warmup < 0 or iterations < 1 or not all(positive):
         raise SegError(f"{where}: warmup must be >= 0, iterations >= 1, min_seconds, seconds and threads positive")
     _check_time_limits(min_seconds, seconds, where)
-    camera_fps = _get(data, "camera_fps", (int, float), where, "camera_fps", default=None)
-    camera_seconds = _get(data, "camera_seconds", (int, float), where, "camera_seconds", default=10.0)
+    camera_fps = typed_value(data, "camera_fps", (int, float), where, "camera_fps", default=None)
+    camera_seconds = typed_value(data, "camera_seconds", (int, float), where, "camera_seconds", default=10.0)
     if (camera_fps is not None and camera_fps <= 0) or camera_seconds <= 0:
         raise SegError(f"{where}: camera_fps and camera_seconds must be positive")
-    image = _get(data, "image", str, where, "image", default=None)
-    models = _get(data, "model", list, where, "model", default=None)
+    image = typed_value(data, "image", str, where, "image", default=None)
+    models = typed_value(data, "model", list, where, "model", default=None)
     if not models:
         raise SegError(f"{where}: no [[model]] table; a suite names at least one model")
-    add_baseline = _get(data, "baseline", bool, where, "baseline", default=True)
+    add_baseline = typed_value(data, "baseline", bool, where, "baseline", default=True)
     cases: list[Case] = []
     notes: list[str] = []
     for index, table in enumerate(models):
         model_cases, note = _model_cases(table, shapes, where, f"model[{index}]", add_baseline)
         cases += model_cases
         notes += [note] if note else []
-    generate = _generate(_get(data, "generate", dict, where, "generate", default={}), where)
+    generate = _generate(typed_value(data, "generate", dict, where, "generate", default={}), where)
     return Suite(
         name=name,
-        description=_get(data, "description", str, where, "description", default=""),
+        description=typed_value(data, "description", str, where, "description", default=""),
         source=source,
         image=Path(image) if image else None,
         warmup=warmup,
@@ -303,7 +244,7 @@ def suite_from_dict(data: dict[str, Any], *, source: Path | None = None) -> Suit
 
 def _generate(table: dict[str, Any], where: str) -> tuple[GeneratedSet, ...]:
     """The [generate] table: which folders are segbench's generated sets, and with which settings."""
-    _check_keys(table, GENERATE_KEYS, where, "generate")
+    check_keys(table, GENERATE_KEYS, where, "generate")
     made: list[GeneratedSet] = []
     for name in ("shapes", "budget_shapes"):  # the second shapes set: what accuracy budgets are measured on
         if name in table:
@@ -318,8 +259,10 @@ def _shapes_set(value: Any, where: str, name: str) -> ShapesSet:
     if not isinstance(value, dict):
         raise SegError(f'{where}: generate.{name} must be a folder ("build/shapes") or a table {{ out = ... }}')
     keys = {"out": "folder", "train": "train images", "val": "val images", "seed": "seed"}
-    _check_keys(value, keys, where, f"generate.{name}")
-    counts = {k: _get(value, k, int, where, f"generate.{name}.{k}", default=None) for k in ("train", "val", "seed")}
+    check_keys(value, keys, where, f"generate.{name}")
+    counts = {
+        k: typed_value(value, k, int, where, f"generate.{name}.{k}", default=None) for k in ("train", "val", "seed")
+    }
     return ShapesSet(_generated_out(value, where, name), **{k: v for k, v in counts.items() if v is not None})
 
 
@@ -327,15 +270,15 @@ def _clip_set(value: Any, where: str) -> ClipSet:
     if not isinstance(value, dict):
         raise SegError(f'{where}: generate.clip must be a table {{ out = "build/shapes-clip", frames = 300 }}')
     keys = {"out": "folder", "frames": "frames", "seed": "seed", "size": '"HxW"', "fps": "frame rate"}
-    _check_keys(value, keys, where, "generate.clip")
+    check_keys(value, keys, where, "generate.clip")
     options: dict[str, Any] = {}
     for key in ("frames", "seed"):
         if key in value:
-            options[key] = _get(value, key, int, where, f"generate.clip.{key}", default=None)
+            options[key] = typed_value(value, key, int, where, f"generate.clip.{key}", default=None)
     if "fps" in value:
-        options["fps"] = float(_get(value, "fps", (int, float), where, "generate.clip.fps", default=None))
+        options["fps"] = float(typed_value(value, "fps", (int, float), where, "generate.clip.fps", default=None))
     if "size" in value:
-        text = _get(value, "size", str, where, "generate.clip.size", default=None)
+        text = typed_value(value, "size", str, where, "generate.clip.size", default=None)
         try:
             options["height"], options["width"] = (int(v) for v in text.lower().split("x"))
         except ValueError:
@@ -347,7 +290,7 @@ def _clip_set(value: Any, where: str) -> ClipSet:
 
 
 def _generated_out(value: dict[str, Any], where: str, key: str) -> Path:
-    out = _get(value, "out", str, where, f"generate.{key}.out", default=None)
+    out = typed_value(value, "out", str, where, f"generate.{key}.out", default=None)
     if not out:
         raise SegError(f"{where}: generate.{key} has no out; give the folder to make it in")
     return Path(out)
@@ -364,28 +307,30 @@ def _model_cases(
 ) -> tuple[list[Case], str]:
     if not isinstance(table, dict):
         raise SegError(f"{where}: {key} must be a table ([[model]])")
-    _check_keys(table, MODEL_KEYS, where, key)
-    name = _get(table, "name", str, where, f"{key}.name", default=None)
+    check_keys(table, MODEL_KEYS, where, key)
+    name = typed_value(table, "name", str, where, f"{key}.name", default=None)
     if not name:
         raise SegError(f"{where}: {key} has no name; give the segexport model name")
-    _check_model_name(name, where, key)
-    input_size = _get(table, "input_size", str, where, f"{key}.input_size", default=None)
+    check_model_name(name, where, key)
+    input_size = typed_value(table, "input_size", str, where, f"{key}.input_size", default=None)
     options = _model_options(table, name, where, key)
-    calib = _get(table, "calib", str, where, f"{key}.calib", default=None)
-    dataset = _get(table, "dataset", str, where, f"{key}.dataset", default=None)
-    budget_val = _get(table, "budget_val", str, where, f"{key}.budget_val", default=None)
+    calib = typed_value(table, "calib", str, where, f"{key}.calib", default=None)
+    dataset = typed_value(table, "dataset", str, where, f"{key}.dataset", default=None)
+    budget_val = typed_value(table, "budget_val", str, where, f"{key}.budget_val", default=None)
     default_label = f"{name}@{input_size}" if input_size else name
     spec = ModelSpec(
         options=options,
-        label=_get(table, "label", str, where, f"{key}.label", default=default_label),
+        label=typed_value(table, "label", str, where, f"{key}.label", default=default_label),
         calib=Path(calib) if calib else None,
-        calib_count=_get(table, "calib_count", int, where, f"{key}.calib_count", default=None),
+        calib_count=typed_value(table, "calib_count", int, where, f"{key}.calib_count", default=None),
         dataset=Path(dataset) if dataset else None,
         budget_val=Path(budget_val) if budget_val else None,
     )
     if "shapes" in table:
-        shapes = _shapes(_get(table, "shapes", list, where, f"{key}.shapes", default=[]), where, f"{key}.shapes")
-    runs = _get(table, "runs", list, where, f"{key}.runs", default=None)
+        shapes = parse_shapes(
+            typed_value(table, "shapes", list, where, f"{key}.shapes", default=[]), where, f"{key}.shapes"
+        )
+    runs = typed_value(table, "runs", list, where, f"{key}.runs", default=None)
     if not runs:
         raise SegError(f'{where}: {key} ({name}) has no runs; add runs = [{{ backend = "ort-cpu" }}]')
     pipelines = [_run(run, spec, where, f"{key}.runs[{i}]") for i, run in enumerate(runs)]
@@ -398,7 +343,7 @@ def _model_cases(
             pipelines = added + pipelines
             note = f"{spec.label}: added the {BASELINE} baseline on {', '.join(c.device for c in added)}"
     cases = [replace(p, batch=n, height=h, width=w) for (n, h, w) in shapes for p in pipelines]
-    video = _get(table, "video", str, where, f"{key}.video", default=None)
+    video = typed_value(table, "video", str, where, f"{key}.video", default=None)
     if video:  # the clip's frame size is read with the clip; 0 x 0 until then
         cases += [replace(p, batch=1, height=0, width=0, clip=Path(video)) for p in pipelines]
     return cases, note
@@ -408,7 +353,9 @@ def _model_options(table: dict[str, Any], name: str, where: str, key: str) -> Mo
     """segexport's ModelOptions from a [[model]] table's export keys, each type-checked."""
     from segexport.request import parse_input_size
 
-    given = {k: _get(table, k, kind, where, f"{key}.{k}", default=None) for k, kind in EXPORT_OPTION_KEYS.items()}
+    given = {
+        k: typed_value(table, k, kind, where, f"{key}.{k}", default=None) for k, kind in EXPORT_OPTION_KEYS.items()
+    }
     fields = {k: v for k, v in given.items() if v is not None}
     try:
         if "input_size" in fields:
@@ -425,15 +372,15 @@ def _model_options(table: dict[str, Any], name: str, where: str, key: str) -> Mo
 def _run(run: Any, spec: ModelSpec, where: str, key: str) -> Case:
     if not isinstance(run, dict):
         raise SegError(f'{where}: {key} must be a table like {{ backend = "ort-cpu" }}')
-    _check_keys(run, RUN_KEYS, where, key)
-    backend = _get(run, "backend", str, where, f"{key}.backend", default=None)
+    check_keys(run, RUN_KEYS, where, key)
+    backend = typed_value(run, "backend", str, where, f"{key}.backend", default=None)
     if backend not in BACKENDS:
         raise SegError(f"{where}: {key}: unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
-    precision = _get(run, "precision", str, where, f"{key}.precision", default="fp32")
+    precision = typed_value(run, "precision", str, where, f"{key}.precision", default="fp32")
     if precision not in PRECISIONS:
         raise SegError(f"{where}: {key}: unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-    fused = _get(run, "fused", bool, where, f"{key}.fused", default=True)
-    device = _get(run, "device", str, where, f"{key}.device", default=None)
+    fused = typed_value(run, "fused", bool, where, f"{key}.fused", default=True)
+    device = typed_value(run, "device", str, where, f"{key}.device", default=None)
     if backend == BASELINE:
         if device not in (None, *DEVICES):
             raise SegError(f"{where}: {key}: unknown device {device!r}; use one of {', '.join(DEVICES)}")
@@ -441,7 +388,7 @@ def _run(run: Any, spec: ModelSpec, where: str, key: str) -> Case:
             raise SegError(f"{where}: {key}: {BASELINE} is the plain FP32 PyTorch pipeline; drop precision and fused")
         if "file" in run:
             raise SegError(f"{where}: {key}: {BASELINE} runs the PyTorch model itself; a file needs another backend")
-        autograd = _get(run, "autograd", bool, where, f"{key}.autograd", default=False)
+        autograd = typed_value(run, "autograd", bool, where, f"{key}.autograd", default=False)
         return Case(spec, backend, device=device or "cpu", autograd=autograd)
     for only in ("device", "autograd"):
         if only in run:
@@ -454,7 +401,7 @@ def _run(run: Any, spec: ModelSpec, where: str, key: str) -> Case:
 
 def _file_run(run: dict[str, Any], spec: ModelSpec, backend: str, where: str, key: str) -> Case:
     """A run over a file made earlier: its card says its precision and graph kind, and that it is this model's."""
-    path = Path(_get(run, "file", str, where, f"{key}.file", default=""))
+    path = Path(typed_value(run, "file", str, where, f"{key}.file", default=""))
     given = [name for name in ("precision", "fused", "max_miou_drop") if name in run]
     if given:
         raise SegError(f"{where}: {key}: {', '.join(given)} come from {path}'s card; drop them from a file run")
@@ -479,7 +426,7 @@ def _file_run(run: dict[str, Any], spec: ModelSpec, backend: str, where: str, ke
 
 def _budget(run: dict[str, Any], spec: ModelSpec, precision: str, where: str, key: str) -> float | None:
     """A run's max_miou_drop: for a reduced precision, with a budget_val set to measure it on."""
-    budget = _get(run, "max_miou_drop", (int, float), where, f"{key}.max_miou_drop", default=None)
+    budget = typed_value(run, "max_miou_drop", (int, float), where, f"{key}.max_miou_drop", default=None)
     if budget is None:
         return None
     if precision == "fp32" or not 0 <= budget <= 100:
@@ -490,51 +437,3 @@ def _budget(run: dict[str, Any], spec: ModelSpec, precision: str, where: str, ke
             f"(not its dataset, which scores the result)"
         )
     return float(budget)
-
-
-def _check_model_name(name: str, where: str, key: str) -> None:
-    """Zoo names are checked here so a typo fails before any export; user factories are checked on export."""
-    from segexport.defaults import is_user_model
-
-    if is_user_model(name):
-        return
-    try:
-        from segexport.defaults import DEFAULT_MODEL
-        from segexport.models.zoo import BUILDERS
-    except ImportError as exc:  # the zoo is segexport's, which needs torch
-        raise MissingDependency(
-            f"{where}: {key}: checking the model name {name!r} needs segexport's model zoo, which needs torch "
-            f"({exc}); install the benchmark extra: pip install 'segexport[bench]'"
-        ) from None
-
-    known = sorted({*BUILDERS, DEFAULT_MODEL})
-    if name not in known:
-        raise SegError(
-            f"{where}: {key}: unknown model {name!r}; use one of {', '.join(known)}, or package.module:factory"
-        )
-
-
-def _check_keys(table: dict[str, Any], known: dict[str, str], where: str, key: str) -> None:
-    for name in table:
-        if name not in known:
-            raise SegError(f"{where}: unknown key {name!r} in {key}; known keys: {', '.join(known)}")
-
-
-def _get(table: dict[str, Any], name: str, kind: Any, where: str, key: str, *, default: Any) -> Any:
-    if name not in table:
-        return default
-    value = table[name]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        wanted = " or ".join(k.__name__ for k in kinds)
-        raise SegError(f"{where}: {key} must be {wanted}, not {type(value).__name__} ({value!r})")
-    return value
-
-
-def _shapes(values: list[Any], where: str, key: str) -> list[tuple[int, int, int]]:
-    if not values:
-        raise SegError(f'{where}: {key} is empty; give at least one NxHxW like "1x612x640"')
-    try:
-        return [parse_shape(v) for v in values]
-    except ValueError as exc:
-        raise SegError(f"{where}: {key}: {exc}") from None

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from segbench.data.progress import counting
-from segbench.data.shapes import (
+from segbench.data.progress import counting, finish_command
+from segbench.data.scenes import (
     CLASSES,
     PALETTE,
     SHAPE_KINDS,
@@ -286,18 +286,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--fps", type=float, default=FPS, help=f"frame rate (default {FPS:g})")
     args = parser.parse_args(argv)
-    try:
+
+    def work() -> str:
         height, width = parse_size(args.size)
         with counting(f"drawing the labelled clip into {args.out_dir}", max(args.frames, 0)) as advance:
             root = generate_clip(
                 args.out_dir, frames=args.frames, seed=args.seed, height=height, width=width, fps=args.fps,
                 on_frame=advance,
             )  # fmt: skip
-    except SegError as exc:
-        print(f"segbench.data.clip: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    print(f"wrote {args.frames} frames ({height}x{width}, {args.fps:g} FPS): {root / VIDEO_NAME}, {root / LABELS_DIR}/")
-    return 0
+        size = f"{height}x{width}, {args.fps:g} FPS"
+        return f"wrote {args.frames} frames ({size}): {root / VIDEO_NAME}, {root / LABELS_DIR}/"
+
+    return finish_command("segbench.data.clip", work)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from segbench.cases.suite import BASELINE
+from segbench.cases.suite_keys import BASELINE
 from segbench.measure.timing import MIN_ROUNDS, STAGES
 from segbench.scoring.temporal import FLICKER_WORDS
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from segbench.cases.suite import BASELINE
+from segbench.cases.suite_keys import BASELINE
 from segbench.measure.timing import MIN_ROUNDS, STAGES
 from segbench.report.definitions import INCLUDES
 from segbench.report.figures import fmt, markdown_table, mib, ms, percent

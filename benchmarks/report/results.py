@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from segbench.cases.suite import BASELINE
+from segbench.cases.suite_keys import BASELINE
 from segbench.report.markdown import markdown
 from segrt.errors import SegError
 from segrt.meta import atomic_write

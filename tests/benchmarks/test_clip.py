@@ -11,7 +11,7 @@ import pytest
 
 from segbench.data import clip
 from segbench.data.clip import generate_clip, plan_clip
-from segbench.data.shapes import CLASSES
+from segbench.data.scenes import CLASSES
 from segbench.data.video import open_clip
 from segrt.errors import SegError
 

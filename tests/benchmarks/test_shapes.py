@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segbench.data import shapes
-from segbench.data.shapes import CLASSES, Scene, Shape, render
+from segbench.data import scenes, shapes
+from segbench.data.scenes import CLASSES, Scene, Shape, render
 from segrt.image import read_image, read_labels_png
 
 
@@ -48,7 +48,7 @@ def test_voc_layout_and_split_files(small_set: Path) -> None:
         assert image.shape[:2] == labels.shape
         assert labels.max() < len(CLASSES)
         sizes.add(labels.shape)
-        assert all(shapes.SIDE_RANGE[0] <= side <= shapes.SIDE_RANGE[1] for side in labels.shape)
+        assert all(scenes.SIDE_RANGE[0] <= side <= scenes.SIDE_RANGE[1] for side in labels.shape)
     assert len(sizes) == 6 and any(h != w for h, w in sizes)
 
 
@@ -93,7 +93,7 @@ def test_later_shapes_own_the_pixels_they_cover() -> None:
     below = Shape("ellipse", (40, 40), (25, 25), colour=(255, 0, 0))
     above = Shape("rectangle", (55, 40), (12, 30), colour=(0, 0, 255))
     image, labels = render(Scene(height=80, width=100, shapes=(below, above)), clean=True)
-    overlap = shapes.shape_mask(below, 80, 100) & shapes.shape_mask(above, 80, 100)
+    overlap = scenes.shape_mask(below, 80, 100) & scenes.shape_mask(above, 80, 100)
     assert overlap.sum() > 100
     assert (labels[overlap] == CLASSES.index("rectangle")).all()
     assert (image[overlap] == (0, 0, 255)).all()
@@ -103,7 +103,7 @@ def test_random_scenes_paint_each_label_with_its_shape() -> None:
     """With flat fills and no light or noise, each pixel's colour says which shape owns it: it must
     match the label map everywhere, over many random scenes with rotation, overlap and clutter."""
     for index in range(12):
-        scene = shapes.random_scene(np.random.default_rng([99, index]))
+        scene = scenes.random_scene(np.random.default_rng([99, index]))
         flat = replace(
             scene,
             background_texture="flat",
@@ -120,7 +120,7 @@ def test_random_scenes_paint_each_label_with_its_shape() -> None:
 def test_written_files_hold_the_rendered_sample(small_set: Path) -> None:
     """The PNG is the rendered label map and the JPEG decodes to the rendered image up to JPEG loss, unflipped."""
     for split, index in (("train", 0), ("train", 5), ("val", 1)):
-        _, image, labels = shapes.sample(11, split, index)
+        _, image, labels = scenes.sample(11, split, index)
         name = f"{split}_{index:05d}"
         np.testing.assert_array_equal(read_labels_png(small_set / "SegmentationClass" / f"{name}.png"), labels)
         decoded = read_image(small_set / "JPEGImages" / f"{name}.jpg").astype(np.float32)
@@ -165,7 +165,7 @@ def test_every_class_appears_and_colour_does_not_give_it_away() -> None:
     counts = np.zeros(len(CLASSES), int)
     colours: dict[int, list[tuple[int, int, int]]] = {}
     for index in range(40):
-        scene = shapes.random_scene(np.random.default_rng([5, index]))
+        scene = scenes.random_scene(np.random.default_rng([5, index]))
         for shape in scene.shapes:
             counts[shape.label] += 1
             colours.setdefault(shape.label, []).append(shape.colour)
