@@ -188,7 +188,7 @@ def write_precision_graphs(
     budget = prepare_budget(request, fp32, read_card(fp32), image, calib_images, report)
     for name in options.graphs:
         if budget is not None:  # the accuracy budget chooses the nodes kept: export/precision/budget.py
-            path = budgeted_graph(budget, request, name, fp32, image, calib_images, out, report).path
+            path = budgeted_graph(budget, name, out, report).path
             graphs[name] = path
             report.add_file(path)
             report.add_file(sidecar_path(path))

@@ -27,6 +27,7 @@ from segbench.cases.budgeted import budget_key, budget_options
 from segbench.cases.suite import Case, ModelSpec
 from segbench.cases.suite_keys import BASELINE
 from segbench.measure.machine import tensorrt_version
+from segbench.scoring.held_out import first_shared_image
 from segrt.backends import BACKENDS as BACKEND_ROWS
 from segrt.errors import MissingDependency, SegError
 from segrt.precisions import PRECISIONS
@@ -243,14 +244,13 @@ def check_calibration(model: ModelSpec, evaluated: list[Path], where: str) -> No
         files = calibration_files(model)
     except SegError as exc:
         raise SegError(f"{where}: {model.label}: INT8 calibration: {exc}; {hint}") from None
-    scored = {hashlib.sha256(path.read_bytes()).digest(): path for path in evaluated}
-    for path in files:
-        image = scored.get(hashlib.sha256(path.read_bytes()).digest())
-        if image is not None:
-            raise SegError(
-                f"{where}: {model.label}: INT8 calibration ({calibration_source(model)}) includes {path.name}, the "
-                f"image {image} this run scores on; give calib = (--calib) images the run does not score, e.g. {hint}"
-            )
+    shared = first_shared_image(files, evaluated)
+    if shared is not None:
+        path, image = shared
+        raise SegError(
+            f"{where}: {model.label}: INT8 calibration ({calibration_source(model)}) includes {path.name}, the "
+            f"image {image} this run scores on; give calib = (--calib) images the run does not score, e.g. {hint}"
+        )
 
 
 def describe_request(request: ExportRequest) -> str:

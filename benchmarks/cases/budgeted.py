@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segbench.cases.suite import ModelSpec
+from segbench.scoring.held_out import first_shared_image
 from segrt.errors import SegError
 
 if TYPE_CHECKING:
@@ -44,15 +45,14 @@ def check_budget_set(model: ModelSpec, scored: list[Path], where: str) -> None:
         chosen_on = VocDataset(model.budget_val, "val").image_paths
     except SegError as exc:
         raise SegError(f"{where}: {model.label}: budget_val: {exc}") from None
-    scored_by_hash = {hashlib.sha256(path.read_bytes()).digest(): path for path in scored}
-    for path in chosen_on:
-        image = scored_by_hash.get(hashlib.sha256(path.read_bytes()).digest())
-        if image is not None:
-            raise SegError(
-                f"{where}: {model.label}: budget_val {model.budget_val} holds {path.name}, the image {image} this "
-                f"run scores; measure the budget on another labelled set, e.g. python -m segbench.data.shapes "
-                f"build/shapes-tune --train 0 --val 100 --seed 1"
-            )
+    shared = first_shared_image(chosen_on, scored)
+    if shared is not None:
+        path, image = shared
+        raise SegError(
+            f"{where}: {model.label}: budget_val {model.budget_val} holds {path.name}, the image {image} this "
+            f"run scores; measure the budget on another labelled set, e.g. python -m segbench.data.shapes "
+            f"build/shapes-tune --train 0 --val 100 --seed 1"
+        )
 
 
 def budget_details(card: Any) -> dict[str, Any] | None:

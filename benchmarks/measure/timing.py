@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -72,6 +73,35 @@ class Window:
     frames: int = 0
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """The garbage collector paused after one collection (as `timeit` does), so a collection of earlier garbage
+    does not land in one sample."""
+    gc.collect()
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
+
+
+@dataclass(frozen=True)
+class Enough:
+    """When a timing loop has enough samples: `iterations` and `min_seconds` both met, or the `seconds` budget
+    spent once MIN_SAMPLES are in."""
+
+    iterations: int
+    min_seconds: float | None = None
+    seconds: float | None = None
+
+    def __call__(self, count: int, elapsed_ns: int) -> bool:
+        if count >= self.iterations and elapsed_ns >= int((self.min_seconds or 0) * 1e9):
+            return True
+        return bool(self.seconds) and count >= MIN_SAMPLES and elapsed_ns >= int(self.seconds * 1e9)
+
+
 def time_calls(
     call: Callable[[], Mapping[str, float]],
     *,
@@ -96,19 +126,10 @@ def time_calls(
         call()
     e2e: list[float] = []
     per_call: list[Mapping[str, float]] = []
-    budget_ns = int(seconds * 1e9) if seconds else None
-    min_ns = int(min_seconds * 1e9) if min_seconds else 0
-    gc.collect()
-    gc_was_on = gc.isenabled()
-    gc.disable()
-    try:
+    enough = Enough(iterations, min_seconds, seconds)
+    with gc_paused():
         start = clock()
-        while True:
-            elapsed = clock() - start
-            if len(e2e) >= iterations and elapsed >= min_ns:
-                break
-            if budget_ns is not None and len(e2e) >= MIN_SAMPLES and elapsed >= budget_ns:
-                break
+        while not enough(len(e2e), clock() - start):
             before = clock()
             stages = call()
             e2e.append((clock() - before) / 1e6)
@@ -116,9 +137,6 @@ def time_calls(
             if on_sample:
                 on_sample(len(e2e))
         end = clock()
-    finally:
-        if gc_was_on:
-            gc.enable()
     if window is not None:
         window.start_ns, window.end_ns, window.frames = start, end, len(e2e) * frames_per_call
     return Timed(
@@ -195,24 +213,11 @@ def time_alternating(
     ran finds the caches cold: that first call is not kept when a block holds more than one.
     """
     rounds: list[tuple[list[float], list[float]]] = []
-    budget_ns = int(seconds * 1e9) if seconds else None
-    min_ns, block_ns = int((min_seconds or 0) * 1e9), int(block_seconds * 1e9)
-    gc.collect()
-    gc_was_on = gc.isenabled()
-    gc.disable()
-    try:
+    enough, block_ns = Enough(iterations, min_seconds, seconds), int(block_seconds * 1e9)
+    with gc_paused():
         start = clock()
-        while True:
-            elapsed = clock() - start
-            count = min((sum(len(r[side]) for r in rounds) for side in (0, 1)), default=0)
-            if count >= iterations and elapsed >= min_ns:
-                break
-            if budget_ns is not None and count >= MIN_SAMPLES and elapsed >= budget_ns:
-                break
+        while not enough(min((sum(len(r[side]) for r in rounds) for side in (0, 1)), default=0), clock() - start):
             rounds.append((_block(first, block_ns, clock), _block(second, block_ns, clock)))
-    finally:
-        if gc_was_on:
-            gc.enable()
     return Alternated([r[0] for r in rounds], [r[1] for r in rounds])
 
 

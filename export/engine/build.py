@@ -277,7 +277,7 @@ def _console_logger(lib: library.TensorRTLibrary, console: Console, verbosity: i
     TensorRT calls it from its own threads through a noexcept C++ method: a failure to print is
     recorded in `failures`, never raised.
     """
-    from segrt.backends.tensorrt import tensorrt_logger
+    from segrt.backends.tensorrt_log import tensorrt_logger
 
     if TYPE_CHECKING:
         import tensorrt as trt

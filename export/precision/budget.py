@@ -87,10 +87,15 @@ def check_val_classes(options: BudgetOptions, classes: Sequence[str]) -> None:
 
 @dataclass
 class BudgetRun:
-    """What every precision's search of one export shares: the budget and the scorer (FP32 labels once)."""
+    """What every precision's search of one export shares: the budget and the scorer (FP32 labels once), and
+    what each graph is made from (the request, the FP32 graph, the parity photo, the calibration images)."""
 
     budget: Budget
     scorer: TrialScorer
+    request: ExportRequest
+    fp32: Path
+    image: np.ndarray
+    calib: list[Any]
 
 
 def prepare_budget(
@@ -115,19 +120,10 @@ def prepare_budget(
         scorer = TrialScorer(evaluation, fp32, card)
         miou = "" if scorer.reference_miou is None else f", FP32 mIoU {100 * scorer.reference_miou:.2f} %"
         detail["text"] = f"{evaluation.where}{miou}; budget: {budget.words()}"
-    return BudgetRun(budget, scorer)
+    return BudgetRun(budget, scorer, request, fp32, image, calib)
 
 
-def budgeted_graph(
-    run: BudgetRun,
-    request: ExportRequest,
-    precision: str,
-    fp32: Path,
-    image: np.ndarray,
-    calib: list[Any],
-    out: Path,
-    report: Report,
-) -> PrecisionResult:
+def budgeted_graph(run: BudgetRun, precision: str, out: Path, report: Report) -> PrecisionResult:
     """Search, explain and write the `precision` graph within budget."""
     from rich.markup import escape
 
@@ -137,33 +133,24 @@ def budgeted_graph(
     report.console.print(f"[bold]{title}[/] ({escape(run.budget.words())}, on {escape(run.scorer.evaluation.where)})")
     with tempfile.TemporaryDirectory(prefix=".segexport-search-", dir=out) as scratch_name:
         try:
-            result = _search(run, request, precision, fp32, image, calib, Path(scratch_name), report)
+            result = _search(run, precision, Path(scratch_name), report)
         except BudgetNotMet as exc:
             budget_report.print_search(report.console, exc.result)
             raise
     budget_report.print_search(report.console, result)
-    flags = rebuild_flags(request.precision.keep_fp32, result.kept)
+    flags = rebuild_flags(run.request.precision.keep_fp32, result.kept)
     if result.kept:
         words = " ".join(shlex.quote(flag) for flag in flags)
         # node names can hold [ ]: printed as they are, so the flags can be copied
         report.console.print(
             f"the same graph without the search: {words} (also in the card)", highlight=False, markup=False
         )
-    written = _write(result, request, precision, fp32, image, out, run, flags)
+    written = _write(result, run, precision, out, flags)
     report.steps.append((title, result.seconds, budget_report.summary_line(result, written.summary)))
     return written
 
 
-def _search(
-    run: BudgetRun,
-    request: ExportRequest,
-    precision: str,
-    fp32: Path,
-    image: np.ndarray,
-    calib: list[Any],
-    scratch: Path,
-    report: Report,
-) -> SearchResult:
+def _search(run: BudgetRun, precision: str, scratch: Path, report: Report) -> SearchResult:
     import onnx
 
     from segexport.precision import budget_report
@@ -172,10 +159,10 @@ def _search(
     from segexport.precision.passes import match_nodes
     from segrt.meta import read_card
 
-    source = onnx.load(str(fp32))
-    user_keep = match_nodes(source, request.precision.keep_fp32)
-    npz_files = write_calibration_npz(list(calib) or [image], read_card(fp32), scratch / "calib")
-    convert = _converter(precision, fp32, npz_files, user_keep, request.verbose > 0)
+    source = onnx.load(str(run.fp32))
+    user_keep = match_nodes(source, run.request.precision.keep_fp32)
+    npz_files = write_calibration_npz(list(run.calib) or [run.image], read_card(run.fp32), scratch / "calib")
+    convert = _converter(precision, run.fp32, npz_files, user_keep, run.request.verbose > 0)
     with budget_report.progress(report.console, len(run.scorer.evaluation.images)) as monitor:
         run.scorer.on_image = monitor.advance
         try:
@@ -223,16 +210,7 @@ def rebuild_flags(user_patterns: Sequence[str], kept: Sequence[str]) -> list[str
     ]
 
 
-def _write(
-    result: SearchResult,
-    request: ExportRequest,
-    precision: str,
-    fp32: Path,
-    image: np.ndarray,
-    out: Path,
-    run: BudgetRun,
-    flags: list[str],
-) -> PrecisionResult:
+def _write(result: SearchResult, run: BudgetRun, precision: str, out: Path, flags: list[str]) -> PrecisionResult:
     """Check the chosen graph on the photo (gated only by an explicit --min-agreement: the budget is the gate)
     and write it with its card, which records the budget, the figures and the nodes kept."""
     from segexport.onnx.export import save_onnx
@@ -241,12 +219,13 @@ def _write(
     from segexport.precision.passes import PrecisionResult, make_card, summarize
     from segrt.meta import artifact_name, file_sha256, read_card
 
+    fp32 = run.fp32
     card = read_card(fp32)
     target = out / artifact_name("model", precision)
-    parity = compare_with_fp32(result.proto, precision, fp32, image, card)
-    if request.min_agreement is not None:
+    parity = compare_with_fp32(result.proto, precision, fp32, run.image, card)
+    if run.request.min_agreement is not None:
         fix = "lower --min-agreement, or tighten the budget so more nodes are kept"
-        check_agreement(parity, request.min_agreement, f"{target} was not written", fix)
+        check_agreement(parity, run.request.min_agreement, f"{target} was not written", fix)
     new_card = make_card(card, precision, result.proto, file_sha256(fp32))
     checks = {
         "parity": parity.record(f"{fp32.name} on ONNX Runtime CPU", "the --image photo"),

@@ -29,7 +29,7 @@ INSTALL = "install the serving extra: pip install 'segexport[serve]'"
 
 def is_rtx_engine(artefact: Path, card: ModelCard) -> bool:
     """A TensorRT-RTX engine: Triton's tensorrt backend (full TensorRT) cannot deserialize it."""
-    from segrt.backends.tensorrt import card_library
+    from segrt.backends.engine_fit import card_library
     from segrt.backends.tensorrt_library import TENSORRT_RTX
 
     return artefact.suffix in ENGINE_SUFFIXES and card_library(card) == TENSORRT_RTX

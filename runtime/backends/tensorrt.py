@@ -16,15 +16,22 @@ import ctypes
 import hashlib
 import importlib.metadata
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from segrt.backends import tensorrt_library as library
+from segrt.backends.engine_fit import (
+    GpuInfo,
+    card_library,
+    gpu_problem,
+    rebuild_advice,
+    rtx_validity_problem,
+    version_problem,
+)
 from segrt.backends.runtime_cache import cache_path, read_runtime_cache, refused_by_tensorrt, write_runtime_cache
+from segrt.backends.tensorrt_log import tensorrt_logger, warn_on_warnings
 from segrt.errors import MissingDependency, SegError
 from segrt.meta import ModelCard, read_verified_bytes
 from segrt.timing import stopwatch
@@ -100,14 +107,6 @@ def _cuda_python_version() -> str:
     return "unknown"
 
 
-@dataclass(frozen=True)
-class GpuInfo:
-    """What an engine is tied to: the GPU model and its compute capability."""
-
-    name: str
-    compute_capability: str  # "8.7"
-
-
 def gpu_info(device: int = 0) -> GpuInfo:
     """Name and compute capability of CUDA device `device`; a clear error without a driver or GPU."""
     require_cudart(f"CUDA device {device}")
@@ -118,89 +117,6 @@ def gpu_info(device: int = 0) -> GpuInfo:
     err, props = cudart.cudaGetDeviceProperties(device)
     _check(err, f"reading the properties of CUDA device {device}")
     return GpuInfo(name=_decode(props.name), compute_capability=f"{props.major}.{props.minor}")
-
-
-# --- the engine's card against this machine -------------------------------------------------------
-
-
-def card_library(card: ModelCard) -> str:
-    """The library an engine was built with: "tensorrt" (cards before TensorRT-RTX name none) or "tensorrt-rtx"."""
-    return str(card.tensorrt.get("library") or library.TENSORRT)
-
-
-def rebuild_command(card: ModelCard, engine_path: Path) -> str:
-    return f"segexport {engine_path} --rebuild"
-
-
-def rebuild_advice(card: ModelCard, engine_path: Path) -> str:
-    """How to rebuild the engine here; where its ONNX is not beside it, which ONNX it must be (by sha256)."""
-    command = rebuild_command(card, engine_path)
-    source = engine_path.parent / (card.tensorrt.get("source") or "model.onnx")
-    if source.is_file():
-        return f"rebuild the engine on this machine with `{command}`"
-    which = f"whose sha256 is {card.source_sha256} (the card's source_sha256)" if card.source_sha256 else "it came from"
-    return (
-        f"rebuild the engine on this machine from the ONNX {which}: {source.name} is not beside the engine, so put "
-        f"that file there and run `{command}`"
-    )
-
-
-def version_problem(card: ModelCard, installed: library.TensorRTLibrary) -> str | None:
-    """Why the installed library cannot load the engine the card describes, or None."""
-    built = card.tensorrt.get("version")
-    if not built:
-        return "its model card has no TensorRT build record (not built by segexport)"
-    name = card_library(card)
-    if name != installed.name or built != installed.version:
-        label = "TensorRT-RTX" if name == library.TENSORRT_RTX else "TensorRT"
-        return f"it was built with {label} {built} and this machine has {installed.title}"
-    return None
-
-
-def gpu_problem(card: ModelCard, gpu: GpuInfo) -> str | None:
-    """Why this GPU cannot run the engine the card describes, or None.
-
-    A TensorRT engine runs on the GPU model it was built on; a TensorRT-RTX engine on any GPU of
-    the compute capabilities it was built for.
-    """
-    if card_library(card) == library.TENSORRT_RTX:
-        targets = [str(t) for t in card.tensorrt.get("targets") or ()]
-        if gpu.compute_capability not in targets:
-            arch = library.arch_flag([gpu.compute_capability])
-            fix = (
-                f"--gpu-arch {arch} builds for it"
-                if gpu.compute_capability in library.RTX_TARGETS.values()
-                else "TensorRT-RTX has no target for it, so build with full TensorRT there (without --rtx)"
-            )
-            return (
-                f"it was built for compute capabilities {', '.join(targets) or 'none'} and this GPU is {gpu.name} "
-                f"(compute capability {gpu.compute_capability}); {fix}"
-            )
-        return None
-    built = (card.tensorrt.get("gpu"), card.tensorrt.get("compute_capability"))
-    if built != (gpu.name, gpu.compute_capability):
-        return (
-            f"it was built for {built[0]} (compute capability {built[1]}) and this GPU is {gpu.name} "
-            f"(compute capability {gpu.compute_capability})"
-        )
-    return None
-
-
-def validity_problem(validity: Any, diagnostics: int, valid: Any, invalid: Any, flags: dict[str, int]) -> str | None:
-    """TensorRT-RTX's `Runtime.get_engine_validity` answer in words, or None for a runnable engine.
-
-    `flags`: the EngineInvalidityDiagnostics names and bit values. A SUBOPTIMAL engine runs (with a warning).
-    """
-    if validity == invalid:
-        reasons = [name.lower().replace("_", " ") for name, bit in flags.items() if diagnostics & bit]
-        return f"TensorRT-RTX says this GPU cannot run it ({', '.join(reasons) or 'no reason given'})"
-    if validity != valid:
-        warnings.warn(
-            "TensorRT-RTX says this engine runs here but not at its best; rebuild it for this GPU",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    return None
 
 
 def _refuse(path: Path, card: ModelCard, problem: str) -> SegError:
@@ -278,12 +194,12 @@ class TensorRTBackend:
             trt = library.module(self.library.name)
 
         _check(cudart.cudaSetDevice(self._device_index)[0], f"selecting CUDA device {self._device_index}")
-        logger = self._logger = tensorrt_logger(trt, _warn_on_warnings)
+        logger = self._logger = tensorrt_logger(trt, warn_on_warnings)
         self._runtime = trt.Runtime(logger)
         data = read_verified_bytes(self.path)
         self._engine_sha256 = hashlib.sha256(data).digest()
         if self.library.rtx:
-            problem = _rtx_validity_problem(self._runtime, data)
+            problem = rtx_validity_problem(self._runtime, data)
             if problem:
                 raise _refuse(self.path, self.card, problem)
         engine = self._runtime.deserialize_cuda_engine(data)
@@ -511,45 +427,6 @@ class TensorRTBackend:
             self.close()
 
 
-def tensorrt_logger(trt: Any, emit: Callable[[Any, str], None], hint: str = "") -> Any:
-    """A logger for the TensorRT module `trt` (tensorrt or tensorrt_rtx) that keeps the errors (for exception
-    texts) and hands every message to `emit`."""
-
-    class Logger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
-
-        def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
-            # Called from TensorRT's C++ (noexcept, maybe from its threads): nothing may escape, not
-            # even a warning turned into an error by `-W error`.
-            with contextlib.suppress(Exception):  # a log line is not worth an abort
-                if int(severity) <= int(trt.ILogger.ERROR):
-                    self.errors.append(msg)
-                emit(severity, msg)
-
-        def last_error(self) -> str:
-            return self.errors[-1] if self.errors else f"no message from TensorRT{hint}"
-
-    return Logger()
-
-
-def _warn_on_warnings(severity: Any, msg: str) -> None:
-    if int(severity) == _WARNING:
-        warnings.warn(f"TensorRT: {msg}", RuntimeWarning, stacklevel=2)
-
-
-_WARNING = 2  # ILogger.Severity.WARNING, the same value in TensorRT and TensorRT-RTX
-
-
 def cast_any(value: object) -> Any:
     """`value` as Any: for the TensorRT-RTX calls the TensorRT stubs do not know."""
     return value
-
-
-def _rtx_validity_problem(runtime: Any, data: bytes) -> str | None:
-    """TensorRT-RTX's check of the engine's header against this GPU and driver, before deserializing."""
-    rtx: Any = library.module(library.TENSORRT_RTX)
-    validity, diagnostics = runtime.get_engine_validity(data[: int(runtime.engine_header_size)])
-    flags = {name: int(value) for name, value in rtx.EngineInvalidityDiagnostics.__members__.items()}
-    return validity_problem(validity, int(diagnostics), rtx.EngineValidity.VALID, rtx.EngineValidity.INVALID, flags)

@@ -569,7 +569,7 @@ def test_the_command_for_later_carries_the_engine_flags_given(exported, tmp_path
 
 def test_engine_rebuild_advice_names_the_onnx_by_sha_when_it_is_not_beside_the_engine(exported, tmp_path):
     """segrt's refusal of an engine from another TensorRT or GPU says what to rebuild it from."""
-    from segrt.backends.tensorrt import rebuild_advice
+    from segrt.backends.engine_fit import rebuild_advice
 
     card = files.engine_card(read_card(exported("unet")), _record(exported("unet")), file_sha256(exported("unet")))
     engine = tmp_path / "model.engine"

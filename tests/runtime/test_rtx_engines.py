@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import segrt
-from segrt.backends import runtime_cache
+from segrt.backends import engine_fit, runtime_cache
 from segrt.backends import tensorrt as backend
 from segrt.backends import tensorrt_library as library
 from segrt.errors import MissingDependency, SegError
@@ -104,11 +104,11 @@ def test_a_folder_with_an_rtx_engine_opens_it_for_that_precision(rtx_engine):
 
 def test_engine_validity_in_words():
     flags = {"VERSION_MISMATCH": 1, "UNSUPPORTED_CC": 2, "OLD_CUDA_DRIVER": 4}
-    assert backend.validity_problem("VALID", 0, "VALID", "INVALID", flags) is None
-    problem = backend.validity_problem("INVALID", 2 | 4, "VALID", "INVALID", flags)
+    assert engine_fit.validity_problem("VALID", 0, "VALID", "INVALID", flags) is None
+    problem = engine_fit.validity_problem("INVALID", 2 | 4, "VALID", "INVALID", flags)
     assert problem == "TensorRT-RTX says this GPU cannot run it (unsupported cc, old cuda driver)"
     with pytest.warns(RuntimeWarning, match="not at its best"):
-        assert backend.validity_problem("SUBOPTIMAL", 0, "VALID", "INVALID", flags) is None
+        assert engine_fit.validity_problem("SUBOPTIMAL", 0, "VALID", "INVALID", flags) is None
 
 
 def test_gpu_arch_names_targets_and_refuses_the_ones_without_an_rtx_target():
