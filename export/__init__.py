@@ -3,10 +3,10 @@
     from segexport import ExportRequest, ModelOptions, export
     result = export(ExportRequest(model=ModelOptions("fcn_resnet50", weights="none")))
 
-`export(request)` (segexport.pipeline) runs the chain of small steps: `models.build` ->
-`onnx_export.export_onnx` -> `check_and_simplify` -> `parity.check_parity` -> `save_onnx`, then
+`export(request)` (segexport.pipeline) runs the chain of small steps: `models.zoo.build` ->
+`onnx.export.export_onnx` -> `check_and_simplify` -> `parity.check_parity` -> `save_onnx`, then
 the precision graphs, the engines and a Triton repository. The `segexport` command makes the
-request from its flags (segexport.cli) and prints the progress.
+request from its flags (segexport.cli) and prints the progress. The rooms are listed in docs/DESIGN.md.
 """
 
 from __future__ import annotations

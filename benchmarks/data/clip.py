@@ -37,6 +37,7 @@ from segbench.data.scenes import (
     Shape,
     background_clutter,
     distinct_colour,
+    drawn_shape,
     render,
 )
 from segrt.errors import MissingDependency, SegError
@@ -169,15 +170,7 @@ def _track(kind: str, rng: np.random.Generator, height: int, width: int, avoid: 
         float(rng.uniform(margin + amplitude[0], width - margin - amplitude[0])),
         float(rng.uniform(margin + amplitude[1], height - margin - amplitude[1])),
     )
-    shape = Shape(
-        kind,
-        centre,
-        radii,
-        inner=float(rng.uniform(0.38, 0.5) if kind == "star" else rng.uniform(0.45, 0.65)),
-        points=int(rng.integers(5, 7)),
-        skew=float(rng.uniform(-0.6, 0.6)),
-        **look,
-    )
+    shape = drawn_shape(kind, centre, radii, rng, **look)
     return Track(shape, amplitude, frequency, phase, spin=float(rng.uniform(-0.6, 0.6)))
 
 

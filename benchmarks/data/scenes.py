@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -249,6 +250,22 @@ def distinct_colour(rng: np.random.Generator, avoid: Sequence[tuple[int, int, in
     return best
 
 
+def drawn_shape(
+    kind: str, centre: tuple[float, float], radii: tuple[float, float], rng: np.random.Generator, **look: Any
+) -> Shape:
+    """A shape of `kind` at `centre`, its inner radius (star, ring), points (star) and skew drawn from `rng`, in
+    that order (the generators' files depend on it)."""
+    return Shape(
+        kind,
+        centre,
+        radii,
+        inner=float(rng.uniform(0.38, 0.5) if kind == "star" else rng.uniform(0.45, 0.65)),
+        points=int(rng.integers(5, 7)),
+        skew=float(rng.uniform(-0.6, 0.6)),
+        **look,
+    )
+
+
 def _random_shape(
     kind: str, rng: np.random.Generator, height: int, width: int, avoid: Sequence[tuple[int, int, int]]
 ) -> Shape:
@@ -273,15 +290,7 @@ def _random_shape(
     radii = (radius, radius * float(rng.uniform(low, high)))
     margin = 0.6 * radius  # mostly inside the frame: a shape cut in half by the border is no longer its class
     centre = (float(rng.uniform(margin, width - margin)), float(rng.uniform(margin, height - margin)))
-    return Shape(
-        kind,
-        centre,
-        radii,
-        inner=float(rng.uniform(0.38, 0.5) if kind == "star" else rng.uniform(0.45, 0.65)),
-        points=int(rng.integers(5, 7)),
-        skew=float(rng.uniform(-0.6, 0.6)),
-        **common,
-    )
+    return drawn_shape(kind, centre, radii, rng, **common)
 
 
 def background_clutter(
