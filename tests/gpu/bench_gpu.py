@@ -29,16 +29,14 @@ from typing import Any
 
 import numpy as np
 
-# The one place that names the project's modules. Issue 25 moves all but segexport.request and segrt.image:
-# segbench.{baseline,runner,suite} -> segbench.cases.*, segbench.measure -> segbench.measure.timing,
-# segbench.{machine,resources} -> segbench.measure.*, segexport.deploy -> segexport.onnx.fused.
-from segbench.baseline import EagerPipeline, build_reference
-from segbench.machine import environment
-from segbench.measure import Timed, Window, time_calls
-from segbench.resources import ResourceSampler
-from segbench.runner import make_batch
-from segbench.suite import ModelSpec
-from segexport.deploy import FusedSegmentation
+# The one place that names the project's modules.
+from segbench.cases.baseline import EagerPipeline, build_reference
+from segbench.cases.runner import make_batch
+from segbench.cases.suite import ModelSpec
+from segbench.measure.machine import environment
+from segbench.measure.resources import ResourceSampler
+from segbench.measure.timing import Timed, Window, time_calls
+from segexport.onnx.fused import FusedSegmentation
 from segexport.request import ModelOptions
 from segrt.image import read_image
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segbench.suite import load_suite  # segbench.cases.suite after issue 25
+from segbench.cases.suite import load_suite
 
 SUITE = Path(__file__).resolve().parents[2] / "benchmarks" / "suites" / "gpu-lent.toml"
 
