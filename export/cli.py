@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from segexport import DEFAULT_MODEL, read_lines
 from segrt.errors import MissingDependency, SegError, rich_say, run_command
 from segrt.precisions import PRECISIONS, USER_PRECISIONS
-from segrt.signals import interrupt_on_sigterm
+from segrt.signals import interrupt_once
 
 if TYPE_CHECKING:
     from segexport.budget_step import BudgetOptions
@@ -484,13 +484,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
-    interrupt_on_sigterm()
-    return run_command(
-        "segexport",
-        lambda: run(args, console),
-        rich_say(console),
-        interrupted="; no partial file was left at the output paths",
-    )
+    with interrupt_once():
+        return run_command(
+            "segexport",
+            lambda: run(args, console),
+            rich_say(console),
+            interrupted="; no partial file was left at the output paths",
+        )
 
 
 if __name__ == "__main__":

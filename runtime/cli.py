@@ -22,7 +22,7 @@ from segrt.errors import MissingDependency, SegError, run_command
 from segrt.files import prepare_output_folder
 from segrt.image import colorize, overlay, read_image, write_image, write_labels_png
 from segrt.precisions import USER_PRECISIONS
-from segrt.signals import interrupt_on_sigterm
+from segrt.signals import interrupt_once
 from segrt.timing import LatencyStats
 
 if TYPE_CHECKING:
@@ -398,8 +398,8 @@ def print_summary(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    interrupt_on_sigterm()
-    return run_command("segrun", lambda: run(args))
+    with interrupt_once():
+        return run_command("segrun", lambda: run(args))
 
 
 if __name__ == "__main__":
