@@ -366,6 +366,7 @@ def _field(buf: memoryview, pos: int, end: int) -> tuple[int, int, Any, int]:
     """One field at `pos`: (number, wire type, value, position after it); a length-delimited value is its span."""
     key, pos = _varint(buf, pos, end)
     number, wire = key >> 3, key & 7
+    value: Any
     if number == 0:
         raise _Malformed("a field numbered 0")
     if wire == 0:

@@ -13,19 +13,29 @@ _STOPPING = (2, 15)  # SIGINT, SIGTERM (numbers, so this module imports `signal`
 
 
 def _interrupt_once(signum: int, frame: object) -> None:
-    """A command's handler: the first SIGINT or SIGTERM raises KeyboardInterrupt, and every later one is ignored,
+    """A command's handler: the first SIGINT or SIGTERM raises KeyboardInterrupt and every later one is swallowed,
     so the clean-up it starts (temporary files removed, a CSV closed, the message, exit 130) runs to its end: a
-    burst of signals gives one message and no traceback, and none arrives while Python shuts down (which puts the
-    default handlers back, where SIGTERM would kill the process before it exits 130)."""
-    ignore_further_signals()
+    burst of signals gives one message and no traceback (see `stop_listening`)."""
+    stop_listening()
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _already_stopping(signum: int, frame: object) -> None:
+    """What a SIGINT or SIGTERM does once the command is stopping: nothing."""
+
+
+def _ignore_at_exit() -> None:
+    import signal
+
+    for signum in _STOPPING:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 @contextmanager
 def interrupt_once() -> Iterator[None]:
     """Around a command's work (each CLI's `main`): the first SIGINT or SIGTERM is a KeyboardInterrupt and the
-    later ones are ignored (see `_interrupt_once`). On the way out the previous handlers come back, unless a
-    signal came: the command is stopping, and the ones after it stay ignored."""
+    later ones do nothing (see `stop_listening`). On the way out the previous handlers come back, unless a signal
+    came: the command is stopping."""
     import signal
     import threading
 
@@ -41,24 +51,35 @@ def interrupt_once() -> Iterator[None]:
                 signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
-def ignore_further_signals() -> None:
-    """Ignore SIGINT and SIGTERM from now on (the command is stopping)."""
+def stop_listening() -> None:
+    """The command is stopping: from now on SIGINT and SIGTERM do nothing, until the process ends.
+
+    Until then through a Python handler that does nothing, not SIG_IGN: a signal that arrived a moment earlier is
+    still pending for Python, which would report it ignored "due to race condition" (a traceback-like line) if its
+    handler were SIG_IGN when it runs. At exit (atexit) they become SIG_IGN, which Python's shutdown keeps; it puts
+    the default handlers back in place of Python ones, and a SIGTERM then would kill the process before it exits
+    130 (exit -15).
+    """
+    import atexit
     import signal
     import threading
 
-    if threading.current_thread() is threading.main_thread():
-        for signum in _STOPPING:
-            signal.signal(signum, signal.SIG_IGN)
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is not _already_stopping:
+        atexit.register(_ignore_at_exit)
+    for signum in _STOPPING:
+        signal.signal(signum, _already_stopping)
 
 
 def interrupt(signum: int) -> NoReturn:
     """Raise the KeyboardInterrupt that a signal held by `signals_caught` stands for. Inside a command
-    (`interrupt_once`), later signals are ignored from here on, as its handler would have done."""
+    (`interrupt_once`), later signals do nothing from here on, as its handler would have arranged."""
     import signal
     import threading
 
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is _interrupt_once:
-        ignore_further_signals()
+        stop_listening()
     raise KeyboardInterrupt(f"signal {signum}")
 
 
