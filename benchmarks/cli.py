@@ -21,7 +21,7 @@ from segbench.cases.suite_keys import BACKENDS, PRECISIONS
 from segbench.parser import OneLineParser
 from segrt.errors import MissingDependency, SegError, rich_say
 from segrt.errors import run_command as command
-from segrt.signals import interrupt_on_sigterm
+from segrt.signals import interrupt_once
 
 INSTALL_BENCH = "install the benchmark extra: pip install 'segexport[bench]'"
 # What a run imports: the terminal (rich), memory and CPU load (psutil), the plots, the baseline and the
@@ -358,7 +358,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     console = Console(stderr=True)
-    interrupt_on_sigterm()
 
     def work() -> int:
         if argv[:1] == ["compare"]:
@@ -369,7 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return served_command(argv[1:], console)
         return run_command(build_parser().parse_args(argv), console)
 
-    return command("segbench", work, rich_say(console), interrupted="; no results.json was written for this run")
+    with interrupt_once():
+        return command("segbench", work, rich_say(console), interrupted="; no results.json was written for this run")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from segexport.defaults import DEFAULT_MODEL
 from segexport.text_lists import read_class_names
 from segrt.errors import MissingDependency, SegError, rich_say, run_command
 from segrt.precisions import PRECISIONS, least_agreements
-from segrt.signals import interrupt_on_sigterm
+from segrt.signals import interrupt_once
 
 if TYPE_CHECKING:
     from segexport.request import ExportRequest
@@ -433,13 +433,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
-    interrupt_on_sigterm()
-    return run_command(
-        "segexport",
-        lambda: run(args, console),
-        rich_say(console),
-        interrupted="; no partial file was left at the output paths",
-    )
+    with interrupt_once():
+        return run_command(
+            "segexport",
+            lambda: run(args, console),
+            rich_say(console),
+            interrupted="; no partial file was left at the output paths",
+        )
 
 
 if __name__ == "__main__":

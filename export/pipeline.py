@@ -9,6 +9,7 @@ written.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ from segexport.request import ExportRequest, ExportResult
 from segexport.triton.step import check_triton_options, write_triton
 from segrt import ENGINE_SUFFIXES
 from segrt.errors import SegError
-from segrt.files import prepare_output_folder
+from segrt.files import output_folder_lock, prepare_output_folder
 from segrt.meta import ModelCard, read_card, sidecar_path
 from segrt.precisions import PRECISIONS
 
@@ -64,13 +65,18 @@ def check_request(request: ExportRequest) -> None:
 def export(request: ExportRequest, report: Report | None = None) -> ExportResult:
     """Run `request`: write and check every file it asks for; returns what was written.
 
-    `report` shows progress (the CLI's goes to the terminal; the default shows nothing). Raises
+    `report` shows progress (the CLI's goes to the terminal; the default shows nothing). The output folder is
+    locked for the run (segrt.files.output_folder_lock): another export or segrun writing there is refused. Raises
     SegError naming the file or option and the fix, MissingDependency (after the ONNX files are
     written) where an engine needs a library or GPU this machine lacks, KeyboardInterrupt on Ctrl-C.
     """
+    with contextlib.ExitStack() as held:  # the output folder, locked for the run: one writer at a time
+        return _export(request, report or Report.quiet(), held)
+
+
+def _export(request: ExportRequest, report: Report, held: contextlib.ExitStack) -> ExportResult:
     from segrt.image import read_image
 
-    report = report or Report.quiet()
     check_request(request)
     source = Path(request.model.name)
     if request.triton.repository is not None and source.suffix in ENGINE_SUFFIXES:
@@ -83,11 +89,13 @@ def export(request: ExportRequest, report: Report | None = None) -> ExportResult
     image = read_image(image_path)
     if card is not None:
         out = prepare_output_folder(request.onnx.out or source.parent, "--out")
+        held.enter_context(output_folder_lock(out, "--out"))
         fp32 = source
     else:
         model = _build_model(request, report)
         check_val_classes(request.budget, model.classes)  # before model.onnx is written
         out = prepare_output_folder(request.onnx.out or DEFAULT_FP32_OUT / model.name, "--out")
+        held.enter_context(output_folder_lock(out, "--out"))
         fp32, card = write_fp32_graph(request, model, out, image, image_path.name, report)
     result = ExportResult(folder=out, graphs={"fp32": fp32})
     result.graphs.update(write_precision_graphs(request, fp32, image, out, report))

@@ -7,13 +7,15 @@ labels = seg(image)            # uint8 H x W x 3 RGB -> uint8 H x W class ids
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from segrt.backends import BACKENDS as BACKEND_ROWS
 from segrt.backends.tensorrt_library import MODULES, TENSORRT, TENSORRT_RTX
 from segrt.errors import MissingDependency, SegError
 from segrt.image import colorize, overlay, read_image
-from segrt.meta import ModelCard, artifact_name, card_from_metadata, read_card, read_sidecar
+from segrt.meta import ModelCard, artifact_name, check_card_fits, embedded_card, read_card, read_sidecar
+from segrt.onnx_file import read_onnx_file
 from segrt.precisions import PRECISIONS, USER_PRECISIONS, graph_for
 from segrt.segmenter import Segmenter
 
@@ -49,10 +51,11 @@ def load(
     provider for an ONNX file; or name one of "tensorrt", "ort", "ort-cpu",
     "ort-cuda", "ort-trt". `precision` ("fp32", "fp16", "int8") picks the matching
     file beside `path`; "int8" means the CPU-flavoured Q/DQ graph on ONNX Runtime's
-    CPU provider and the TensorRT one elsewhere. A sidecar card (`<file>.json`) is
-    read and checked, sha256 included, before the model is loaded, so a stale one
-    costs no session build; an ONNX file without one is loaded and its embedded card
-    read from the session. `path` may also be a model on a Triton server,
+    CPU provider and the TensorRT one elsewhere. The card -- the sidecar `<file>.json`
+    (its sha256 checked), or for an ONNX file without one the card embedded in it (its
+    content's sha256 checked) -- is checked against the graph (classes, input size,
+    precision) before a session is built, so a stale or edited one costs no session
+    build. `path` may also be a model on a Triton server,
     `http://HOST:8000/MODEL` or `grpc://HOST:8001/MODEL` (see segrt.backends.triton).
     Raises `SegError` naming the file on bad input.
     """
@@ -84,15 +87,12 @@ def load(
         raise SegError(f"{path}: no such model file")
     from segrt.backends.onnxruntime import OnnxRuntimeBackend
 
-    # the sidecar first: a stale one is refused before a session is built (minutes with ort-trt)
+    # the card first, checked against the graph: a stale one is refused before a session is built (minutes with ort-trt)
     sidecar_card = read_sidecar(path)
+    onnx = read_onnx_file(path, content_hash=sidecar_card is None)
+    card = sidecar_card or embedded_card(path, onnx)
+    check_card_fits(card, onnx, path)
     ort_backend = OnnxRuntimeBackend(path, backend=backend or "ort", device=device, threads=threads)
-    try:
-        card = sidecar_card or card_from_metadata(path, ort_backend.metadata)
-        _check_card_matches(card, ort_backend.input_shape, path)
-    except SegError:
-        ort_backend.close()
-        raise
     return Segmenter(ort_backend, card, path)
 
 
@@ -101,17 +101,21 @@ def resolve_model_file(
 ) -> Path:
     """The file `load` opens: `path` itself, or the sibling/folder member of the asked precision."""
     path = Path(path)
-    if path.is_file() and precision is None:
+    kind = _kind(path, path)
+    if kind == "file" and precision is None:
         return path
-    if not path.exists():
+    if kind == "missing":
         raise SegError(f"{path}: no such file or folder")
-    folder, stem = (path, "model") if path.is_dir() else (path.parent, path.name.split(".")[0])
+    if kind not in ("file", "folder"):
+        raise SegError(f"{path}: {kind}, not a model file or folder")
+    folder, stem = (path, "model") if kind == "folder" else (path.parent, path.name.split(".")[0])
     precision = precision or "fp32"
     if precision not in USER_PRECISIONS:
         raise SegError(f"precision {precision!r} is not one of {', '.join(USER_PRECISIONS)}")
     # a TensorRT engine, then a TensorRT-RTX one: each where its library is installed
     engines = [folder / artifact_name(stem, precision, engine=True, rtx=rtx) for rtx in (False, True)]
-    installed = [e for e, lib in zip(engines, (TENSORRT, TENSORRT_RTX), strict=True) if e.is_file() and _has(lib)]
+    found = {e for e in engines if _kind(e, folder) == "file"}
+    installed = [e for e, lib in zip(engines, (TENSORRT, TENSORRT_RTX), strict=True) if e in found and _has(lib)]
     if backend in BACKEND_ROWS and BACKEND_ROWS[backend].runs == "engine":
         candidates = engines
     elif backend is None and installed:
@@ -121,13 +125,31 @@ def resolve_model_file(
         graph = graph_for(precision, on_ort_cpu=precision == "int8" and _runs_on_ort_cpu(backend))
         candidates = [folder / graph.file_name(stem)]
     for candidate in candidates:
-        if candidate.is_file():
+        if _kind(candidate, folder) == "file":
             return candidate
     flags = PRECISIONS[precision].flags
     raise SegError(
         f"{folder}: no {candidates[0].name} for precision {precision}; export it with "
         f"`segexport MODEL{' ' + flags if flags else ''}`"
     )
+
+
+def _kind(path: Path, named: Path) -> str:
+    """What `path` is: "file", "folder", "missing", or in words ("a FIFO", ...). A folder that cannot be searched
+    is a SegError naming `named` (the path given, or the model folder)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return "missing"
+    except OSError as exc:
+        what = "the model folder" if named != path else "it"
+        raise SegError(f"{named}: cannot read {what} ({exc.strerror or exc})") from None
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    kinds = {stat.S_ISFIFO: "a FIFO", stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device"}
+    return next((words for test, words in kinds.items() if test(mode)), "a socket or other special file")
 
 
 def _runs_on_ort_cpu(backend: str | None) -> bool:
@@ -145,15 +167,3 @@ def _has(library: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(MODULES[library]) is not None
-
-
-def _check_card_matches(card: ModelCard, input_shape: tuple[object, ...], path: Path) -> None:
-    """Refuse a card that describes another kind of graph than the file holds."""
-    rank_ok = len(input_shape) == 4
-    layout_ok = rank_ok and (input_shape[3] == 3 if card.fused else input_shape[1] == 3)
-    if not layout_ok:
-        kind = "fused (N x H x W x 3 uint8)" if card.fused else "unfused (N x 3 x H x W float)"
-        raise SegError(
-            f"{path}: its model card says {kind} but the graph's input is {list(input_shape)}; "
-            f"re-export it, or delete a stale .json card beside it"
-        )

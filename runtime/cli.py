@@ -7,6 +7,7 @@ videos and cameras need OpenCV (`pip install segexport[video]`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from collections.abc import Collection, Iterator, Sequence
@@ -19,17 +20,17 @@ import numpy as np
 from segrt.backends import BACKENDS
 from segrt.class_stats import CSV_NAME, ClassStats
 from segrt.errors import MissingDependency, SegError, run_command
-from segrt.files import prepare_output_folder
+from segrt.files import output_folder_lock, prepare_output_folder
 from segrt.image import colorize, overlay, read_image, write_image, write_labels_png
 from segrt.precisions import USER_PRECISIONS
-from segrt.signals import interrupt_on_sigterm
+from segrt.signals import interrupt_once
+from segrt.sources import OUTPUT_SUFFIXES, Listing, Source, list_sources, output_path, refuse_overwrites
 from segrt.timing import LatencyStats
 
 if TYPE_CHECKING:
     from segrt.segmenter import Segmenter
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
-SAVE_KINDS = ("labels", "overlay", "color")
+SAVE_KINDS = tuple(OUTPUT_SUFFIXES)
 
 
 @dataclass
@@ -115,55 +116,11 @@ def parse_save(text: str) -> tuple[str, ...]:
 # --- inputs ------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Source:
-    """One named input: an image file, a video file or camera, or a folder with nothing in it."""
-
-    location: str | int
-    out_stem: Path
-    kind: str  # "image", "video", "empty"
-
-
-def list_sources(inputs: Sequence[str]) -> list[Source]:
-    """Expand folders (recursively, sorted) without decoding anything yet."""
-    sources = []
-    for text in inputs:
-        path = Path(text)
-        if text.isdigit() and not path.exists():
-            sources.append(Source(int(text), Path(f"camera{text}"), "video"))
-        elif path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-            if not files:
-                sources.append(Source(str(path), Path(path.name), "empty"))
-            for file in files:
-                kind = "video" if file.suffix.lower() in VIDEO_SUFFIXES else "image"
-                sources.append(Source(str(file), Path(path.name) / file.relative_to(path).with_suffix(""), kind))
-        else:
-            kind = "video" if path.suffix.lower() in VIDEO_SUFFIXES else "image"
-            sources.append(Source(str(path), Path(path.stem), kind))
-    refuse_shared_outputs(sources)
-    return sources
-
-
-def refuse_shared_outputs(sources: Sequence[Source]) -> None:
-    """Two inputs with one output name (a.jpg and a.png, or x/a.jpg and y/a.jpg) would overwrite each other."""
-    first_by_stem: dict[Path, Source] = {}
-    for source in sources:
-        if source.kind == "empty":  # writes nothing
-            continue
-        earlier = first_by_stem.setdefault(source.out_stem, source)
-        if earlier is not source:
-            raise SegError(
-                f"{earlier.location} and {source.location} would both write the outputs named "
-                f"{source.out_stem}; rename one, or segment them in separate runs with different -o"
-            )
-
-
 def iter_frames(sources: Sequence[Source], max_frames: int | None) -> Iterator[Frame]:
     """Every frame of every source, decoded lazily; unreadable files become frames with an error."""
     for source in sources:
-        if source.kind == "empty":
-            yield Frame(str(source.location), source.out_stem, error=f"{source.location}: empty folder")
+        if source.kind in ("empty", "unreadable"):
+            yield Frame(str(source.location), source.out_stem, error=source.reason)
         elif source.kind == "video":
             yield from _video_frames(source.location, source.out_stem, max_frames)
         else:
@@ -180,6 +137,13 @@ def _video_frames(location: str | int, stem: Path, max_frames: int | None) -> It
     OpenCV's FFmpeg backend scales every frame of a file to its first frame's size, so a file never
     changes size here; a camera, or a GStreamer source, can.
     """
+    if isinstance(location, str):  # OpenCV says only "cannot open" for a file it may not read or that is not there
+        try:
+            open(location, "rb").close()
+        except OSError as exc:
+            words = "no such file" if isinstance(exc, FileNotFoundError) else f"cannot read the file ({exc.strerror})"
+            yield Frame(location, stem, error=f"{location}: {words}")
+            return
     try:
         import cv2
     except ImportError:  # a skip, not the end of the run: the images beside the video still get segmented
@@ -246,18 +210,17 @@ def save_outputs(
 
     The label PNG keeps every class (it is the data); the overlay and colour map leave the `ignore`d ones out.
     """
-    stem = out / frame.out_stem
     written = 0
-    if "labels" in kinds:  # not with_suffix: frame.001 must give frame.001.png, not frame.png
-        write_labels_png(stem.with_name(stem.name + ".png"), labels, palette)
+    if "labels" in kinds:
+        write_labels_png(output_path(out, frame.out_stem, "labels"), labels, palette)
         written += 1
     if "overlay" in kinds:
         assert frame.image is not None
         blend = overlay(frame.image, labels, alpha, palette=palette, ignore=ignore)
-        write_image(stem.with_name(stem.name + ".overlay.jpg"), blend)
+        write_image(output_path(out, frame.out_stem, "overlay"), blend)
         written += 1
     if "color" in kinds:
-        write_image(stem.with_name(stem.name + ".color.png"), colorize(labels, palette, ignore=ignore))
+        write_image(output_path(out, frame.out_stem, "color"), colorize(labels, palette, ignore=ignore))
         written += 1
     return written
 
@@ -273,34 +236,46 @@ def ignored_classes(names: Sequence[str], classes: Sequence[str]) -> frozenset[i
 
 
 def run(args: argparse.Namespace) -> int:
-    """Check every option, the output folder and the input names, then load the model and segment."""
+    """Check every option, the inputs and where each output goes, take the output folder, then load the model and
+    segment. Nothing that is read is written over: see segrt.sources."""
     import segrt
 
     kinds = parse_save(args.save)
     if not 0.0 <= args.alpha <= 1.0:
         raise SegError(f"--alpha {args.alpha}: must be within 0..1")
-    sources = list_sources(args.inputs)
-    if kinds or args.stats:
-        prepare_output_folder(args.out, "-o")
-    seg = segrt.load(
-        args.model,
-        args.backend,
-        device=args.device,
-        precision=args.precision,
-        threads=args.threads,
-        cuda_graph=args.cuda_graph,
-    )
-    with seg:
-        ignore = ignored_classes(args.ignore_class, seg.classes)
-        stats = ClassStats(seg.classes, ignore, args.out / CSV_NAME) if args.stats else None
-        print(f"segrun: {seg}", file=sys.stderr)
-        start = time.perf_counter()
-        try:
-            summary = segment_all(seg, sources, args, kinds, ignore, stats)
-        finally:  # after Ctrl-C too: every row written is a whole frame
-            csv_path = stats.close() if stats is not None else None
+    writes = bool(kinds or args.stats)
+    listing = list_sources(args.inputs, args.out if writes else None)
+    if writes:
+        refuse_overwrites(listing, args.inputs, args.out, kinds, args.stats)
+    with contextlib.ExitStack() as held:
+        if writes:
+            prepare_output_folder(args.out, "-o")
+            held.enter_context(output_folder_lock(args.out, "-o"))  # one writer: another segrun here is refused
+        seg = segrt.load(
+            args.model,
+            args.backend,
+            device=args.device,
+            precision=args.precision,
+            threads=args.threads,
+            cuda_graph=args.cuda_graph,
+        )
+        with seg:
+            ignore = ignored_classes(args.ignore_class, seg.classes)
+            stats = ClassStats(seg.classes, ignore, args.out / CSV_NAME) if args.stats else None
+            print(f"segrun: {seg}", file=sys.stderr)
+            _say_left_out(listing)
+            start = time.perf_counter()
+            try:
+                summary = segment_all(seg, listing.sources, args, kinds, ignore, stats)
+            finally:  # after Ctrl-C too: every row written is a whole frame
+                csv_path = stats.close() if stats is not None else None
     print_summary(summary, time.perf_counter() - start, args.out, stats, csv_path)
     return exit_code(summary, stats)
+
+
+def _say_left_out(listing: Listing) -> None:
+    for out, folder in listing.left_out:
+        print(f"segrun: {out} is the output folder (-o): its files are not read as inputs of {folder}", file=sys.stderr)
 
 
 def segment_all(
@@ -398,8 +373,8 @@ def print_summary(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    interrupt_on_sigterm()
-    return run_command("segrun", lambda: run(args))
+    with interrupt_once():
+        return run_command("segrun", lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -54,7 +54,11 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise SegError(f"{path}: is a directory, not an image") from None
     except UnidentifiedImageError:
         raise SegError(f"{path}: not an image Pillow can read") from None
-    except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt data
+    except OSError as exc:
+        if exc.errno is not None:  # the file system's refusal (no permission, an I/O error), not the data's
+            raise SegError(f"{path}: cannot read the file ({exc.strerror})") from None
+        raise SegError(f"{path}: cannot decode the image ({exc})") from None  # truncated or corrupt data
+    except (ValueError, SyntaxError) as exc:
         raise SegError(f"{path}: cannot decode the image ({exc})") from None
     except Image.DecompressionBombError as exc:
         raise SegError(f"{path}: refused, too many pixels ({exc})") from None

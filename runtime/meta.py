@@ -2,10 +2,12 @@
 
 The exporter writes the card through this module and the runtime reads it back
 through the same code, so both sides agree on every field. An ONNX file carries
-its card in `metadata_props` (key `segexport.card`) and, beside it, in a JSON
-sidecar `<file>.json` that adds the file's sha256. An engine file has no room for
-metadata, so its sidecar is required and its sha256 is checked before TensorRT
-ever sees the bytes.
+its card in `metadata_props` (key `segexport.card`, with `segexport.graph_sha256`:
+the sha256 of the file less those entries) and, beside it, in a JSON sidecar
+`<file>.json` that adds the file's sha256; the two are written as a pair. An engine
+file has no room for metadata, so its sidecar is required and its sha256 is checked
+before TensorRT ever sees the bytes. Before a card is used it is checked against the
+graph it describes (`check_card_fits`): classes, input size, precision, layout.
 """
 
 from __future__ import annotations
@@ -14,16 +16,25 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from segrt.errors import SegError
-from segrt.files import atomic_write, prepare_output_folder, write_bytes_atomic  # noqa: F401 (also read from here)
+from segrt.files import (  # noqa: F401 (also read from here)
+    atomic_write,
+    prepare_output_folder,
+    publish_together,
+    temporary_beside,
+    write_bytes_atomic,
+    write_problem,
+)
+from segrt.onnx_file import OnnxFile, content_sha256, read_onnx_file
 from segrt.precisions import PRECISIONS as PRECISION_ROWS
 
 CARD_KEY = "segexport.card"
+GRAPH_SHA_KEY = "segexport.graph_sha256"  # beside the embedded card: what a file without its .json is checked by
 CARD_VERSION = 1
 PRECISIONS = tuple(PRECISION_ROWS)
 RESIZE_MODES = ("fixed", "shorter")
@@ -83,6 +94,9 @@ class ModelCard:
             problems.append(f"input_size {list(self.input_size)} is not a multiple of {self.size_divisor}")
         if self.precision not in PRECISIONS:
             problems.append(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        source = self.tensorrt.get("source") if isinstance(self.tensorrt, dict) else None
+        if source is not None and not _bare_file_name(source):
+            problems.append(f"tensorrt.source {source!r} must be the name of a file beside the engine")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -136,6 +150,11 @@ class ModelCard:
             raise SegError(f"{source}: the model card is invalid ({exc}); re-export the model") from None
 
 
+def _bare_file_name(name: object) -> bool:
+    """A file name with no folder in it: not a path, not . or .., no separator of any system."""
+    return isinstance(name, str) and name not in ("", ".", "..") and not any(c in name for c in "/\\\0")
+
+
 def sidecar_path(path: str | os.PathLike[str]) -> Path:
     """`model.onnx` -> `model.onnx.json`."""
     path = Path(path)
@@ -144,18 +163,47 @@ def sidecar_path(path: str | os.PathLike[str]) -> Path:
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        raise SegError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
     return digest.hexdigest()
 
 
-def write_sidecar(path: str | os.PathLike[str], card: ModelCard) -> Path:
-    """Write `<path>.json`: the card plus the sha256 of the finished file at `path`."""
+def _sidecar_text(card: ModelCard, sha256: str) -> str:
     record = json.loads(card.to_json())
-    record["sha256"] = file_sha256(path)
-    text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+    record["sha256"] = sha256
+    return json.dumps(record, indent=2, sort_keys=True) + "\n"
+
+
+def write_sidecar(path: str | os.PathLike[str], card: ModelCard) -> Path:
+    """Write `<path>.json`: the card plus the sha256 of the finished file at `path` (a file no other process
+    writes: a scratch folder's, or one whose card is rewritten; a new file and its card: `write_with_card`)."""
+    text = _sidecar_text(card, file_sha256(path))
     return atomic_write(sidecar_path(path), lambda tmp: tmp.write_text(text))
+
+
+def write_with_card(path: str | os.PathLike[str], write: Callable[[Path], None], card: ModelCard) -> Path:
+    """Write a model file and its card as a pair: `write(tmp)` fills a temporary file beside `path`, the card
+    records the sha256 of those bytes (never of whatever `path` holds meanwhile) in a temporary file of its own,
+    and both are renamed in together, under the folder's lock with signals held (segrt.files.publish_together).
+
+    So the card always describes the file beside it; an interrupt or a failure before the renames leaves the
+    previous pair as it was and no temporary file.
+    """
+    path = Path(path)
+    side = sidecar_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with temporary_beside(path) as tmp, temporary_beside(side) as card_tmp:
+            write(tmp)
+            card_tmp.write_text(_sidecar_text(card, file_sha256(tmp)))
+            publish_together([(tmp, path), (card_tmp, side)])
+    except OSError as exc:
+        raise SegError(write_problem(exc, path)) from None
+    return path
 
 
 def read_verified_bytes(path: str | os.PathLike[str]) -> bytes:
@@ -171,17 +219,38 @@ def read_verified_bytes(path: str | os.PathLike[str]) -> bytes:
     except (OSError, ValueError, AttributeError) as exc:
         raise SegError(f"{path}: cannot read it with its card {side.name} ({exc}); rebuild it") from None
     if hashlib.sha256(data).hexdigest() != recorded:
-        raise SegError(f"{side}: the model card does not match {Path(path).name}; rebuild, or delete the stale .json")
+        raise SegError(
+            f"{side}: the model card does not match {Path(path).name}: the file changed after it was built; "
+            f"rebuild it with segexport"
+        )
     return data
 
 
 def embed_card(model: Any, card: ModelCard) -> None:
     """Put the card into an `onnx.ModelProto`'s metadata_props (replacing an older one)."""
+    _set_metadata(model, CARD_KEY, card.to_json())
+
+
+def serialize_with_card(model: Any, card: ModelCard) -> bytes:
+    """An `onnx.ModelProto`'s bytes with `card` embedded and, beside it, `segexport.graph_sha256`: the sha256 of
+    the file less its metadata_props, which a file whose .json card is gone is checked against."""
+    embed_card(model, card)
+    _set_metadata(model, GRAPH_SHA_KEY, None)
+    digest = content_sha256(model.SerializeToString())
+    _set_metadata(model, GRAPH_SHA_KEY, digest)
+    data = model.SerializeToString()
+    if content_sha256(data) != digest:  # protobuf writes a message the same way twice; checked, not assumed
+        raise SegError(f"{card.model}: the ONNX file's bytes changed between two serializations; report it")
+    return data
+
+
+def _set_metadata(model: Any, key: str, value: str | None) -> None:
     for prop in list(model.metadata_props):
-        if prop.key == CARD_KEY:
+        if prop.key == key:
             model.metadata_props.remove(prop)
-    entry = model.metadata_props.add()
-    entry.key, entry.value = CARD_KEY, card.to_json()
+    if value is not None:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
 
 
 def _load_json(text: str, source: str) -> dict[str, Any]:
@@ -203,9 +272,9 @@ def read_sidecar(path: str | os.PathLike[str], *, verify: bool = True) -> ModelC
     another export is refused instead of silently describing the wrong model.
     """
     side = sidecar_path(path)
-    if not side.is_file():
-        return None
     try:
+        if not side.is_file():
+            return None
         data = _load_json(side.read_text(), str(side))
     except (OSError, UnicodeDecodeError) as exc:
         raise SegError(f"{side}: cannot read the model card ({exc}); re-export the model") from None
@@ -217,52 +286,105 @@ def read_sidecar(path: str | os.PathLike[str], *, verify: bool = True) -> ModelC
         if actual != recorded:
             raise SegError(
                 f"{side}: the model card does not match {Path(path).name} (sha256 {actual[:12]}, card says "
-                f"{str(recorded)[:12]}); re-export, or delete the stale .json"
+                f"{str(recorded)[:12]}): the file changed after it was exported; re-export it with segexport"
             )
     return ModelCard.from_dict(data, source=str(side))
 
 
-def read_card(path: str | os.PathLike[str], metadata: Mapping[str, str] | None = None) -> ModelCard:
-    """The card of an ONNX or engine file.
+def read_card(path: str | os.PathLike[str]) -> ModelCard:
+    """The card of an ONNX or engine file, checked before it is used.
 
     The sidecar wins when present (and must match the file's sha256). An ONNX file
-    without one falls back to its embedded card: pass `metadata` (for instance an
-    ONNX Runtime session's custom metadata) to avoid reading the file twice. An
-    engine needs its sidecar.
+    without one falls back to its embedded card, which must match the file's content
+    (`segexport.graph_sha256`). An ONNX file's card is then checked against its graph
+    (`check_card_fits`). An engine needs its sidecar.
     """
     path = Path(path)
     card = read_sidecar(path)
-    if card is not None:
-        return card
     if path.suffix != ".onnx":
-        raise SegError(
-            f"{path}: the model card {sidecar_path(path).name} is missing; engines are only loaded with "
-            f"their card (rebuild with `segexport MODEL.onnx --engine`)"
-        )
-    return card_from_metadata(path, onnx_metadata(path) if metadata is None else metadata)
+        if card is None:
+            raise SegError(
+                f"{path}: the model card {sidecar_path(path).name} is missing; engines are only loaded with "
+                f"their card (rebuild with `segexport MODEL.onnx --engine`)"
+            )
+        return card
+    onnx = read_onnx_file(path, content_hash=card is None)
+    card = card or embedded_card(path, onnx)
+    check_card_fits(card, onnx, path)
+    return card
 
 
 def card_from_metadata(path: str | os.PathLike[str], metadata: Mapping[str, str]) -> ModelCard:
-    """The card embedded in an ONNX file's metadata_props (the fallback when it has no sidecar)."""
+    """The card embedded in an ONNX file's metadata_props, as it is (`embedded_card` checks it)."""
     text = metadata.get(CARD_KEY)
     if text is None:
         raise SegError(f"{path}: no segexport model card in the file or beside it; export it with segexport")
     return ModelCard.from_dict(_load_json(text, f"{path} (metadata)"), source=f"{path} (metadata)")
 
 
-def onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
-    """An ONNX file's metadata_props, read with whichever of onnx / ONNX Runtime is installed."""
-    try:
-        import onnx
-    except ImportError:
-        from segrt.backends.onnxruntime import read_metadata
+def embedded_card(path: str | os.PathLike[str], onnx: OnnxFile) -> ModelCard:
+    """The card inside an ONNX file that has no .json card beside it: used only where the file is the one it was
+    written into, by the sha256 of its content that it records (`onnx` read with `content_hash`)."""
+    card = card_from_metadata(path, onnx.metadata)
+    recorded = onnx.metadata.get(GRAPH_SHA_KEY)
+    name = sidecar_path(path).name
+    if not recorded:
+        raise SegError(
+            f"{path}: its card {name} is missing, and the card inside the file records no sha256 to check the "
+            f"file against (exported before segexport wrote one); put {name} back, or re-export it"
+        )
+    if onnx.content_sha256 is not None and onnx.content_sha256 != recorded:
+        raise SegError(
+            f"{path}: the file changed after it was exported (sha256 of its content {onnx.content_sha256[:12]}, "
+            f"its embedded card says {recorded[:12]}); re-export it with segexport"
+        )
+    return card
 
-        return read_metadata(path)
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises its own DecodeError types
-        raise SegError(f"{path}: not a readable ONNX file ({type(exc).__name__}); re-export it") from None
-    return {p.key: p.value for p in model.metadata_props}
+
+def check_card_fits(card: ModelCard, onnx: OnnxFile, path: str | os.PathLike[str]) -> None:
+    """Refuse a card that says what the graph contradicts, in one line naming the field: the layout (fused or
+    not), the input and output names, the classes, the input size, the precision. What the graph does not say
+    (a size computed at run time, classes behind an op not followed) is not checked."""
+    fix = "re-export it with segexport"
+    if len(onnx.inputs) != 1 or len(onnx.outputs) != 1:
+        raise SegError(
+            f"{path}: expected one input and one output, found {len(onnx.inputs)} and {len(onnx.outputs)}; "
+            f"this is not a segexport graph"
+        )
+    graph_in, graph_out = onnx.inputs[0], onnx.outputs[0]
+    dims = graph_in.dims or ()
+    layout_ok = len(dims) == 4 and (dims[3] == 3 if card.fused else dims[1] == 3)
+    if not layout_ok:
+        kind = "fused (N x H x W x 3 uint8)" if card.fused else "unfused (N x 3 x H x W float)"
+        raise SegError(f"{path}: its model card says {kind} but the graph's input is {graph_in.shown()}; {fix}")
+
+    def refuse(field: str, says: object, graph: str) -> None:
+        raise SegError(f"{path}: the model card does not fit the graph: {field} {says} in the card, {graph}; {fix}")
+
+    if (card.input_name, card.output_name) != (graph_in.name, graph_out.name):
+        refuse("input_name/output_name", f"{card.input_name}/{card.output_name}", f"{graph_in.name}/{graph_out.name}")
+    classes = onnx.num_classes()
+    if classes is not None and classes != card.num_classes:
+        refuse("classes", f"names {card.num_classes}", f"its output tells {classes} apart")
+    size = onnx.resize_size() if card.fused and card.resize == "fixed" else None
+    if size is not None and size != tuple(card.input_size):
+        shown = "x".join(map(str, card.input_size))
+        refuse("input_size", shown, f"it resizes images to {size[0]}x{size[1]}")
+    _check_precision(card.precision, onnx, refuse)
+
+
+def _check_precision(precision: str, onnx: OnnxFile, refuse: Callable[[str, object, str], None]) -> None:
+    """A precision the graph's types contradict: only what that precision's graph never holds is refused (a graph
+    made against an accuracy budget may keep any node in higher precision, so absence proves nothing)."""
+    qdq, fp16 = onnx.has_qdq(), onnx.has_float16()
+    if precision == "fp32" and (qdq or fp16):
+        refuse("precision", "fp32", "it holds " + ("INT8 Q/DQ nodes" if qdq else "float16 tensors"))
+    elif precision == "fp16" and qdq:
+        refuse("precision", "fp16", "it holds INT8 Q/DQ nodes")
+    elif precision == "int8" and qdq and onnx.quantizes_to_uint8():
+        refuse("precision", "int8 (TensorRT's)", "it quantizes to uint8, as the CPU graph (int8-cpu) does")
+    elif precision == "int8-cpu" and (fp16 or (qdq and not onnx.quantizes_to_uint8())):
+        refuse("precision", "int8-cpu", "it holds " + ("float16 tensors" if fp16 else "int8 Q/DQ only, as TensorRT's"))
 
 
 def artifact_name(stem: str, precision: str, *, engine: bool = False, rtx: bool = False) -> str:

@@ -23,7 +23,7 @@ from segrt.backends import tensorrt_library as library
 from segrt.errors import SegError, first_line
 from segrt.files import write_bytes_atomic
 from segrt.meta import ModelCard
-from segrt.signals import signals_caught
+from segrt.signals import interrupt, signals_caught
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -339,7 +339,9 @@ def _build_in_worker(
     if received or monitor.cancelled:
         if not announced:
             console.print("cancelled the TensorRT build", highlight=False)
-        raise KeyboardInterrupt(f"signal {received[0]}" if received else "cancelled")
+        if received:
+            interrupt(received[0])  # inside a command, the signals after it do nothing (segrt.signals)
+        raise KeyboardInterrupt("cancelled")
     return outcome.get("engine")
 
 

@@ -3,15 +3,13 @@ a pair. (Which graphs become engines is a flag decision: `segexport.cli.request_
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from segrt.errors import SegError
-from segrt.files import write_bytes_atomic
+from segrt.files import publish_together, write_bytes_atomic
 from segrt.meta import ModelCard, artifact_name, sidecar_path, write_sidecar
 from segrt.precisions import PRECISIONS
-from segrt.signals import signals_caught
 
 if TYPE_CHECKING:
     from segexport.engine.build import BuildRecord
@@ -65,29 +63,8 @@ def save_engine(path: Path, engine: bytes, card: ModelCard) -> Path:
 
 
 def publish_engine(built: Path, target: Path) -> Path:
-    """Move a checked engine and its card (`built`, in the scratch folder) to `target` and its card.
-
-    Two renames cannot be one atomic step. SIGINT and SIGTERM are held between them (one that
-    arrives is raised as KeyboardInterrupt once both files are in place), so an interrupt never
-    leaves the new engine beside the old card or the reverse. What no handler can hold (SIGKILL,
-    a power cut) still leaves no usable mismatch: segrt checks the engine against the sha256 in
-    its card and refuses the pair. If the card's rename fails after the engine's, the new engine and
-    the old card (whose engine it replaced) are removed, so no pair that does not belong together stays.
-    """
-    with signals_caught(lambda signum: None) as received:
-        moved = False
-        try:
-            os.replace(built, target)
-            moved = True
-            os.replace(sidecar_path(built), sidecar_path(target))
-        except OSError as exc:
-            if moved:
-                for path in (target, sidecar_path(target)):
-                    path.unlink(missing_ok=True)
-            raise SegError(
-                f"{target}: cannot write the engine ({exc.strerror or exc}); free some space or choose another "
-                f"output directory (--out)"
-            ) from None
-    if received:
-        raise KeyboardInterrupt(f"signal {received[0]}")
+    """Move a checked engine and its card (`built`, in the scratch folder) to `target` and its card, as a pair:
+    under the folder's lock, with signals held between the two renames (segrt.files.publish_together). A failed
+    rename leaves the old pair or no pair, never the new engine beside the old card."""
+    publish_together([(built, target), (sidecar_path(built), sidecar_path(target))], " the engine")
     return target

@@ -14,9 +14,8 @@ import torch
 from segexport.models.base import SegmentationModel
 from segexport.onnx.fused import FusedSegmentation
 from segrt.errors import SegError, first_line
-from segrt.files import atomic_write
 from segrt.image import preprocess
-from segrt.meta import ModelCard, embed_card, write_sidecar
+from segrt.meta import ModelCard, serialize_with_card, write_with_card
 
 DEFAULT_OPSET = 17  # parsed by TensorRT 8.6 .. 11 and every ONNX Runtime since 1.12
 INPUT_NAME, OUTPUT_NAME = "image", "labels"
@@ -101,14 +100,13 @@ def check_and_simplify(model_proto: Any) -> Any:
 
 
 def save_onnx(model_proto: Any, path: str | os.PathLike[str], card: ModelCard) -> Path:
-    """Write the ONNX file with its embedded card, atomically, then its sidecar (with sha256)."""
+    """Write the ONNX file with its embedded card and its sidecar card (with the file's sha256) as a pair."""
     import onnx
 
     from segexport.onnx.tensorrt_rules import check_uint8_io
 
     check_uint8_io(model_proto, f"{path} was not written")
-    embed_card(model_proto, card)
-    data = model_proto.SerializeToString()
+    data = serialize_with_card(model_proto, card)
     if len(data) >= 2**31:
         raise SegError(f"{path}: the model is over 2 GB, which ONNX cannot hold in one file")
 
@@ -123,6 +121,4 @@ def save_onnx(model_proto: Any, path: str | os.PathLike[str], card: ModelCard) -
                 f"{path} was not written: the graph fails onnx.checker ({reason}); report it with the model"
             ) from None
 
-    atomic_write(path, write_and_check)
-    write_sidecar(path, card)
-    return Path(path)
+    return write_with_card(path, write_and_check, card)

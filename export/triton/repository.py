@@ -191,7 +191,7 @@ def _fill_model_folder(folder: Path, artefact: Path, card: ModelCard, backend: s
 
 def _publish(built: Path, target: Path) -> None:
     """Replace `target` by `built` with signals held between the renames (the repository never holds half a model)."""
-    from segrt.signals import signals_caught
+    from segrt.signals import interrupt, signals_caught
 
     with signals_caught(lambda signum: None) as received:
         old = built.with_name(built.name + ".old")
@@ -206,4 +206,4 @@ def _publish(built: Path, target: Path) -> None:
                 f"{target}: cannot write the model folder ({exc.strerror}); choose another --triton"
             ) from None
     if received:
-        raise KeyboardInterrupt(f"signal {received[0]}")
+        interrupt(received[0])

@@ -294,14 +294,14 @@ ROWS = [
         "truncated onnx",
         ["segrun", MODEL, "{tmp}/one.png", *OUT],
         2,
-        ("model.onnx", "cannot load"),
+        ("model.onnx: not a readable ONNX file", "truncated?"),
         lambda t, e: (_truncated_onnx(t, e), _images(t, e)),
     ),
     Row(
         "random-byte onnx",
         ["segrun", MODEL, "{tmp}/one.png", *OUT],
         2,
-        ("model.onnx", "cannot load"),
+        ("model.onnx: not a readable ONNX file",),
         lambda t, e: (_random_onnx(t, e), _images(t, e)),
     ),
     Row(
@@ -336,7 +336,7 @@ ROWS = [
         "model card of another file",
         ["segrun", MODEL, "{tmp}/one.png", *OUT],
         2,
-        ("does not match model.onnx", "re-export, or delete the stale .json"),
+        ("does not match model.onnx", "the file changed after it was exported; re-export it"),
         lambda t, e: (_card_stale(t, e), _images(t, e)),
     ),
     Row(
@@ -569,8 +569,9 @@ LOAD_ROWS = [
         ("m: no model.onnx for precision fp32", "export it with `segexport MODEL`"),
         lambda t, e: (t / "m").mkdir(),
     ),
-    LoadRow("random-byte onnx", MODEL, ("model.onnx: ONNX Runtime cannot load it", "re-export"), _random_onnx),
-    LoadRow("truncated onnx", MODEL, ("model.onnx: ONNX Runtime cannot load it",), _truncated_onnx),
+    # segrt reads the file itself before ONNX Runtime, to check the card against the graph first
+    LoadRow("random-byte onnx", MODEL, ("model.onnx: not a readable ONNX file", "re-export"), _random_onnx),
+    LoadRow("truncated onnx", MODEL, ("model.onnx: not a readable ONNX file", "truncated?"), _truncated_onnx),
     LoadRow(
         "valid onnx, not a segmentation graph", MODEL, ("model.onnx: no segexport model card",), _not_segmentation_onnx
     ),
