@@ -114,8 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of the precision step (FP16 / INT8 ONNX graphs). Owned by the precision work."""
-    from segexport.precision.calibration import DEFAULT_CALIB_COUNT
-    from segexport.precision.passes import AUTOCAST_IMAGES
+    from segexport.defaults import AUTOCAST_IMAGES, DEFAULT_CALIB_COUNT
 
     group = parser.add_argument_group("precision (ONNX -> ONNX, each checked against FP32 on --image)")
     group.add_argument(

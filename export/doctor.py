@@ -6,6 +6,7 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
+from segexport import extras
 from segrt.backends import tensorrt_library as library
 
 
@@ -23,7 +24,7 @@ def findings() -> list[Finding]:
     """Everything the doctor looks at, in the order it prints them."""
     from segexport.engine.prerequisites import CUDA_PYTHON_INSTALL
 
-    rows = [_library_finding(library.TENSORRT), _library_finding(library.TENSORRT_RTX)]
+    rows = [*_exporter_findings(), _library_finding(library.TENSORRT), _library_finding(library.TENSORRT_RTX)]
     cudart = _cudart()
     if cudart is None:
         rows.append(Finding("cuda-python", False, "not installed", CUDA_PYTHON_INSTALL))
@@ -35,6 +36,22 @@ def findings() -> list[Finding]:
         rows.extend(_gpu_findings(cudart))
     rows.append(_ort_finding())
     rows.append(_dla_finding())
+    return rows
+
+
+def _exporter_findings() -> list[Finding]:
+    """The exporter's packages (segexport[export]): PyTorch to ONNX, and the FP16 / INT8 passes (ModelOpt)."""
+    rows = []
+    for piece, modules, what in (
+        ("PyTorch -> ONNX", extras.PYTORCH_TO_ONNX, "exports PyTorch models to ONNX here"),
+        ("FP16 / INT8 graphs", extras.PRECISION_GRAPHS, "writes FP16 and INT8 graphs here (--fp16, --int8)"),
+    ):
+        missing = extras.absent(modules)
+        if missing:
+            where = f"{extras.EXPORT_INSTALL}, or export where it is and copy the folder here"
+            rows.append(Finding(piece, False, f"absent ({', '.join(missing)} not installed)", where))
+        else:
+            rows.append(Finding(piece, True, f"{extras.versions(modules)}: {what}"))
     return rows
 
 
@@ -120,15 +137,22 @@ def print_doctor(console: Any) -> None:
     console.print(table)
     have = {row.piece: row.ok for row in rows}
     gpu = any(row.ok and row.piece.startswith("GPU") for row in rows)
-    builds = ["ONNX graphs (FP32, FP16, INT8)"]
+    builds = []
+    if have.get("PyTorch -> ONNX"):
+        builds.append("ONNX graphs (FP32, FP16, INT8)" if have.get("FP16 / INT8 graphs") else "ONNX graphs (FP32)")
     if have.get("TensorRT-RTX"):
         builds.append("TensorRT-RTX engines (--rtx) for any RTX target")
     if have.get("TensorRT") and gpu:
         builds.append("TensorRT engines for the GPUs above")
+    if not builds:
+        builds.append(
+            f"nothing yet (ONNX graphs: {extras.EXPORT_INSTALL}; engines from them: segexport[rtx] on any machine, "
+            f"segexport[tensorrt] on the GPU that runs them)"
+        )
     runs = ["ONNX Runtime " + ("CPU and GPU" if gpu else "CPU")] if have.get("ONNX Runtime") else []
     if gpu and have.get("TensorRT"):
         runs.append("TensorRT engines")
     if gpu and have.get("TensorRT-RTX"):
         runs.append("TensorRT-RTX engines for the GPUs above")
-    console.print(f"builds here: {'; '.join(builds)}", highlight=False)
-    console.print(f"runs here: {'; '.join(runs) or 'nothing yet (install onnxruntime)'}", highlight=False)
+    console.print(f"builds here: {'; '.join(builds)}", highlight=False, markup=False)
+    console.print(f"runs here: {'; '.join(runs) or 'nothing yet (install onnxruntime)'}", highlight=False, markup=False)

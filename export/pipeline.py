@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from segexport.defaults import parity_image
 from segexport.engine import step as engines
+from segexport.extras import require_exporter
 from segexport.precision.budget import budgeted_graph, check_budget, check_val_classes, prepare_budget
 from segexport.progress import Report
 from segexport.request import ExportRequest, ExportResult
@@ -52,6 +53,8 @@ def check_request(request: ExportRequest) -> None:
     calib = precision.calib
     if calib is not None and not (calib.is_dir() or (calib.suffix == ".txt" and calib.is_file())):
         raise SegError(f"{calib}: no such folder of calibration images, or .txt list of them (--calib)")
+    if Path(request.model.name).suffix not in ENGINE_SUFFIXES:
+        require_exporter(request)  # torch and the ONNX tools where a step needs them: one sentence, exit 3
     if calib is not None:
         from segexport.precision.calibration import find_calibration_images
 

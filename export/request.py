@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from segexport.defaults import DEFAULT_MODEL
+from segexport.defaults import DEFAULT_CALIB_COUNT, DEFAULT_MODEL
 from segexport.engine.profile import ShapeRange
 from segrt.backends.tensorrt_library import TENSORRT, TENSORRT_RTX
 from segrt.precisions import PRECISIONS
@@ -63,7 +63,7 @@ class PrecisionOptions:
 
     graphs: tuple[str, ...] = ()
     calib: Path | None = None  # a folder of images, or a .txt list of them
-    calib_count: int = 64
+    calib_count: int = DEFAULT_CALIB_COUNT
     keep_fp32: tuple[str, ...] = ()  # regexes of node names kept in FP32
 
     def __post_init__(self) -> None:

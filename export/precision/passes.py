@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from segexport.defaults import AUTOCAST_IMAGES
 from segexport.onnx.tail import half_tail
 from segexport.precision.calibration import NpzCalibrationReader, write_calibration_npz
 from segrt.errors import MissingDependency, SegError, first_line
@@ -45,9 +46,6 @@ PASS_TITLES = {
     "int8": "INT8 Q/DQ for TensorRT (ModelOpt, entropy calibration)",
     "int8-cpu": "INT8 Q/DQ for ONNX Runtime CPU (quantize_static, MinMax)",
 }
-# AutoCast needs only value ranges, and Polygraphy, which runs the graph for it, keeps every tensor of every
-# image in memory (~2 GB per image for fcn_resnet50 at 520x520; 8 images took 16 GB): two images.
-AUTOCAST_IMAGES = 2
 _MODELOPT_INSTALL = "install the exporter's extra: pip install 'segexport[export]' (nvidia-modelopt and its ONNX tools)"
 _KEEP_FP32_FIX = (
     "keep the sensitive nodes in FP32 with --keep-fp32 REGEX (node names of the FP32 graph, for instance "
