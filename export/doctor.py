@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from segexport import extras
 from segrt.backends import tensorrt_library as library
+from segrt.errors import SegError
 
 
 @dataclass(frozen=True)
@@ -123,11 +125,15 @@ def _dla_finding() -> Finding:
     return Finding("DLA", cores > 0, f"{cores} core(s)", "" if cores else "DLA exists on Jetson AGX/NX Orin and Xavier")
 
 
-def print_doctor(console: Any) -> None:
-    """The table, then what can be built and run here in two lines."""
+def print_doctor(console: Any, given: Mapping[str, object] | None = None) -> None:
+    """The table, then what can be built and run here in two lines. `given`: the flags the command line gave; the
+    doctor reads none but -v."""
     from rich.markup import escape
     from rich.table import Table
 
+    ignored = [flag for flag in given or () if flag != "--verbose"]
+    if ignored:
+        raise SegError(f"{ignored[0]} does not apply to doctor, which only looks at this machine; drop it")
     rows = findings()
     table = Table(title="segexport doctor: what this machine can build and run", title_justify="left")
     for column in ("", "piece", "here", "to fix"):

@@ -56,7 +56,8 @@ def require_exporter(request: ExportRequest) -> None:
     if request.precision.graphs:
         kinds = list(dict.fromkeys(name.split("-")[0] for name in request.precision.graphs))  # int8-cpu: int8
         flags = ", ".join(f"--{kind}" for kind in kinds)
-        what = f"the {' and '.join(kind.upper() for kind in kinds)} graphs ({flags}) are made with NVIDIA ModelOpt"
+        graphs = f"{' and '.join(kind.upper() for kind in kinds)} graph{'s are' if len(kinds) > 1 else ' is'}"
+        what = f"the {graphs} made with NVIDIA ModelOpt ({flags})"
         wants.append((what, PRECISION_GRAPHS))
     for what, modules in wants:
         missing = absent(modules)

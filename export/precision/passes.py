@@ -33,6 +33,7 @@ import numpy as np
 from segexport.defaults import AUTOCAST_IMAGES
 from segexport.onnx.tail import half_tail
 from segexport.precision.calibration import NpzCalibrationReader, write_calibration_npz
+from segexport.request import keep_fp32_regexes
 from segrt.errors import MissingDependency, SegError, first_line
 from segrt.meta import ModelCard, artifact_name, file_sha256
 from segrt.precisions import PRECISIONS as PRECISION_ROWS
@@ -75,11 +76,7 @@ def match_nodes(model_proto: Any, patterns: Sequence[str]) -> list[str]:
     names = [node.name for node in model_proto.graph.node]
     layers = [n.name for n in model_proto.graph.node if n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul")]
     matched: list[str] = []
-    for pattern in patterns:
-        try:
-            regex = re.compile(pattern)
-        except re.error as exc:
-            raise SegError(f"--keep-fp32 {pattern!r}: not a regular expression ({exc})") from None
+    for pattern, regex in zip(patterns, keep_fp32_regexes(patterns), strict=True):
         hits = [name for name in names if regex.search(name)]
         if not hits:
             examples = ", ".join(layers[-3:] or names[-3:])
