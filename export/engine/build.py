@@ -411,6 +411,7 @@ def _progress_monitor(lib: library.TensorRTLibrary, console: Console, failures: 
             except BaseException as exc:  # nothing may cross TensorRT's noexcept boundary
                 self._failed("phase_finish", exc)
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    # phase names are TensorRT's words: text, not markup
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         yield RichProgressMonitor(progress)
