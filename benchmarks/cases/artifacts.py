@@ -212,8 +212,8 @@ def _precision_options(flavour: str, model: ModelSpec) -> PrecisionOptions:
     from segexport.request import PrecisionOptions
 
     count = model.calib_count or DEFAULT_CALIB_COUNT
-    if flavour == "fp16":
-        return PrecisionOptions(("fp16",), calib=model.calib, calib_count=count)
+    if flavour == "fp16":  # AutoCast on the model's calib images where it names some, else on the photo
+        return PrecisionOptions(("fp16",), calib=model.calib, calib_count=count if model.calib else DEFAULT_CALIB_COUNT)
     return PrecisionOptions((flavour,), calib=calibration_source(model), calib_count=count)
 
 
