@@ -274,7 +274,7 @@ def require_modules(modules: Sequence[str], purpose: str) -> None:
 
 def run_command(args: argparse.Namespace, console: Any) -> int:
     require_modules(RUN_MODULES, "segbench (its baseline, exports, resource samples and plots)")
-    from segbench.cases.preflight import preflight
+    from segbench.cases.preflight import check_measured, check_something_to_measure, preflight
     from segbench.cases.run import run_suite
     from segbench.report.markdown import console_tables
     from segbench.report.results import write_run
@@ -283,6 +283,7 @@ def run_command(args: argparse.Namespace, console: Any) -> int:
     if args.list:
         print("\n".join(case.id for case in suite.cases))
         return 0
+    check_something_to_measure(suite)
     made = make_generated(suite, console)
     checked = preflight(
         suite, args.dataset
@@ -308,6 +309,8 @@ def run_command(args: argparse.Namespace, console: Any) -> int:
             f"their reasons, and in {out / 'report.md'}); exit code 1",
             highlight=False,
         )
+    if not failed:
+        check_measured(record["cases"])  # nothing measured: exit 3, after the report that lists the skips
     return 1 if failed else 0
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from segexport.defaults import DEFAULT_MODEL
 from segexport.text_lists import read_class_names
+from segrt import ENGINE_SUFFIXES
 from segrt.errors import MissingDependency, SegError, rich_say, run_command
 from segrt.precisions import PRECISIONS, least_agreements
 from segrt.signals import interrupt_once
@@ -114,8 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of the precision step (FP16 / INT8 ONNX graphs). Owned by the precision work."""
-    from segexport.precision.calibration import DEFAULT_CALIB_COUNT
-    from segexport.precision.passes import AUTOCAST_IMAGES
+    from segexport.defaults import AUTOCAST_IMAGES, DEFAULT_CALIB_COUNT
 
     group = parser.add_argument_group("precision (ONNX -> ONNX, each checked against FP32 on --image)")
     group.add_argument(
@@ -320,6 +320,9 @@ def request_from_args(args: argparse.Namespace) -> ExportRequest:
 
     if args.int8_target is not None and not args.int8:
         raise SegError(f"--int8-target {args.int8_target} only applies with --int8")
+    if args.onnx_only and (args.engine or args.rtx):
+        asked = "--rtx" if args.rtx else "--engine"
+        raise SegError(f"--onnx-only builds no engine, and {asked} asks for one: drop one of them")
     targets = gpu_targets(args)
     model = rq.ModelOptions(
         name=args.model,
@@ -385,22 +388,36 @@ def request_from_args(args: argparse.Namespace) -> ExportRequest:
 # --- the command ----------------------------------------------------------------------------------
 
 
-def run(args: argparse.Namespace, console: Any) -> int:
-    """One command line: an export, an engine checked or rebuilt, or the doctor; returns the exit code."""
+def flags_given(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
+    """The flags a command line gave (a value other than the default), by their long names, with their values."""
+    return {
+        action.option_strings[-1]: getattr(args, action.dest)
+        for action in parser._actions
+        if action.option_strings and getattr(args, action.dest, action.default) != action.default
+    }
+
+
+def run(args: argparse.Namespace, console: Any, given: dict[str, Any]) -> int:
+    """One command line: an export, an engine checked or rebuilt, or the doctor; returns the exit code. `given`:
+    the flags it gave (`flags_given`), refused where the doctor or an ENGINE would ignore them."""
+    from segexport.engine.check import check_engine_flags, check_or_rebuild
     from segexport.progress import Report
 
     if args.model == "doctor":
         from segexport.doctor import print_doctor
 
-        print_doctor(console)
+        print_doctor(console, given)
         return 0
     report = Report(console)
     try:
-        if args.check or args.rebuild:
-            run_engine_mode(args, report)
+        if args.check or args.rebuild:  # an engine later: checked, or built again for this machine
+            check_or_rebuild(Path(args.model), args.image, report, rebuild=args.rebuild, targets=gpu_targets(args),
+                             verbosity=args.verbose, min_agreement=args.min_agreement, given=given)  # fmt: skip
         else:
             from segexport.pipeline import export
 
+            if args.triton is not None and Path(args.model).suffix in ENGINE_SUFFIXES:
+                check_engine_flags(Path(args.model), "--triton", given)
             export(request_from_args(args), report)
     except MissingDependency:
         if report.steps:  # what could be done was done: show it before the sentence that says what is missing
@@ -410,33 +427,16 @@ def run(args: argparse.Namespace, console: Any) -> int:
     return 0
 
 
-def run_engine_mode(args: argparse.Namespace, report: Any) -> None:
-    """`segexport ENGINE --check` or `--rebuild`."""
-    from segexport.engine.check import check_or_rebuild
-
-    if args.check and args.rebuild:
-        raise SegError("--check and --rebuild: give one (--rebuild checks the engine it builds where it can)")
-    targets = gpu_targets(args)
-    check_or_rebuild(
-        Path(args.model),
-        args.image,
-        report,
-        rebuild=args.rebuild,
-        targets=targets,
-        verbosity=args.verbose,
-        min_agreement=args.min_agreement,
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     console = Console(stderr=True)
     with interrupt_once():
         return run_command(
             "segexport",
-            lambda: run(args, console),
+            lambda: run(args, console, flags_given(parser, args)),
             rich_say(console),
             interrupted="; no partial file was left at the output paths",
         )

@@ -1,4 +1,5 @@
-"""What the exporter takes when the user names nothing: the bundled model, its weights folder, the parity image."""
+"""What the exporter takes when the user names nothing: the bundled model, its weights folder, the parity image, and
+the numbers the command line's help quotes (kept here, light, so `segexport --help` imports no ONNX tools)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from pathlib import Path
 ASSETS = Path(__file__).parent / "assets"
 WEIGHTS = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "unet_shapes"  # the bundled reference model, trained on the generated shapes set
+DEFAULT_CALIB_COUNT = 64  # calibration images used, spread over --calib
+# AutoCast needs only value ranges, and Polygraphy, which runs the graph for it, keeps every tensor of every
+# image in memory (~2 GB per image for fcn_resnet50 at 520x520; 8 images took 16 GB): two images.
+AUTOCAST_IMAGES = 2
 
 
 def is_user_model(name: str) -> bool:

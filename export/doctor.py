@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from segexport import extras
 from segrt.backends import tensorrt_library as library
+from segrt.errors import SegError
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,7 @@ def findings() -> list[Finding]:
     """Everything the doctor looks at, in the order it prints them."""
     from segexport.engine.prerequisites import CUDA_PYTHON_INSTALL
 
-    rows = [_library_finding(library.TENSORRT), _library_finding(library.TENSORRT_RTX)]
+    rows = [*_exporter_findings(), _library_finding(library.TENSORRT), _library_finding(library.TENSORRT_RTX)]
     cudart = _cudart()
     if cudart is None:
         rows.append(Finding("cuda-python", False, "not installed", CUDA_PYTHON_INSTALL))
@@ -35,6 +38,22 @@ def findings() -> list[Finding]:
         rows.extend(_gpu_findings(cudart))
     rows.append(_ort_finding())
     rows.append(_dla_finding())
+    return rows
+
+
+def _exporter_findings() -> list[Finding]:
+    """The exporter's packages (segexport[export]): PyTorch to ONNX, and the FP16 / INT8 passes (ModelOpt)."""
+    rows = []
+    for piece, modules, what in (
+        ("PyTorch -> ONNX", extras.PYTORCH_TO_ONNX, "exports PyTorch models to ONNX here"),
+        ("FP16 / INT8 graphs", extras.PRECISION_GRAPHS, "writes FP16 and INT8 graphs here (--fp16, --int8)"),
+    ):
+        missing = extras.absent(modules)
+        if missing:
+            where = f"{extras.EXPORT_INSTALL}, or export where it is and copy the folder here"
+            rows.append(Finding(piece, False, f"absent ({', '.join(missing)} not installed)", where))
+        else:
+            rows.append(Finding(piece, True, f"{extras.versions(modules)}: {what}"))
     return rows
 
 
@@ -106,11 +125,15 @@ def _dla_finding() -> Finding:
     return Finding("DLA", cores > 0, f"{cores} core(s)", "" if cores else "DLA exists on Jetson AGX/NX Orin and Xavier")
 
 
-def print_doctor(console: Any) -> None:
-    """The table, then what can be built and run here in two lines."""
+def print_doctor(console: Any, given: Mapping[str, object] | None = None) -> None:
+    """The table, then what can be built and run here in two lines. `given`: the flags the command line gave; the
+    doctor reads none but -v."""
     from rich.markup import escape
     from rich.table import Table
 
+    ignored = [flag for flag in given or () if flag != "--verbose"]
+    if ignored:
+        raise SegError(f"{ignored[0]} does not apply to doctor, which only looks at this machine; drop it")
     rows = findings()
     table = Table(title="segexport doctor: what this machine can build and run", title_justify="left")
     for column in ("", "piece", "here", "to fix"):
@@ -120,15 +143,22 @@ def print_doctor(console: Any) -> None:
     console.print(table)
     have = {row.piece: row.ok for row in rows}
     gpu = any(row.ok and row.piece.startswith("GPU") for row in rows)
-    builds = ["ONNX graphs (FP32, FP16, INT8)"]
+    builds = []
+    if have.get("PyTorch -> ONNX"):
+        builds.append("ONNX graphs (FP32, FP16, INT8)" if have.get("FP16 / INT8 graphs") else "ONNX graphs (FP32)")
     if have.get("TensorRT-RTX"):
         builds.append("TensorRT-RTX engines (--rtx) for any RTX target")
     if have.get("TensorRT") and gpu:
         builds.append("TensorRT engines for the GPUs above")
+    if not builds:
+        builds.append(
+            f"nothing yet (ONNX graphs: {extras.EXPORT_INSTALL}; engines from them: segexport[rtx] on any machine, "
+            f"segexport[tensorrt] on the GPU that runs them)"
+        )
     runs = ["ONNX Runtime " + ("CPU and GPU" if gpu else "CPU")] if have.get("ONNX Runtime") else []
     if gpu and have.get("TensorRT"):
         runs.append("TensorRT engines")
     if gpu and have.get("TensorRT-RTX"):
         runs.append("TensorRT-RTX engines for the GPUs above")
-    console.print(f"builds here: {'; '.join(builds)}", highlight=False)
-    console.print(f"runs here: {'; '.join(runs) or 'nothing yet (install onnxruntime)'}", highlight=False)
+    console.print(f"builds here: {'; '.join(builds)}", highlight=False, markup=False)
+    console.print(f"runs here: {'; '.join(runs) or 'nothing yet (install onnxruntime)'}", highlight=False, markup=False)

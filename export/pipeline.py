@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from segexport.defaults import parity_image
 from segexport.engine import step as engines
+from segexport.extras import require_exporter
 from segexport.precision.budget import budgeted_graph, check_budget, check_val_classes, prepare_budget
 from segexport.progress import Report
-from segexport.request import ExportRequest, ExportResult
+from segexport.request import ExportRequest, ExportResult, check_model_options, check_precision_options
 from segexport.triton.step import check_triton_options, write_triton
 from segrt import ENGINE_SUFFIXES
 from segrt.errors import SegError
@@ -35,31 +36,39 @@ DEFAULT_FP32_OUT = Path("build")  # ./build/<model>/ when no output folder is gi
 
 
 def check_request(request: ExportRequest) -> None:
-    """Refuse inconsistent options before any work is done (nothing is written for a refused request)."""
-    if Path(request.model.name).suffix in ENGINE_SUFFIXES and request.triton.repository is None:
+    """Refuse a request before any work is done (nothing is written for a refused request): the flags' values and
+    combinations first, then what this install lacks (one sentence, exit 3), then what the files named hold."""
+    engine_model = Path(request.model.name).suffix in ENGINE_SUFFIXES
+    if engine_model and request.triton.repository is None:
         raise SegError(
             f"{request.model.name}: an engine is checked on its GPU with --check, built again with --rebuild, "
             f"or served with --triton REPO"
         )
-    precision = request.precision
-    calibrated = [name for name in precision.graphs if PRECISIONS[name].calibrated]
-    if calibrated and precision.calib is None:
-        raise SegError(
-            "--int8 needs --calib DIR: a folder of images like the ones the model will see (a few dozen "
-            "frames of your camera will do), to measure the value ranges INT8 must cover"
-        )
-    if not precision.graphs and (precision.calib is not None or precision.keep_fp32):
-        raise SegError("--calib and --keep-fp32 only apply with --fp16 or --int8")
-    calib = precision.calib
-    if calib is not None and not (calib.is_dir() or (calib.suffix == ".txt" and calib.is_file())):
-        raise SegError(f"{calib}: no such folder of calibration images, or .txt list of them (--calib)")
-    if calib is not None:
+    check_model_options(request.model, request.onnx)
+    check_precision_options(request.precision)
+    engines.check_engine_options(request.engine)
+    nothing_asked = request.model.from_onnx and not (
+        request.engine.sources or request.precision.graphs or request.triton.repository
+    )
+    checked = not request.model.from_onnx or request.engine.sources or request.precision.graphs
+    for flag, given in (("--image", request.onnx.image), ("--min-agreement", request.min_agreement)):
+        if given is not None and not checked and not nothing_asked:
+            raise SegError(f"{flag} applies to the parity checks, and this run checks no graph or engine; drop it")
+    check_budget(request.budget, request.precision.graphs)
+    if not engine_model:
+        require_exporter(request)  # torch and the ONNX tools where a step needs them: one sentence, exit 3
+    if request.precision.calib is not None:
         from segexport.precision.calibration import find_calibration_images
 
-        find_calibration_images(calib, precision.calib_count)  # a list that cannot be read fails before any work
-    engines.check_engine_options(request.engine)
-    check_triton_options(request.triton, request.model.name, request.engine)
-    check_budget(request.budget, precision.graphs)
+        # a list that cannot be read fails before any work
+        find_calibration_images(request.precision.calib, request.precision.calib_count)
+    if not (engine_model or request.model.from_onnx):
+        from segexport.onnx.export import check_opset
+
+        check_opset(request.onnx.opset)
+    check_triton_options(request.triton, request.model.name, request.engine)  # makes REPO where one is asked
+    if nothing_asked:
+        raise SegError(f"{request.model.name}: nothing to do for an ONNX file without --fp16, --int8 or --engine")
 
 
 def export(request: ExportRequest, report: Report | None = None) -> ExportResult:
@@ -67,8 +76,9 @@ def export(request: ExportRequest, report: Report | None = None) -> ExportResult
 
     `report` shows progress (the CLI's goes to the terminal; the default shows nothing). The output folder is
     locked for the run (segrt.files.output_folder_lock): another export or segrun writing there is refused. Raises
-    SegError naming the file or option and the fix, MissingDependency (after the ONNX files are
-    written) where an engine needs a library or GPU this machine lacks, KeyboardInterrupt on Ctrl-C.
+    SegError naming the file or option and the fix, MissingDependency before any work where the exporter's
+    packages are missing and after the ONNX files are written where an engine needs a library or GPU this machine
+    lacks, KeyboardInterrupt on Ctrl-C.
     """
     with contextlib.ExitStack() as held:  # the output folder, locked for the run: one writer at a time
         return _export(request, report or Report.quiet(), held)
@@ -87,8 +97,9 @@ def _export(request: ExportRequest, report: Report, held: contextlib.ExitStack) 
         check_val_classes(request.budget, card.classes)
     image_path = request.onnx.image or parity_image(card.model if card else request.model.name)
     image = read_image(image_path)
+    # the output folder proved writable before the model is built (./build where the model's name decides it)
+    out = prepare_output_folder(request.onnx.out or (source.parent if card else DEFAULT_FP32_OUT), "--out")
     if card is not None:
-        out = prepare_output_folder(request.onnx.out or source.parent, "--out")
         held.enter_context(output_folder_lock(out, "--out"))
         fp32 = source
     else:
@@ -99,9 +110,6 @@ def _export(request: ExportRequest, report: Report, held: contextlib.ExitStack) 
         fp32, card = write_fp32_graph(request, model, out, image, image_path.name, report)
     result = ExportResult(folder=out, graphs={"fp32": fp32})
     result.graphs.update(write_precision_graphs(request, fp32, image, out, report))
-    nothing_asked = not (request.engine.sources or request.precision.graphs or request.triton.repository)
-    if request.model.from_onnx and nothing_asked:
-        raise SegError(f"{source}: nothing to do for an ONNX file without --fp16, --int8 or --engine")
     try:
         result.engines = engines.build_engines(
             request.engine, result.graphs, image, image_path.name, out, report, request.min_agreement

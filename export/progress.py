@@ -1,4 +1,5 @@
-"""What an export shows while it runs: a spinner per step, then its time and result; a summary at the end."""
+"""What an export shows while it runs: a spinner per step, then its time and result; a summary at the end. Titles,
+results and notes are shown as text: a path or a library's words in them are never read as rich markup."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from rich.text import Text
 
 
 @dataclass
@@ -33,18 +36,19 @@ class Report:
         """Show a spinner while the block runs, then a line with its time and `detail["text"]`."""
         detail = {"text": ""}
         start = time.perf_counter()
-        with self.console.status(f"{title} ..."):
+        with self.console.status(Text(f"{title} ...")):
             yield detail
         self.done(title, time.perf_counter() - start, detail["text"])
 
     def done(self, title: str, seconds: float, text: str) -> None:
         """Record and show a step that was timed elsewhere (an engine build reports its own time)."""
         self.steps.append((title, seconds, text))
-        self.console.print(f"[green]✓[/] {title} [dim]({seconds:.1f} s)[/] {text}", highlight=False, soft_wrap=True)
+        line = Text.assemble(("✓", "green"), f" {title} ", (f"({seconds:.1f} s)", "dim"), f" {text}")
+        self.console.print(line, highlight=False, soft_wrap=True)
 
     def note(self, text: str) -> None:
         """One line that is not a step: something the user must know (an engine left unchecked)."""
-        self.console.print(f"[yellow]![/] {text}", highlight=False, soft_wrap=True)
+        self.console.print(Text.assemble(("!", "yellow"), f" {text}"), highlight=False, soft_wrap=True)
 
     def add_file(self, path: Path) -> None:
         self.files.append(path)
@@ -57,14 +61,14 @@ class Report:
         steps.add_column("time", justify="right", no_wrap=True)
         steps.add_column("result", overflow="fold")
         for title, seconds, text in self.steps:
-            steps.add_row(title, f"{seconds:.1f} s", text)
+            steps.add_row(Text(title), f"{seconds:.1f} s", Text(text))
         folders = {path.parent for path in self.files}
         where = f" in {folders.pop()}" if len(folders) == 1 else ""
         files = Table(show_header=True)
-        files.add_column(f"file written{where}", overflow="fold")
+        files.add_column(Text(f"file written{where}"), overflow="fold")
         files.add_column("size", justify="right")
         for path in self.files:
-            files.add_row(path.name if where else str(path), file_size(path.stat().st_size))
+            files.add_row(Text(path.name if where else str(path)), file_size(path.stat().st_size))
         self.console.print(steps)
         self.console.print(files)
 

@@ -1,4 +1,5 @@
-"""What an export is asked to do: one frozen request of typed option groups, and what it produced.
+"""What an export is asked to do: one frozen request of typed option groups, the checks of the model and precision
+options beside them (called before any work), and what an export produced.
 
 `segexport.cli` makes an `ExportRequest` from the command line (every flag decision in one
 function there); segbench and tests make one in code. `segexport.export(request)` runs it.
@@ -6,13 +7,18 @@ function there); segbench and tests make one in code. `segexport.export(request)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from segexport.defaults import DEFAULT_MODEL
+from segexport.defaults import DEFAULT_CALIB_COUNT, DEFAULT_MODEL
 from segexport.engine.profile import ShapeRange
 from segrt.backends.tensorrt_library import TENSORRT, TENSORRT_RTX
+from segrt.errors import SegError
 from segrt.precisions import PRECISIONS
+
+MAX_CLASSES = 256  # a uint8 label map
+SEEDS = (-(2**63), 2**64 - 1)  # what torch.manual_seed takes
 
 
 def parse_input_size(text: str) -> tuple[int, ...]:
@@ -46,6 +52,44 @@ class ModelOptions:
         """Whether the model is an ONNX file segexport wrote (the PyTorch steps are skipped)."""
         return self.name.endswith(".onnx")
 
+    def flags_given(self) -> list[str]:
+        """The flags of the options that differ from their defaults (`--weights`, `--unet-depth`, ...)."""
+        default = ModelOptions(self.name)
+        return [
+            "--" + option.name.replace("_", "-")
+            for option in fields(self)
+            if option.name != "name" and getattr(self, option.name) != getattr(default, option.name)
+        ]
+
+
+def check_model_options(model: ModelOptions, onnx: OnnxOptions) -> None:
+    """Before any work: no model or ONNX flag the model named would ignore, each value in its range, and the
+    checkpoint there. SegError names the flag."""
+    if model.from_onnx:
+        onnx_flags = (["--no-fuse"] if not onnx.fuse else []) + (["--opset"] if onnx.opset is not None else [])
+        ignored = model.flags_given() + onnx_flags
+        if ignored:
+            raise SegError(
+                f"{ignored[0]} applies to the PyTorch export, and {model.name} is already an ONNX graph: drop "
+                f"{ignored[0]}, or export the model again with it"
+            )
+        return
+    unet_flags = [flag for flag in model.flags_given() if flag.startswith("--unet-")]
+    if unet_flags and model.name != "unet":
+        raise SegError(f"{unet_flags[0]} applies to the unet model only, not {model.name}; drop it")
+    count = model.num_classes
+    if count is not None and count < 1:
+        raise SegError(f"--num-classes {count}: a model needs at least 1 class")
+    if count is not None and count > MAX_CLASSES:
+        raise SegError(f"--num-classes {count}: {count} classes do not fit a uint8 label map ({MAX_CLASSES} at most)")
+    if not SEEDS[0] <= model.seed <= SEEDS[1]:
+        raise SegError(f"--seed {model.seed}: give a seed from {SEEDS[0]} to {SEEDS[1]} (what torch.manual_seed takes)")
+    if model.checkpoint is not None and not model.checkpoint.is_file():
+        raise SegError(
+            f"--checkpoint {model.checkpoint}: checkpoint not found; pass the path of a state dict saved with "
+            f"torch.save"
+        )
+
 
 @dataclass(frozen=True)
 class OnnxOptions:
@@ -63,13 +107,45 @@ class PrecisionOptions:
 
     graphs: tuple[str, ...] = ()
     calib: Path | None = None  # a folder of images, or a .txt list of them
-    calib_count: int = 64
+    calib_count: int = DEFAULT_CALIB_COUNT
     keep_fp32: tuple[str, ...] = ()  # regexes of node names kept in FP32
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.graphs if name not in PRECISIONS or name == "fp32"]
         if unknown:
             raise ValueError(f"precision graphs {unknown} are not among fp16, int8, int8-cpu")
+
+
+def keep_fp32_regexes(patterns: tuple[str, ...] | list[str]) -> list[re.Pattern[str]]:
+    """--keep-fp32's patterns compiled; one that is not a regular expression is a SegError naming it."""
+    compiled = []
+    for pattern in patterns:
+        try:
+            compiled.append(re.compile(pattern))
+        except re.error as exc:
+            raise SegError(f"--keep-fp32 {pattern!r}: not a regular expression ({exc})") from None
+    return compiled
+
+
+def check_precision_options(precision: PrecisionOptions) -> None:
+    """Before any work: the precision flags agree (INT8 with --calib, --calib and --keep-fp32 only with a graph to
+    write), --calib names a folder or a list, --calib-count counts, and every --keep-fp32 is a regular expression."""
+    calibrated = [name for name in precision.graphs if PRECISIONS[name].calibrated]
+    if calibrated and precision.calib is None:
+        raise SegError(
+            "--int8 needs --calib DIR: a folder of images like the ones the model will see (a few dozen "
+            "frames of your camera will do), to measure the value ranges INT8 must cover"
+        )
+    if not precision.graphs and (precision.calib is not None or precision.keep_fp32):
+        raise SegError("--calib and --keep-fp32 only apply with --fp16 or --int8")
+    if precision.calib_count != DEFAULT_CALIB_COUNT and precision.calib is None:
+        raise SegError(f"--calib-count {precision.calib_count} only applies with --calib DIR")
+    if precision.calib_count < 1:
+        raise SegError(f"--calib-count {precision.calib_count}: use at least 1 calibration image")
+    calib = precision.calib
+    if calib is not None and not (calib.is_dir() or (calib.suffix == ".txt" and calib.is_file())):
+        raise SegError(f"{calib}: no such folder of calibration images, or .txt list of them (--calib)")
+    keep_fp32_regexes(precision.keep_fp32)
 
 
 @dataclass(frozen=True)

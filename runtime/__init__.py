@@ -128,10 +128,16 @@ def resolve_model_file(
         if _kind(candidate, folder) == "file":
             return candidate
     flags = PRECISIONS[precision].flags
-    raise SegError(
-        f"{folder}: no {candidates[0].name} for precision {precision}; export it with "
-        f"`segexport MODEL{' ' + flags if flags else ''}`"
-    )
+    export = f"`segexport MODEL{' ' + flags if flags else ''}`"
+    if candidates == engines:  # an engine asked for: built from the folder's ONNX graph of that precision
+        graph = folder / graph_for(precision, on_ort_cpu=False).file_name(stem)
+        build = f"`segexport {graph} --engine` (TensorRT, on this GPU) or `--rtx` (TensorRT-RTX, on any machine)"
+        missing = f"{folder}: no {engines[0].name} or {engines[1].name} for precision {precision}"
+        if graph.is_file():
+            raise SegError(f"{missing}; build one from {graph.name} with {build}")
+        both = f"`segexport MODEL {flags or '--engine'}`"
+        raise SegError(f"{missing}, and no {graph.name} to build one from; export and build with {both} (or add --rtx)")
+    raise SegError(f"{folder}: no {candidates[0].name} for precision {precision}; export it with {export}")
 
 
 def _kind(path: Path, named: Path) -> str:

@@ -235,11 +235,27 @@ def ignored_classes(names: Sequence[str], classes: Sequence[str]) -> frozenset[i
     return frozenset(classes.index(name) for name in names)
 
 
+def check_model_first(model: str, inputs: Sequence[str]) -> None:
+    """An image or video given as MODEL (the arguments swapped) is one sentence with the command in its order."""
+    from segrt import ENGINE_SUFFIXES
+    from segrt.image import IMAGE_SUFFIXES
+
+    suffix = Path(model).suffix.lower()
+    if suffix not in IMAGE_SUFFIXES and suffix not in VIDEO_SUFFIXES:
+        return
+    kind = "a video" if suffix in VIDEO_SUFFIXES else "an image"
+    models = [name for name in inputs if Path(name).is_dir() or Path(name).suffix in (".onnx", *ENGINE_SUFFIXES)]
+    rest = [model, *(name for name in inputs if name not in models[:1])]
+    order = f"`segrun {models[0]} {' '.join(rest)}`" if models else "`segrun MODEL INPUTS...`"
+    raise SegError(f"{model}: {kind}, not a model; segrun takes the model first: {order}")
+
+
 def run(args: argparse.Namespace) -> int:
     """Check every option, the inputs and where each output goes, take the output folder, then load the model and
     segment. Nothing that is read is written over: see segrt.sources."""
     import segrt
 
+    check_model_first(args.model, args.inputs)
     kinds = parse_save(args.save)
     if not 0.0 <= args.alpha <= 1.0:
         raise SegError(f"--alpha {args.alpha}: must be within 0..1")

@@ -208,12 +208,12 @@ def exporter_fingerprint() -> str:
 
 def _precision_options(flavour: str, model: ModelSpec) -> PrecisionOptions:
     """The precision options writing one graph: fp16, int8 (TensorRT Q/DQ) or int8-cpu."""
-    from segexport.precision.calibration import DEFAULT_CALIB_COUNT
+    from segexport.defaults import DEFAULT_CALIB_COUNT
     from segexport.request import PrecisionOptions
 
     count = model.calib_count or DEFAULT_CALIB_COUNT
-    if flavour == "fp16":
-        return PrecisionOptions(("fp16",), calib=model.calib, calib_count=count)
+    if flavour == "fp16":  # AutoCast on the model's calib images where it names some, else on the photo
+        return PrecisionOptions(("fp16",), calib=model.calib, calib_count=count if model.calib else DEFAULT_CALIB_COUNT)
     return PrecisionOptions((flavour,), calib=calibration_source(model), calib_count=count)
 
 
@@ -226,7 +226,8 @@ def calibration_source(model: ModelSpec) -> Path:
 
 def calibration_files(model: ModelSpec) -> list[Path]:
     """The image files segexport's INT8 calibration reads for this model: the very selection it makes."""
-    from segexport.precision.calibration import DEFAULT_CALIB_COUNT, find_calibration_images
+    from segexport.defaults import DEFAULT_CALIB_COUNT
+    from segexport.precision.calibration import find_calibration_images
 
     return find_calibration_images(calibration_source(model), model.calib_count or DEFAULT_CALIB_COUNT)
 

@@ -11,9 +11,34 @@ import numpy as np
 
 from segbench.cases.artifacts import calibrates, check_calibration, unavailable_reason
 from segbench.cases.budgeted import check_budget_set
-from segbench.cases.suite import Suite
+from segbench.cases.suite import BASELINE, Suite
 from segbench.scoring import accuracy
-from segrt.errors import SegError
+from segrt.errors import MissingDependency, SegError
+
+
+def asked(cases: list[Any]) -> list[Any]:
+    """The cases (or their records) a run was asked for: all but the PyTorch baselines, unless it has only those."""
+    return [c for c in cases if (c.backend if hasattr(c, "backend") else c.get("backend")) != BASELINE] or cases
+
+
+def check_something_to_measure(suite: Suite) -> None:
+    """Before any work: this machine runs at least one case asked (a PyTorch baseline alone measures nothing that
+    was asked); else one sentence with the reasons, exit 3."""
+    cases = asked(list(suite.cases))
+    reasons = [unavailable_reason(case) for case in cases]
+    if all(reasons):
+        which = f"none of the {len(cases)} cases asked ({cases[0].id}, ...)" if len(cases) > 1 else "the case asked"
+        why = "; ".join(dict.fromkeys(str(reason) for reason in reasons))
+        one = f" ({cases[0].id})" if len(cases) == 1 else ""
+        raise MissingDependency(f"nothing to measure: this machine cannot run {which}{one}: {why}")
+
+
+def check_measured(cases: list[dict[str, Any]]) -> None:
+    """After a run: a case asked was measured (or failed, exit 1 on its own), else one sentence, exit 3."""
+    records = asked(cases)
+    if all(record["status"] == "skipped" for record in records):
+        why = "; ".join(dict.fromkeys(str(record.get("reason")) for record in records))
+        raise MissingDependency(f"nothing was measured: every case asked was skipped ({why}); see the report")
 
 
 def check_calibrations(suite: Suite, photo: Path, dataset: Path | None) -> None:

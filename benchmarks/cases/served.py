@@ -273,6 +273,12 @@ def served_command(argv: list[str], console: Any) -> int:
         server = TritonServer(options).start()
         url, name = f"{server.url}/{folder.name}", folder.name
     else:
+        if not args.target.startswith(("http://", "grpc://")):
+            what = "a file, not a model folder" if folder.exists() else "no such model folder"
+            raise SegError(
+                f"{args.target}: {what}; give a model folder of a repository segexport --triton wrote (REPO/MODEL, "
+                f"segbench starts the server), or a served model's URL, http://HOST:8000/MODEL, with --file"
+            )
         if args.file is None:
             raise SegError(f"{args.target}: give --file, the artefact this server serves, for the local comparison")
         local, url, name = args.file, args.target, args.target.rstrip("/").rsplit("/", 1)[-1]

@@ -265,7 +265,9 @@ def _load_timing_cache(
     another GPU or TensorRT is replaced by a new one."""
     cache = config.create_timing_cache(data)
     if cache is None or not config.set_timing_cache(cache, False):
-        console.print(f"timing cache {path} is unreadable or from another GPU or TensorRT; starting a new one")
+        console.print(
+            f"timing cache {path} is unreadable or from another GPU or TensorRT; starting a new one", markup=False
+        )
         cache = config.create_timing_cache(b"")
         config.set_timing_cache(cache, False)
     return cache
@@ -277,6 +279,8 @@ def _console_logger(lib: library.TensorRTLibrary, console: Console, verbosity: i
     TensorRT calls it from its own threads through a noexcept C++ method: a failure to print is
     recorded in `failures`, never raised.
     """
+    from rich.text import Text
+
     from segrt.backends.tensorrt_log import tensorrt_logger
 
     if TYPE_CHECKING:
@@ -289,7 +293,7 @@ def _console_logger(lib: library.TensorRTLibrary, console: Console, verbosity: i
     def emit(severity: trt.ILogger.Severity, msg: str) -> None:
         try:
             if int(severity) <= threshold:
-                console.print(f"[dim]TensorRT {severity.name}:[/] {msg}", highlight=False)
+                console.print(Text.assemble((f"TensorRT {severity.name}:", "dim"), f" {msg}"), highlight=False)
         except BaseException as exc:  # nothing may cross TensorRT's noexcept boundary
             failures.append(f"log: {first_line(exc, with_type=True)}")
 
@@ -409,6 +413,7 @@ def _progress_monitor(lib: library.TensorRTLibrary, console: Console, failures: 
             except BaseException as exc:  # nothing may cross TensorRT's noexcept boundary
                 self._failed("phase_finish", exc)
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    # phase names are TensorRT's words: text, not markup
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         yield RichProgressMonitor(progress)

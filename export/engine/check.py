@@ -3,13 +3,15 @@ elsewhere) and `--rebuild` (built again for this machine from the ONNX its card 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from segexport import parity
 from segexport.defaults import parity_image
 from segexport.engine import prerequisites as engine_prerequisites
-from segexport.engine.step import build_one, gate_or_note, image_shapes
+from segexport.engine.prerequisites import later_command, later_engine_flags
+from segexport.engine.step import ENGINE_ONLY_FLAGS, build_one, gate_or_note, image_shapes
 from segexport.request import BuildOptions
 from segrt import ENGINE_SUFFIXES
 from segrt.backends import tensorrt_library as library
@@ -23,6 +25,40 @@ if TYPE_CHECKING:
     from segexport.progress import Report
 
 
+# what each way of taking an ENGINE as MODEL reads; any other flag given is refused, not ignored
+ENGINE_MODE_FLAGS = {
+    "--check": ("--check", "--image", "--min-agreement", "--verbose", "--rtx"),
+    "--rebuild": ("--rebuild", "--image", "--min-agreement", "--verbose", "--rtx", "--gpu-arch"),
+    "--triton": ("--triton", "--triton-backend", "--verbose"),
+}
+
+
+def check_engine_flags(engine: Path, mode: str, given: Mapping[str, object], card: ModelCard | None = None) -> None:
+    """Before any work: no flag that `mode` (--check, --rebuild, --triton) would ignore, and no --rtx for an engine
+    TensorRT built. `given`: the flags the command line gave, with their values as parsed."""
+    if "--check" in given and "--rebuild" in given:
+        raise SegError("--check and --rebuild: give one (--rebuild checks the engine it builds where it can)")
+    library_name = card.tensorrt.get("library") if card is not None else None
+    if "--rtx" in given and card is not None and library_name != library.TENSORRT_RTX:
+        raise SegError(
+            f"--rtx: {engine.name} was built with TensorRT, and {mode} takes the library its card names; drop --rtx"
+        )
+    ignored = [flag for flag in given if flag not in ENGINE_MODE_FLAGS[mode]]
+    if not ignored:
+        return
+    flag = ignored[0]
+    if mode == "--rebuild" and card is not None and flag in ENGINE_ONLY_FLAGS:
+        source = engine.parent / str(card.tensorrt.get("source") or "model.onnx")
+        rtx = library_name == library.TENSORRT_RTX
+        flags = later_engine_flags({f: v for f, v in given.items() if f in ENGINE_ONLY_FLAGS}, rtx=rtx, targets=())
+        command = later_command([source], flags)
+        raise SegError(
+            f"{flag} does not apply with --rebuild, which builds with the options in {engine.name}'s card; to build "
+            f"it with other ones, build it from its ONNX graph: {command}"
+        )
+    raise SegError(f"{flag} does not apply to an engine with {mode}; drop it")
+
+
 def check_or_rebuild(
     path: Path,
     image_path: Path | None,
@@ -32,9 +68,13 @@ def check_or_rebuild(
     targets: tuple[str, ...] = (),
     verbosity: int = 0,
     min_agreement: float | None = None,
+    given: Mapping[str, object] | None = None,
 ) -> None:
-    """`segexport ENGINE --check` or `--rebuild`, on `image_path` (None: the model's own parity image)."""
-    _, card = engine_and_card(path)
+    """`segexport ENGINE --check` or `--rebuild`, on `image_path` (None: the model's own parity image). `given`: the
+    flags the command line gave (with their values), any that the mode would ignore refused before any work."""
+    engine, card = engine_and_card(path)
+    if given is not None:
+        check_engine_flags(engine, "--rebuild" if rebuild else "--check", given, card)
     image_path = image_path or parity_image(card.model)
     image = read_image(image_path)
     if rebuild:

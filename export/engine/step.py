@@ -28,10 +28,15 @@ if TYPE_CHECKING:
 
     from segexport.request import EngineOptions
 
+# the flags that only an engine build reads: refused where the run builds none
+ENGINE_ONLY_FLAGS = (
+    "--min-shape", "--opt-shape", "--max-shape", "--workspace", "--timing-cache", "--builder-opt-level", "--dla-core"
+)  # fmt: skip
+
 
 def check_engine_options(options: EngineOptions) -> None:
-    """Refuse what the chosen library lacks, a contradicting profile or an unreadable timing cache, before any
-    work is done."""
+    """Refuse what the chosen library lacks, an engine flag where no engine is built, a value out of its range, a
+    contradicting profile or an unreadable timing cache, before any work is done."""
     build = options.build
     if build.targets and not options.rtx:
         raise SegError("--gpu-arch picks TensorRT-RTX targets: add --rtx (full TensorRT builds for the GPU it runs on)")
@@ -45,9 +50,21 @@ def check_engine_options(options: EngineOptions) -> None:
                     f"{flag} does not apply with --rtx: TensorRT-RTX has no {what}; drop {flag}, or drop --rtx to "
                     f"build with TensorRT"
                 )
-    if options.sources:
-        ShapeRange(build.shapes.min, build.shapes.opt, build.shapes.max)
-        tensorrt_build.read_timing_cache(build.timing_cache)
+    if not options.sources:
+        ignored = [flag for flag in options.later_flags if flag in ENGINE_ONLY_FLAGS]
+        if ignored:
+            raise SegError(
+                f"{ignored[0]} applies to engines, and this run builds none (--engine, --rtx, --fp16 or --int8 "
+                f"build one, and not with --onnx-only); drop {ignored[0]}, or ask for an engine"
+            )
+        return
+    for flag, value, least in (("--workspace", build.workspace_mib, 1), ("--dla-core", build.dla_core, 0)):
+        if value is not None and value < least:
+            raise SegError(f"{flag} {value}: must be at least {least}{' MiB' if flag == '--workspace' else ''}")
+    if build.builder_opt_level is not None and not 0 <= build.builder_opt_level <= 5:
+        raise SegError(f"--builder-opt-level {build.builder_opt_level}: TensorRT's levels are 0 to 5")
+    ShapeRange(build.shapes.min, build.shapes.opt, build.shapes.max)
+    tensorrt_build.read_timing_cache(build.timing_cache)
 
 
 def build_engines(
@@ -100,7 +117,7 @@ def build_one(
 ) -> ModelCard:
     """Build, check and publish one engine and its card; returns the card written."""
     title = "TensorRT-RTX" if options.library == library.TENSORRT_RTX else "TensorRT"
-    report.console.print(f"building {target.name} from {source.name} with {title} ...", highlight=False)
+    report.console.print(f"building {target.name} from {source.name} with {title} ...", highlight=False, markup=False)
     with tempfile.TemporaryDirectory(prefix=".segexport-", dir=target.parent) as scratch:
         scratch_engine = Path(scratch) / target.name
         engine, record = tensorrt_build.build_engine(source, card, options, report.console)

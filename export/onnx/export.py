@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import sys
+import tempfile
 import warnings
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -62,7 +67,7 @@ def export_onnx(
         names = (UNFUSED_INPUT_NAME, UNFUSED_OUTPUT_NAME)
         dynamic = {UNFUSED_INPUT_NAME: {0: "N", 2: "H", 3: "W"}, UNFUSED_OUTPUT_NAME: {0: "N", 2: "h", 3: "w"}}
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), _native_stdout_dropped():
             warnings.simplefilter("ignore")  # tracer warnings about shape arithmetic are expected here
             torch.onnx.export(
                 module,
@@ -75,13 +80,75 @@ def export_onnx(
                 dynamic_axes=dynamic,
                 do_constant_folding=True,
             )
-    except Exception as exc:  # an op ONNX lacks at this opset, a bad --opset, code the tracer cannot follow
+    except Exception as exc:  # an op ONNX lacks at this opset, code the tracer cannot follow
         reason = first_line(exc, with_type=True)
+        op = failed_op(str(exc))
+        newer = "a newer" if opset < DEFAULT_OPSET else "another"
         raise SegError(
-            f"{model.name}: torch.onnx.export failed at opset {opset} ({reason}); try another --opset "
-            f"(default {DEFAULT_OPSET}), or --no-fuse to export the plain network, or report it with the model"
+            f"{model.name}: torch.onnx.export failed at opset {opset}{f' on {op}' if op else ''} ({reason}); try "
+            f"{newer} --opset (default {DEFAULT_OPSET}), or --no-fuse to export the plain network, or report it "
+            f"with the model"
         ) from None
     return onnx.load(str(path))
+
+
+def failed_op(message: str) -> str | None:
+    """The operator the TorchScript exporter failed on, as its error names it: "(Occurred when translating
+    upsample_bilinear2d)" from a symbolic function that failed, "Exporting the operator 'aten::fft_fft2' to ONNX
+    opset version 17 is not supported" from one it lacks; None where it names none."""
+    found = re.search(r"Occurred when translating ([\w:.]+)", message) or re.search(
+        r"Exporting the operator '([^']+)'", message
+    )
+    return found[1] if found else None
+
+
+def supported_opsets() -> tuple[int, int] | None:
+    """The opsets torch.onnx's TorchScript exporter writes (7..20 with torch 2.14), from its own constants; None
+    where this torch keeps them elsewhere (the export's own error then says it)."""
+    try:
+        from torch.onnx import _constants
+    except ImportError:
+        return None
+    low = getattr(_constants, "ONNX_MIN_OPSET", None)
+    high = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", None)
+    return (int(low), int(high)) if isinstance(low, int) and isinstance(high, int) else None
+
+
+def check_opset(opset: int | None) -> None:
+    """Before any work: --opset is one the exporter writes. SegError names the range."""
+    supported = supported_opsets()
+    if opset is None or supported is None or supported[0] <= opset <= supported[1]:
+        return
+    raise SegError(
+        f"--opset {opset}: torch {torch.__version__}'s ONNX exporter writes opsets {supported[0]} to {supported[1]}; "
+        f"give one of them (default {DEFAULT_OPSET}, which TensorRT 10 and ONNX Runtime parse)"
+    )
+
+
+@contextlib.contextmanager
+def _native_stdout_dropped() -> Iterator[None]:
+    """The process's stdout (file descriptor 1) pointed at a scratch file while the block runs.
+
+    When an export fails, the TorchScript exporter prints its whole IR graph (hundreds of lines) through
+    C++'s std::cout: torch 2.x leaves its ONNX log switched on (`setup_onnx_logging` tests the function
+    `_jit_is_onnx_log_enabled` for truth instead of calling it). The error names the failing op instead.
+    """
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no stdout to protect
+        yield
+        return
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 1)
+            try:
+                yield
+            finally:
+                sys.stdout.flush()
+                os.dup2(saved, 1)
+    finally:
+        os.close(saved)
 
 
 def check_and_simplify(model_proto: Any) -> Any:

@@ -11,12 +11,11 @@ from typing import Any
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
+from segexport.defaults import DEFAULT_CALIB_COUNT
 from segexport.parity import graph_input
 from segrt.errors import SegError
 from segrt.image import IMAGE_SUFFIXES, read_image
 from segrt.meta import ModelCard
-
-DEFAULT_CALIB_COUNT = 64
 
 
 def find_calibration_images(folder: str | os.PathLike[str], count: int) -> list[Path]:

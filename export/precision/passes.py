@@ -30,8 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from segexport.defaults import AUTOCAST_IMAGES
 from segexport.onnx.tail import half_tail
 from segexport.precision.calibration import NpzCalibrationReader, write_calibration_npz
+from segexport.request import keep_fp32_regexes
 from segrt.errors import MissingDependency, SegError, first_line
 from segrt.meta import ModelCard, artifact_name, file_sha256
 from segrt.precisions import PRECISIONS as PRECISION_ROWS
@@ -45,9 +47,6 @@ PASS_TITLES = {
     "int8": "INT8 Q/DQ for TensorRT (ModelOpt, entropy calibration)",
     "int8-cpu": "INT8 Q/DQ for ONNX Runtime CPU (quantize_static, MinMax)",
 }
-# AutoCast needs only value ranges, and Polygraphy, which runs the graph for it, keeps every tensor of every
-# image in memory (~2 GB per image for fcn_resnet50 at 520x520; 8 images took 16 GB): two images.
-AUTOCAST_IMAGES = 2
 _MODELOPT_INSTALL = "install the exporter's extra: pip install 'segexport[export]' (nvidia-modelopt and its ONNX tools)"
 _KEEP_FP32_FIX = (
     "keep the sensitive nodes in FP32 with --keep-fp32 REGEX (node names of the FP32 graph, for instance "
@@ -77,11 +76,7 @@ def match_nodes(model_proto: Any, patterns: Sequence[str]) -> list[str]:
     names = [node.name for node in model_proto.graph.node]
     layers = [n.name for n in model_proto.graph.node if n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul")]
     matched: list[str] = []
-    for pattern in patterns:
-        try:
-            regex = re.compile(pattern)
-        except re.error as exc:
-            raise SegError(f"--keep-fp32 {pattern!r}: not a regular expression ({exc})") from None
+    for pattern, regex in zip(patterns, keep_fp32_regexes(patterns), strict=True):
         hits = [name for name in names if regex.search(name)]
         if not hits:
             examples = ", ".join(layers[-3:] or names[-3:])

@@ -1,9 +1,10 @@
-"""segexport fed flags and files that used to end in a traceback: one row each, its words, exit 2, nothing written.
+"""segexport fed flags and files that used to end in a traceback, or to be refused after work was done, or to be
+ignored: one row each, its words, exit 2, nothing written.
 
 Each row runs `segexport`'s main() in-process (an uncaught exception -- the traceback a user would
 see -- fails the row) in a fresh folder, and then checks that no file was left in the output folder
-and no temporary file or scratch folder anywhere. The rows of the other entry points are in
-tests/reliability/test_bad_inputs.py.
+and no temporary file or scratch folder anywhere; a row refused `before_work` shows no step done and prints
+nothing on stdout. The rows of the other entry points are in tests/reliability/test_bad_inputs.py.
 """
 
 from __future__ import annotations
@@ -71,6 +72,12 @@ class Row:
     words: tuple[str, ...]
     make: Callable[[Path, Callable[[str], Path]], None] = lambda tmp, exported: None
     patch: Callable[[pytest.FixtureRequest, Path], None] = lambda request, tmp: None
+    before_work: bool = False  # refused before the first step: no "✓" line
+
+
+def refused(name: str, argv: list[str], *words: str, make=None) -> Row:
+    """A command line refused by its flag checks, before any work."""
+    return Row(name, argv, words, make or (lambda tmp, exported: None), before_work=True)
 
 
 def _user_nets(tmp: Path, exported: Callable[[str], Path]) -> None:
@@ -196,11 +203,100 @@ ROWS = [
         ("spectral: torch.onnx.export failed at opset 17", "aten::fft_fft2", "--opset", "--no-fuse", "report it"),
         _user_nets,
     ),
-    Row(
+    refused(
         "opset the exporter does not have",
         [*SMALL_UNET, "--opset", "99", *OUT],
-        ("unet: torch.onnx.export failed at opset 99", "onnx_opset_version: 99", "try another --opset"),
+        "--opset 99:",
+        "ONNX exporter writes opsets 7 to",
+        "(default 17",
     ),
+    refused("opset below the exporter's", [*SMALL_UNET, "--opset", "5", *OUT], "--opset 5:", "opsets 7 to"),
+    Row(
+        "opset too old for an op the model has: the op named, the exporter's log kept off stdout",
+        [*SMALL_UNET, "--opset", "9", *OUT],
+        ("unet: torch.onnx.export failed at opset 9 on upsample_bilinear2d", "try a newer --opset (default 17)"),
+    ),
+    refused(
+        "negative workspace", [*SMALL_UNET, "--rtx", "--workspace", "-5", *OUT], "--workspace -5: must be at least"
+    ),
+    refused("zero workspace", [*SMALL_UNET, "--engine", "--workspace", "0", *OUT], "--workspace 0: must be at least 1"),
+    refused("negative DLA core", [*SMALL_UNET, "--engine", "--dla-core", "-1", *OUT], "--dla-core -1: must be at"),
+    refused(
+        "--keep-fp32 that is not a regex, before model.onnx is written",
+        [*SMALL_UNET, "--fp16", "--keep-fp32", "(", "--onnx-only", *OUT],
+        "--keep-fp32 '(': not a regular expression",
+    ),
+    refused(
+        "--out that cannot be written, before the model is built",
+        [*SMALL_UNET, "--out", "/proc/segexport-out"],
+        "/proc/segexport-out: cannot write to the output folder",
+    ),
+    refused("--seed out of torch's range", [*SMALL_UNET, "--seed", str(2**64), *OUT], f"--seed {2**64}: give a seed"),
+    refused(
+        "more classes than a uint8 label map holds, before the export",
+        [*SMALL_UNET, "--num-classes", "300", *OUT],
+        "--num-classes 300: 300 classes do not fit a uint8 label map",
+    ),
+    refused(
+        "no calibration images",
+        [*SMALL_UNET, "--int8", "--calib", "{tmp}", "--calib-count", "0", *OUT],
+        "--calib-count 0: use at least 1",
+    ),
+    refused(
+        "--calib-count without --calib",
+        [*SMALL_UNET, "--fp16", "--calib-count", "8", *OUT],
+        "--calib-count 8 only applies with --calib",
+    ),
+    refused(
+        "missing --checkpoint",
+        [*SMALL_UNET, "--checkpoint", "gone.pt", *OUT],
+        "--checkpoint gone.pt: checkpoint not found",
+    ),
+    # flags a combination would ignore
+    refused(
+        "--max-shape without an engine",
+        [*SMALL_UNET, "--max-shape", "4x1080x1920", *OUT],
+        "--max-shape applies to engines, and this run builds none",
+    ),
+    refused(
+        "--workspace with --onnx-only",
+        [*SMALL_UNET, "--fp16", "--onnx-only", "--workspace", "64", *OUT],
+        "--workspace applies to engines",
+    ),
+    refused(
+        "--onnx-only --rtx", [*SMALL_UNET, "--onnx-only", "--rtx", *OUT], "--onnx-only builds no engine, and --rtx"
+    ),
+    refused("--onnx-only --engine", [*SMALL_UNET, "--onnx-only", "--engine", *OUT], "and --engine asks for one"),
+    refused(
+        "unet flags on another model",
+        ["fcn_resnet18", "--weights", "none", "--unet-depth", "3", *OUT],
+        "--unet-depth applies to the unet model only, not fcn_resnet18",
+    ),
+    refused(
+        "--opset for an ONNX file",
+        ["{tmp}/m/model.onnx", "--rtx", "--opset", "13", *OUT],
+        "--opset applies to the PyTorch export, and {tmp}/m/model.onnx is already an ONNX graph",
+        make=_onnx_source,
+    ),
+    refused(
+        "--no-fuse for an ONNX file",
+        ["{tmp}/m/model.onnx", "--engine", "--no-fuse", *OUT],
+        "--no-fuse applies to the PyTorch export",
+        make=_onnx_source,
+    ),
+    refused(
+        "--input-size for an ONNX file",
+        ["{tmp}/m/model.onnx", "--rtx", "--input-size", "64x64", *OUT],
+        "--input-size applies to the PyTorch export",
+        make=_onnx_source,
+    ),
+    refused(
+        "--image where nothing is checked",
+        ["{tmp}/m/model.onnx", "--triton", "{tmp}/repo", "--image", "{tmp}/a.jpg", *OUT],
+        "--image applies to the parity checks, and this run checks no graph or engine",
+        make=_onnx_source,
+    ),
+    refused("doctor with a flag", ["doctor", "--fp16"], "--fp16 does not apply to doctor"),
     Row(
         "--calib list that is not text",
         [*SMALL_UNET, "--int8", "--calib", "{tmp}/frames.txt", *OUT],
@@ -249,7 +345,7 @@ ROWS = [
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[row.name for row in ROWS])
-def test_bad_flag_row(row, exported, request, tmp_path, monkeypatch, capsys):
+def test_bad_flag_row(row, exported, request, tmp_path, monkeypatch, capfd):
     monkeypatch.chdir(tmp_path)
     for module in ("usernets", "syntaxnets", "namenets", "raisingnets"):
         monkeypatch.delitem(sys.modules, module, raising=False)  # each row's own file, not an earlier import
@@ -257,12 +353,15 @@ def test_bad_flag_row(row, exported, request, tmp_path, monkeypatch, capsys):
     before = set(tmp_path.rglob("*"))
     row.patch(request, tmp_path)
     code = main([arg.format(tmp=tmp_path) for arg in row.argv])
-    err = capsys.readouterr().err
+    out, err = capfd.readouterr()
     assert code == 2, err
     message = " ".join(err.split())  # rich may wrap the one logical line
     for word in row.words:
         assert word.format(tmp=tmp_path) in message, (word, err)
     assert "Traceback" not in err and err.count("error:") == 1, err
+    assert "Torch IR graph" not in out and len(out.splitlines()) < 5, out[:2000]  # no exporter's log on stdout
+    if row.before_work:
+        assert "✓" not in err, err
     left = [p for p in tmp_path.rglob("*") if p not in before and not p.is_dir() and "__pycache__" not in p.parts]
     assert left == [], left
     assert not [p for p in tmp_path.rglob(".segexport-*")]

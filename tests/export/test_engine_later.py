@@ -114,6 +114,42 @@ def test_bad_engine_modes_are_one_line(rtx_engine, tmp_path, capsys, args, words
     assert words in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (
+            ["{engine}", "--rebuild", "--max-shape", "2x720x1280"],
+            "--max-shape does not apply with --rebuild, which builds with the options in model.rtx.engine's card; to "
+            "build it with other ones, build it from its ONNX graph: `segexport {onnx} --engine --rtx --max-shape "
+            "2x720x1280`",
+        ),
+        (["{engine}", "--rebuild", "--workspace", "64"], "--workspace does not apply with --rebuild"),
+        (["{engine}", "--rebuild", "--fp16"], "--fp16 does not apply to an engine with --rebuild"),
+        (["{engine}", "--check", "--gpu-arch", "sm89"], "--gpu-arch does not apply to an engine with --check"),
+        (["{engine}", "--check", "--out", "{tmp}/o"], "--out does not apply to an engine with --check"),
+        (["{engine}", "--triton", "{tmp}/repo", "--fp16"], "--fp16 does not apply to an engine with --triton"),
+    ],
+)
+def test_a_flag_an_engine_mode_would_ignore_is_refused(rtx_engine, tmp_path, capsys, args, words):
+    engine_bytes, card = rtx_engine.read_bytes(), sidecar_path(rtx_engine).read_text()
+    argv = [a.format(engine=rtx_engine, tmp=tmp_path) for a in args]
+    assert main(argv) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert words.format(onnx=rtx_engine.with_name("model.onnx")) in err and "Traceback" not in err, err
+    assert rtx_engine.read_bytes() == engine_bytes and sidecar_path(rtx_engine).read_text() == card
+    assert not (tmp_path / "repo").exists() and not (tmp_path / "o").exists()
+
+
+def test_tensorrt_log_lines_are_printed_as_text_not_markup(exported, tmp_path, capfd):
+    """-vvv shows TensorRT's verbose log, whose lines hold '[/Cast_output_0 ...]': printed as they are."""
+    shutil.copy(exported("unet"), tmp_path / "model.onnx")
+    shutil.copy(sidecar_path(exported("unet")), sidecar_path(tmp_path / "model.onnx"))
+    assert main([str(tmp_path / "model.onnx"), "--rtx", "-vvv", *SMALL]) == 0
+    err = capfd.readouterr().err
+    assert "showing TensorRT's progress or log failed" not in err
+    assert "TensorRT VERBOSE:" in err and "[/Cast_output_0" in err
+
+
 def test_doctor_says_what_builds_and_runs_here_and_exits_0(capsys):
     assert main(["doctor"]) == 0
     out = capsys.readouterr().err

@@ -444,6 +444,21 @@ def test_failing_progress_and_log_callbacks_never_raise_into_tensorrt(stand_in, 
     assert "the build itself was not affected" in note
 
 
+def test_tensorrt_phase_names_and_log_lines_are_shown_as_text_not_markup(stand_in, exported, monkeypatch):
+    """TensorRT's words hold brackets ('[/Cast_output_0 -> (4)[INT64]]'): shown as they are, never read as rich
+    markup (a closing tag there once lost the rest of the log)."""
+    from rich.console import Console
+
+    monkeypatch.setattr(stand_in, "PHASE", "[/Cast_output_0] phase")
+    stand_in.STATE.steps, stand_in.STATE.step_delay_s = 3, 0.15  # long enough for the bar to be drawn
+    stand_in.STATE.extra_calls = lambda monitor, logger: logger.log(stand_in.ILogger.WARNING, "[/Shape_output_0] [b]x")
+    stream = io.StringIO()
+    _build(exported("unet"), console=Console(file=stream, width=200, force_terminal=True), verbosity=1)
+    shown = stream.getvalue()
+    assert "progress or log failed" not in shown, shown
+    assert "[/Shape_output_0] [b]x" in shown and "[/Cast_output_0] phase" in shown
+
+
 def test_signals_are_held_for_a_block_and_handed_back(stand_in):
     import os
     import signal

@@ -80,6 +80,19 @@ def test_load_refuses_bad_requests_naming_the_file(exported, tmp_path):
         segrt.load(path.parent, precision="fp16")
 
 
+def test_an_engine_asked_of_a_folder_without_one_says_how_to_build_it(exported, tmp_path):
+    folder = exported("unet").parent  # model.onnx and no engine
+    graph = folder / "model.onnx"
+    with pytest.raises(SegError) as refused:
+        segrt.load(folder, backend="tensorrt")
+    words = str(refused.value)
+    assert "no model.engine or model.rtx.engine for precision fp32" in words, words
+    assert f"build one from model.onnx with `segexport {graph} --engine`" in words and "--rtx" in words, words
+    with pytest.raises(SegError, match=r"and no model\.fp16\.onnx to build one from; export and build with "
+                       r"`segexport MODEL --fp16` \(or add --rtx\)"):  # fmt: skip
+        segrt.load(folder, backend="tensorrt", precision="fp16")
+
+
 def test_gpu_provider_missing_is_a_missing_dependency(exported):
     import onnxruntime
 

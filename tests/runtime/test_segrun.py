@@ -77,6 +77,15 @@ def test_bad_runs_exit_with_one_line(exported, tmp_path, capsys, argv, code, wor
     assert words.format(**values) in err and err.count("segrun: error:") == 1 and "Traceback" not in err
 
 
+@pytest.mark.parametrize("model", ["folder", "file"])
+def test_model_and_image_swapped_says_the_order(exported, photo_path, tmp_path, capsys, model):
+    target = exported("unet").parent if model == "folder" else exported("unet")
+    assert main([str(photo_path), str(target), "-o", str(tmp_path / "o")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{photo_path}: an image, not a model; segrun takes the model first: `segrun {target} {photo_path}`" in err
+    assert "re-export" not in err and err.count("segrun: error:") == 1 and not (tmp_path / "o").exists()
+
+
 def test_video_frames_are_segmented(exported, tmp_path, photo, capsys):
     cv2 = pytest.importorskip("cv2")  # the [video] extra; absent from the torch-free runtime venv
     video = tmp_path / "clip.avi"
