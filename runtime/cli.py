@@ -24,7 +24,15 @@ from segrt.files import output_folder_lock, prepare_output_folder
 from segrt.image import colorize, overlay, read_image, write_image, write_labels_png
 from segrt.precisions import USER_PRECISIONS
 from segrt.signals import interrupt_once
-from segrt.sources import OUTPUT_SUFFIXES, Listing, Source, list_sources, output_path, refuse_overwrites
+from segrt.sources import (
+    OUTPUT_SUFFIXES,
+    VIDEO_SUFFIXES,
+    Listing,
+    Source,
+    list_sources,
+    output_path,
+    refuse_overwrites,
+)
 from segrt.timing import LatencyStats
 
 if TYPE_CHECKING:
