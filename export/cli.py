@@ -309,6 +309,20 @@ def gpu_targets(args: argparse.Namespace) -> tuple[str, ...]:
     return () if args.gpu_arch is None else tensorrt_library.parse_gpu_arch(args.gpu_arch)
 
 
+def engine_flags_typed(args: argparse.Namespace) -> dict[str, Any]:
+    """The engine flags as typed (None where not given), for the command that builds the engine later."""
+    return {
+        "--min-shape": args.min_shape,
+        "--opt-shape": args.opt_shape,
+        "--max-shape": args.max_shape,
+        "--workspace": args.workspace,
+        "--timing-cache": args.timing_cache,
+        "--builder-opt-level": args.builder_opt_level,
+        "--dla-core": args.dla_core,
+        "--min-agreement": None if args.min_agreement is None else f"{100 * args.min_agreement:g}",
+    }
+
+
 def request_from_args(args: argparse.Namespace) -> ExportRequest:
     """The one place where flags become decisions: the `ExportRequest` this command line asks for."""
     from segexport import request as rq
@@ -358,21 +372,8 @@ def request_from_args(args: argparse.Namespace) -> ExportRequest:
         library=tensorrt_library.TENSORRT_RTX if args.rtx else tensorrt_library.TENSORRT,
         targets=targets,
     )
-    given = {  # the engine flags as typed, for the command that builds the engine later
-        "--min-shape": args.min_shape,
-        "--opt-shape": args.opt_shape,
-        "--max-shape": args.max_shape,
-        "--workspace": args.workspace,
-        "--timing-cache": args.timing_cache,
-        "--builder-opt-level": args.builder_opt_level,
-        "--dla-core": args.dla_core,
-        "--min-agreement": None if args.min_agreement is None else f"{100 * args.min_agreement:g}",
-    }
-    engine = rq.EngineOptions(
-        sources=tuple(sources),
-        build=build,
-        later_flags=tuple(later_engine_flags(given, rtx=args.rtx, targets=targets)),
-    )
+    later = later_engine_flags(engine_flags_typed(args), rtx=args.rtx, targets=targets)
+    engine = rq.EngineOptions(sources=tuple(sources), build=build, later_flags=tuple(later))
     return rq.ExportRequest(
         model=model,
         onnx=rq.OnnxOptions(fuse=not args.no_fuse, opset=args.opset, image=args.image, out=args.out),

@@ -350,6 +350,7 @@ def test_bad_flag_row(row, exported, request, tmp_path, monkeypatch, capfd):
     for module in ("usernets", "syntaxnets", "namenets", "raisingnets"):
         monkeypatch.delitem(sys.modules, module, raising=False)  # each row's own file, not an earlier import
     row.make(tmp_path, exported)
+    capfd.readouterr()  # what making the row's files printed (a first export of the session) is not the row's
     before = set(tmp_path.rglob("*"))
     row.patch(request, tmp_path)
     code = main([arg.format(tmp=tmp_path) for arg in row.argv])
