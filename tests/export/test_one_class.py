@@ -245,3 +245,16 @@ def test_bad_one_class_flags_are_one_line_exit_2_nothing_written(nets, argv, wor
     for word in words:
         assert word in err, (word, err)
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_a_one_class_checkpoint_given_num_classes_5_names_the_fix(tmp_path, capfd):
+    from segexport.models.unet import UNet
+
+    checkpoint = tmp_path / "lane.pt"
+    torch.save(UNet(1, depth=3, base=8).state_dict(), checkpoint)
+    small = ["unet", "--unet-base", "8", "--unet-depth", "3", "--input-size", "64x64", "--checkpoint", str(checkpoint)]
+    code = main([*small, "--num-classes", "5", "--out", str(tmp_path / "out")])
+    err = " ".join(capfd.readouterr().err.split())
+    assert code == 2 and err.count("error:") == 1, err
+    assert "checkpoint (1,), model (5,)" in err and "one-class model: give --num-classes 1" in err
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["lane.pt"]
