@@ -115,10 +115,10 @@ class OnnxFile:
         return {"Greater": True, "ArgMax": False}.get(node.op_type)
 
     def _label_maker(self) -> Node | None:
-        """The node behind a fused graph's labels output, looked through Casts and Identities."""
+        """The node behind a fused graph's labels output, looked through Casts, Identities and Gathers."""
         producers = self.producers()
         node = producers.get(self.outputs[0].name)
-        while node is not None and node.op_type in ("Cast", "Identity"):
+        while node is not None and node.op_type in ("Cast", "Identity", "Gather"):
             node = producers.get(node.inputs[0]) if node.inputs else None
         return node
 

@@ -64,4 +64,6 @@ class FusedSegmentation(nn.Module):
         logits = self.logits(image)
         if self.cut is None:
             return logits.argmax(dim=1).to(torch.uint8)
-        return (logits[:, 0] > self.cut).to(torch.uint8)  # the Cast TensorRT asks of a uint8 output
+        # compared first, the channel then taken from 1-byte booleans (taken from the float logit, the Gather copied
+        # 4 bytes a pixel; squeeze(1) exports as an If), and the Cast last: TensorRT's uint8 output comes from a Cast
+        return (logits > self.cut)[:, 0].to(torch.uint8)

@@ -127,7 +127,7 @@ def test_a_one_channel_unet_is_a_binary_segmenter_in_the_fused_graph(tmp_path):
     assert card.classes == ("background", "unet") and card.threshold == 0.5 and len(card.palette) == 2
     graph = onnx.load(str(path)).graph
     ops = [node.op_type for node in graph.node]
-    assert "ArgMax" not in ops and ops[-2:] == ["Greater", "Cast"]
+    assert "ArgMax" not in ops and ops[-4:] == ["Resize", "Greater", "Gather", "Cast"]
     assert uint8_io_problems(onnx.load(str(path))) == []  # TensorRT's rule: the uint8 labels come from a Cast
     assert card.checks["parity"]["label_agreement"] == 1.0
 
@@ -258,3 +258,29 @@ def test_a_one_class_checkpoint_given_num_classes_5_names_the_fix(tmp_path, capf
     assert code == 2 and err.count("error:") == 1, err
     assert "checkpoint (1,), model (5,)" in err and "one-class model: give --num-classes 1" in err
     assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["lane.pt"]
+
+
+def test_segbench_cuts_and_measures_the_one_class_tail(redness, photo):
+    """The tail segbench times: the logit resized, compared, its channel taken as 1-byte booleans, cast to uint8."""
+    import onnxruntime as ort
+
+    from segbench.measure.tail import FRAME_1080P, measure_tail
+
+    def session(data: bytes) -> ort.InferenceSession:
+        return ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+
+    whole = session(redness["fused"].read_bytes())
+    batch = np.ascontiguousarray(photo[None])
+    tail = measure_tail(
+        redness["fused"],
+        batch,
+        lambda: whole.run(None, {"image": batch}),
+        session,
+        iterations=3,
+        min_seconds=0.2,
+        seconds=2,
+    )
+    assert tail["nodes"] == ["Resize", "Greater", "Gather", "Cast"]
+    pixels = FRAME_1080P[1] * FRAME_1080P[2]
+    written = {name.split()[0]: size for name, size in tail["bytes_1080p_by_node"].items()}
+    assert written == {"Resize": 4 * pixels, "Greater": pixels, "Gather": pixels, "Cast": pixels}
