@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument("--checkpoint", type=Path, help="state dict saved with torch.save(model.state_dict())")
     model.add_argument("--num-classes", type=int, help="number of classes (default: the model's own)")
+    model.add_argument("--threshold", type=float, help="one-class models: label 1 where sigmoid > T (default 0.5)")
     model.add_argument("--classes", help="class names, comma-separated, or a text file with one per line")
     model.add_argument(
         "--input-size",
@@ -344,6 +345,7 @@ def request_from_args(args: argparse.Namespace) -> ExportRequest:
         checkpoint=args.checkpoint,
         num_classes=args.num_classes,
         classes=read_class_names(args.classes) if args.classes else None,
+        threshold=args.threshold,
         input_size=args.input_size,
         seed=args.seed,
         unet_depth=args.unet_depth,

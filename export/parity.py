@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from segrt.errors import SegError
-from segrt.image import postprocess, preprocess
+from segrt.image import postprocess, preprocess, threshold_logit
 from segrt.meta import ModelCard
 
 if TYPE_CHECKING:
@@ -48,15 +48,15 @@ def graph_input(image: np.ndarray, card: ModelCard) -> np.ndarray:
 
 
 def _with_logits_output(model_proto: Any) -> Any:
-    """A copy of a fused graph that also outputs the logits its ArgMax reads."""
+    """A copy of a fused graph that also outputs the logits its ArgMax (a one-class model's Greater) reads."""
     import onnx
 
-    argmax = [node for node in model_proto.graph.node if node.op_type == "ArgMax"]
-    if len(argmax) != 1:
+    deciders = [node for node in model_proto.graph.node if node.op_type in ("ArgMax", "Greater")]
+    if len(deciders) != 1:
         return None
     copy = onnx.ModelProto()
     copy.CopyFrom(model_proto)
-    copy.graph.output.append(onnx.helper.make_tensor_value_info(argmax[0].input[0], onnx.TensorProto.FLOAT, None))
+    copy.graph.output.append(onnx.helper.make_tensor_value_info(deciders[0].input[0], onnx.TensorProto.FLOAT, None))
     return copy
 
 
@@ -86,7 +86,7 @@ def onnx_labels(
         outputs = session.run(None, {name: image[None]})
         return outputs[0][0], (outputs[1][0] if len(outputs) > 1 else None)
     logits = session.run(None, {name: preprocess(image[None], card)})[0]
-    return postprocess(logits, *image.shape[:2])[0], logits[0]
+    return postprocess(logits, *image.shape[:2], threshold=card.threshold)[0], logits[0]
 
 
 def torch_labels(model: SegmentationModel, image: np.ndarray, card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
@@ -98,9 +98,11 @@ def torch_labels(model: SegmentationModel, image: np.ndarray, card: ModelCard) -
     with torch.no_grad():
         if card.fused:
             logits = FusedSegmentation(model).eval().logits(torch.from_numpy(np.array(image))[None])[0]
-            return logits.argmax(0).to(torch.uint8).numpy(), logits.numpy()
+            if card.threshold is None:
+                return logits.argmax(0).to(torch.uint8).numpy(), logits.numpy()
+            return (logits[0] > float(threshold_logit(card.threshold))).to(torch.uint8).numpy(), logits.numpy()
         logits = model.network(torch.from_numpy(preprocess(image[None], card))).numpy()
-    return postprocess(logits, *image.shape[:2])[0], logits[0]
+    return postprocess(logits, *image.shape[:2], threshold=card.threshold)[0], logits[0]
 
 
 def check_parity(model_proto: Any, model: SegmentationModel, image: np.ndarray, card: ModelCard) -> Parity:
@@ -108,7 +110,8 @@ def check_parity(model_proto: Any, model: SegmentationModel, image: np.ndarray, 
     probe = _with_logits_output(model_proto) if card.fused else model_proto
     probe = probe if probe is not None else model_proto
     labels, logits = onnx_labels(probe.SerializeToString(), image, card)
-    if logits is not None and card.fused and _class_axis(model_proto) != 1:  # a channel-last tail (segexport.onnx.tail)
+    # a channel-last tail (segexport.onnx.tail); a one-class graph has no ArgMax, and its logit no class axis
+    if logits is not None and card.fused and _class_axis(model_proto) in (3, -1):
         logits = np.moveaxis(logits, -1, 0)
     ref_labels, ref_logits = torch_labels(model, image, card)
     diff = float(np.abs(logits - ref_logits).max()) if logits is not None else None
@@ -142,7 +145,7 @@ def qdq_labels(model: bytes | str | os.PathLike[str], image: np.ndarray, card: M
     source = model if isinstance(model, bytes) else str(model)
     session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     outputs = session.run(None, {session.get_inputs()[0].name: graph_input(image, card)})[0]
-    return outputs[0] if card.fused else postprocess(outputs, *image.shape[:2])[0]
+    return outputs[0] if card.fused else postprocess(outputs, *image.shape[:2], threshold=card.threshold)[0]
 
 
 def reference_outputs(

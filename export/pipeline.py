@@ -134,7 +134,8 @@ def _build_model(request: ExportRequest, report: Report) -> SegmentationModel:
     with report.step(f"build {request.model.name}") as detail:
         model = build(request.model)
         size = "x".join(map(str, model.input_size))
-        detail["text"] = f"{len(model.classes)} classes, input {size} ({model.resize})"
+        kind = f"one class, {model.classes[1]!r} where sigmoid > {model.threshold:g}" if model.threshold else ""
+        detail["text"] = f"{kind or f'{len(model.classes)} classes'}, input {size} ({model.resize})"
     return model
 
 

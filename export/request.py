@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from segexport.defaults import DEFAULT_CALIB_COUNT, DEFAULT_MODEL
+from segexport.defaults import DEFAULT_CALIB_COUNT, DEFAULT_MODEL, is_user_model
 from segexport.engine.profile import ShapeRange
 from segrt.backends.tensorrt_library import TENSORRT, TENSORRT_RTX
 from segrt.errors import SegError
@@ -41,6 +41,7 @@ class ModelOptions:
     checkpoint: Path | None = None
     num_classes: int | None = None
     classes: tuple[str, ...] | None = None  # names, one per class
+    threshold: float | None = None  # a one-class model's sigmoid threshold (0..1); None: 0.5
     input_size: tuple[int, ...] | None = None  # (H, W) fixed, or (S,) the shorter side
     seed: int = 0
     unet_depth: int = 4
@@ -82,12 +83,32 @@ def check_model_options(model: ModelOptions, onnx: OnnxOptions) -> None:
         raise SegError(f"--num-classes {count}: a model needs at least 1 class")
     if count is not None and count > MAX_CLASSES:
         raise SegError(f"--num-classes {count}: {count} classes do not fit a uint8 label map ({MAX_CLASSES} at most)")
+    check_threshold(model)
     if not SEEDS[0] <= model.seed <= SEEDS[1]:
         raise SegError(f"--seed {model.seed}: give a seed from {SEEDS[0]} to {SEEDS[1]} (what torch.manual_seed takes)")
     if model.checkpoint is not None and not model.checkpoint.is_file():
         raise SegError(
             f"--checkpoint {model.checkpoint}: checkpoint not found; pass the path of a state dict saved with "
             f"torch.save"
+        )
+
+
+def check_threshold(model: ModelOptions) -> None:
+    """--threshold is a probability, and given only where the model can be a one-class one: a zoo model with
+    --num-classes 1, or a user's model whose channels its probe counts (refused there when it has more)."""
+    threshold = model.threshold
+    if threshold is None:
+        return
+    if not 0 < threshold < 1:
+        raise SegError(
+            f"--threshold {threshold:g}: a one-class model's threshold is a sigmoid probability between 0 and 1, "
+            f"exclusive (default 0.5: label 1 where the logit is above 0)"
+        )
+    if model.num_classes not in (None, 1) or (model.num_classes is None and not is_user_model(model.name)):
+        count = f"--num-classes {model.num_classes}" if model.num_classes else "its own classes"
+        raise SegError(
+            f"--threshold {threshold:g}: applies to one-class models (one logit channel), and {model.name} with "
+            f"{count} is labelled by argmax; drop --threshold, or give --num-classes 1"
         )
 
 

@@ -169,14 +169,25 @@ def preprocess(batch: np.ndarray, card: ModelCard) -> np.ndarray:
     return np.ascontiguousarray((resized * scale + shift).transpose(0, 3, 1, 2))
 
 
-def postprocess(logits: np.ndarray, height: int, width: int) -> np.ndarray:
+def threshold_logit(threshold: float) -> np.float32:
+    """The logit a one-class model's sigmoid `threshold` (0..1) corresponds to: sigmoid(x) > t is x > log(t / (1 - t)),
+    in float32 as the fused graph compares (0 for the default 0.5), so the graph and the host label alike."""
+    return np.float32(np.log(threshold / (1.0 - threshold)))
+
+
+def postprocess(logits: np.ndarray, height: int, width: int, *, threshold: float | None = None) -> np.ndarray:
     """float N x C x h x w logits -> uint8 N x height x width labels (upsample, then argmax).
 
     Works channel-last, where the argmax over classes reads contiguous memory, one
     image and one block of output rows at a time straight into the argmax, so the
     working set stays in cache and the full-size float logits (33 MB per 612x640
-    frame of 21 classes) never exist at once.
+    frame of 21 classes) never exist at once. A one-class model (one logit channel,
+    the card's `threshold` given) labels 1 where its upsampled logit is above
+    `threshold_logit(threshold)`, as its fused graph does.
     """
+    if threshold is not None and logits.shape[1] != 1:
+        raise SegError(f"a threshold applies to one logit channel, and these logits have {logits.shape[1]}")
+    cut = threshold_logit(threshold) if threshold is not None else None
     channel_last = np.ascontiguousarray(logits.transpose(0, 2, 3, 1), dtype=np.float32)
     src_h, src_w = channel_last.shape[1:3]
     y0, y1, wy = resize_weights(src_h, height)
@@ -192,7 +203,7 @@ def postprocess(logits: np.ndarray, height: int, width: int) -> np.ndarray:
             block = band[:, x0]
             block *= (1 - wx)[:, None]
             block += band[:, x1] * wx[:, None]
-            target[rows] = block.argmax(axis=-1)
+            target[rows] = block.argmax(axis=-1) if cut is None else block[..., 0] > cut
     return labels
 
 

@@ -49,7 +49,9 @@ class ModelCard:
     then rounded down to a multiple of `size_divisor`). `mean` and `std` are in
     0..1 units, as torchvision writes them. A fused file takes uint8 NHWC images and
     returns uint8 NHW labels; an unfused one takes normalized float NCHW and
-    returns float logits, and the runtime does the same steps on the host.
+    returns float logits, and the runtime does the same steps on the host. A one-class
+    model (one logit channel) has `threshold`: its labels are 1 (`classes[1]`) where the
+    sigmoid of its logit is above it, else 0 (`classes[0]`, background).
     """
 
     model: str
@@ -61,6 +63,7 @@ class ModelCard:
     resize: str = "fixed"
     size_divisor: int = 1
     fused: bool = True
+    threshold: float | None = None  # one-class models: label 1 where sigmoid(logit) > threshold; None: argmax
     precision: str = "fp32"
     opset: int = 17
     input_name: str = "image"
@@ -92,6 +95,8 @@ class ModelCard:
             problems.append("size_divisor must be >= 1")
         elif self.resize == "fixed" and any(int(v) % self.size_divisor for v in self.input_size):
             problems.append(f"input_size {list(self.input_size)} is not a multiple of {self.size_divisor}")
+        if self.threshold is not None and not (0 < self.threshold < 1 and len(self.classes) == 2):
+            problems.append(f"threshold {self.threshold} needs a value between 0 and 1 and two classes")
         if self.precision not in PRECISIONS:
             problems.append(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         source = self.tensorrt.get("source") if isinstance(self.tensorrt, dict) else None
@@ -363,6 +368,10 @@ def check_card_fits(card: ModelCard, onnx: OnnxFile, path: str | os.PathLike[str
 
     if (card.input_name, card.output_name) != (graph_in.name, graph_out.name):
         refuse("input_name/output_name", f"{card.input_name}/{card.output_name}", f"{graph_in.name}/{graph_out.name}")
+    one_class = onnx.one_class()
+    if one_class is not None and one_class != (card.threshold is not None):
+        graph = "its output is one logit channel" if one_class else "it labels by argmax over its classes"
+        refuse("threshold", card.threshold, graph)
     classes = onnx.num_classes()
     if classes is not None and classes != card.num_classes:
         refuse("classes", f"names {card.num_classes}", f"its output tells {classes} apart")

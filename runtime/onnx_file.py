@@ -88,18 +88,39 @@ class OnnxFile:
         """The classes the graph tells apart, where its shapes say: the channels of a logits output, or of what a
         fused graph's ArgMax reduces (followed back through resizes, casts, Q/DQ and transposes to a known
         shape or the last convolution's weights); None where the graph does not say."""
+        if self.one_class():
+            return 2  # background and the class, told apart by a threshold on the one logit
         if len(self.outputs) != 1:
             return None
         output = self.outputs[0]
         if output.elem_type in (FLOAT, FLOAT16, DOUBLE, BFLOAT16):  # logits, N x C x h x w
             return self._dim(output.name, 1)
-        producers = self.producers()
-        node = producers.get(output.name)
-        while node is not None and node.op_type in ("Cast", "Identity"):
-            node = producers.get(node.inputs[0]) if node.inputs else None
+        node = self._label_maker()
         if node is None or node.op_type != "ArgMax" or not node.inputs:
             return None
         return self._dim(node.inputs[0], node.ints.get("axis", 0))
+
+    def one_class(self) -> bool | None:
+        """Whether the graph is a one-class model's: one logit channel (unfused), or labels made by comparing the
+        logit with a threshold (fused, `Greater`) instead of an ArgMax; None where the graph does not say."""
+        if len(self.outputs) != 1:
+            return None
+        output = self.outputs[0]
+        if output.elem_type in (FLOAT, FLOAT16, DOUBLE, BFLOAT16):
+            channels = self._dim(output.name, 1)
+            return None if channels is None else channels == 1
+        node = self._label_maker()
+        if node is None:
+            return None
+        return {"Greater": True, "ArgMax": False}.get(node.op_type)
+
+    def _label_maker(self) -> Node | None:
+        """The node behind a fused graph's labels output, looked through Casts, Identities and Gathers."""
+        producers = self.producers()
+        node = producers.get(self.outputs[0].name)
+        while node is not None and node.op_type in ("Cast", "Identity", "Gather"):
+            node = producers.get(node.inputs[0]) if node.inputs else None
+        return node
 
     def _dim(self, name: str, axis: int) -> int | None:
         producers = self.producers()

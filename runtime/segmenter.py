@@ -94,7 +94,7 @@ class Segmenter:
                 logits = self.backend.run(tensor)
                 timings.update(self.backend.timings)
                 with stopwatch(timings, "post"):
-                    labels = postprocess(logits, height, width)
+                    labels = postprocess(logits, height, width, threshold=self.card.threshold)
             self.timings = timings
         if labels.shape != batch.shape[:3] or labels.dtype != np.uint8:
             raise SegError(

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from segbench.cases.suite import ModelSpec
+from segrt.image import threshold_logit
 
 
 @dataclass
@@ -76,6 +77,8 @@ class EagerPipeline:
         self.device = torch.device(device)
         self.transforms, self.transforms_name = user_transforms(reference)
         self.network = with_aux_head(reference.model.network).to(self.device).eval()
+        threshold = reference.model.threshold
+        self.cut = None if threshold is None else float(threshold_logit(threshold))
         self.timings: dict[str, float] = {}
         self.network_input: list[int] = []  # [H, W] the network ran at in the last call: the preset decides it
 
@@ -97,7 +100,10 @@ class EagerPipeline:
             logits = output["out"] if isinstance(output, Mapping) else output
             clock.mark("compute")
             logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
-            labels = logits.argmax(dim=1).to(torch.uint8)
+            if self.cut is None:
+                labels = logits.argmax(dim=1).to(torch.uint8)
+            else:  # a one-class model: its sigmoid threshold, as its fused graph compares
+                labels = (logits[:, 0] > self.cut).to(torch.uint8)
             clock.mark("post")
             labels = labels.cpu()
             if self.device.type == "cuda":

@@ -45,6 +45,7 @@ MODEL_KEYS = {
     "checkpoint": "segexport --checkpoint: a state dict",
     "num_classes": "segexport --num-classes",
     "classes": "segexport --classes: the class names, a list",
+    "threshold": "segexport --threshold: a one-class model's sigmoid threshold (default 0.5)",
     "seed": "segexport --seed (random weights)",
     "unet_depth": "segexport --unet-depth",
     "unet_base": "segexport --unet-base",
@@ -71,12 +72,13 @@ RUN_KEYS = {
 
 
 # The model keys that are segexport's ModelOptions fields, with the type each takes in the file.
-EXPORT_OPTION_KEYS: dict[str, type] = {
+EXPORT_OPTION_KEYS: dict[str, type | tuple[type, ...]] = {
     "weights": str,
     "input_size": str,
     "checkpoint": str,
     "num_classes": int,
     "classes": list,
+    "threshold": (float, int),
     "seed": int,
     "unet_depth": int,
     "unet_base": int,

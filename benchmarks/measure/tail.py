@@ -1,7 +1,8 @@
 """The fused graph's tail in a case: its share of the call, and the bytes it writes for a 1080x1920 frame.
 
 The tail is what a fused graph does after the network: the logits resized to the image size, argmax,
-uint8 (segexport.onnx.tail). It is cut out of the case's own ONNX file, from the tensor the network hands
+uint8 (segexport.onnx.tail); a one-class model's: its one logit resized, compared with the threshold (Greater),
+its channel taken (Gather), uint8. It is cut out of the case's own ONNX file, from the tensor the network hands
 over to the labels, and run on the same ONNX Runtime backend with the inputs the whole graph computed
 for the case's batch; its time is taken in blocks alternating with the whole call (measure.py), so both
 see one load. Its bytes are the sizes of the tensors its nodes write, from one run of the whole graph
@@ -18,12 +19,14 @@ import numpy as np
 
 from segbench.measure.timing import outside_share, time_alternating
 
-TAIL_OPS = ("Resize", "ArgMax", "Cast", "Transpose", "QuantizeLinear", "DequantizeLinear")
+TAIL_OPS = ("Resize", "ArgMax", "Greater", "Gather", "Cast", "Transpose", "QuantizeLinear", "DequantizeLinear")
+DECIDERS = ("ArgMax", "Greater")  # what makes the labels: the argmax, or a one-class model's threshold
 FRAME_1080P = (1, 1080, 1920)
 
 
 def tail_nodes(graph: Any) -> list[Any]:
-    """The nodes from the network's logits to the labels output, in graph order (empty without an ArgMax)."""
+    """The nodes from the network's logits to the labels output, in graph order (empty without an ArgMax, or a
+    one-class model's Greater)."""
     producers = {name: node for node in graph.node for name in node.output}
     output = graph.output[0].name
     chain: list[Any] = []
@@ -31,7 +34,7 @@ def tail_nodes(graph: Any) -> list[Any]:
     while node is not None and node.op_type in TAIL_OPS:
         chain.append(node)
         node = producers.get(node.input[0])
-    if not any(n.op_type == "ArgMax" for n in chain):
+    if not any(n.op_type in DECIDERS for n in chain):
         return []
     return list(reversed(chain))
 
@@ -102,7 +105,7 @@ def measure_tail(
     model = onnx.load(str(path))
     chain = tail_nodes(model.graph)
     if not chain:
-        return {"absent": "no fused tail: the graph does not end in an argmax"}
+        return {"absent": "no fused tail: the graph does not end in an argmax or a threshold"}
     inputs = tail_inputs(model.graph, chain)
     written = [node.output[0] for node in chain]
     types = _types(model)

@@ -16,6 +16,8 @@ from segrt.meta import ModelCard
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+ONE_CLASS_BACKGROUND = "background"  # label 0 of a one-class model
+DEFAULT_THRESHOLD = 0.5  # a one-class model's sigmoid threshold: a logit above 0
 VOC_CLASSES = (
     "__background__",
     "aeroplane",
@@ -55,6 +57,7 @@ class SegmentationModel:
     size_divisor: int = 1
     palette: tuple[tuple[int, int, int], ...] = ()
     notes: list[str] = field(default_factory=list)  # what the builder did that the user should know
+    threshold: float | None = None  # a one-class model's sigmoid threshold (`as_one_class`); None: argmax
 
     def __post_init__(self) -> None:
         if not self.palette:
@@ -73,6 +76,7 @@ class SegmentationModel:
                 input_size=self.input_size,
                 resize=self.resize,
                 size_divisor=self.size_divisor,
+                threshold=self.threshold,
                 **fields,
             )
         except ValueError as exc:
@@ -107,6 +111,16 @@ def _is_simple_segmentation_model(network: nn.Module) -> bool:
     except ImportError:  # a torchvision that moved it: the network keeps its own resize
         return False
     return isinstance(network, _SimpleSegmentationModel)
+
+
+def as_one_class(model: SegmentationModel, threshold: float | None) -> None:
+    """Make a model with one logit channel a binary segmenter, in place: label 1 where sigmoid(logit) is above
+    `threshold` (None: 0.5, a logit above 0), else 0. Its classes become background and the one class: the name
+    the model gives it, or the model's own name where it gives only a numbered placeholder ("class0")."""
+    named = model.classes[0] if model.classes and model.classes[0] != "class0" else model.name
+    model.classes = (ONE_CLASS_BACKGROUND, named)
+    model.palette = voc_palette(2)
+    model.threshold = DEFAULT_THRESHOLD if threshold is None else threshold
 
 
 def parameter_count(module: nn.Module | None) -> int:

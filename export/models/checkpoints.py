@@ -54,12 +54,17 @@ def load_checkpoint(network: nn.Module, path: str | os.PathLike[str]) -> list[st
             f"model {tuple(own[first].shape)})"
         )
     if problems:
-        raise SegError(
-            f"{path}: checkpoint does not fit the model: {'; '.join(problems)}; check the model name, "
-            f"--num-classes and the model options"
-        )
+        fix = "check the model name, --num-classes and the model options"
+        if misshaped and not missing and not unexpected and _one_channel_head(own, state, misshaped):
+            fix = "its head has one output channel, a one-class model: give --num-classes 1 (a binary segmenter)"
+        raise SegError(f"{path}: checkpoint does not fit the model: {'; '.join(problems)}; {fix}")
     network.load_state_dict(state)
     return [f"loaded {len(state)} tensors from {path.name}"]
+
+
+def _one_channel_head(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], keys: list[str]) -> bool:
+    """Whether the keys that misfit differ only in their first dimension, 1 in the checkpoint: a one-class head."""
+    return all(state[k].ndim and state[k].shape[0] == 1 and state[k].shape[1:] == own[k].shape[1:] for k in keys)
 
 
 def _few(keys: list[str], limit: int = 4) -> str:

@@ -74,6 +74,15 @@ def user_model(
             f"got {type(logits).__name__} {getattr(logits, 'shape', '')}"
         )
     count = logits.shape[1]
+    if num_classes is not None and count != num_classes:
+        one_class = (
+            ": a one-class model, exported as a binary segmenter (background and its class); drop --num-classes"
+            if count == 1
+            else "; give the count it returns, or drop --num-classes"
+        )
+        raise SegError(
+            f"--num-classes {num_classes}: {spec} returns {count} logit channel{'s' * (count != 1)}{one_class}"
+        )
     classes = tuple(getattr(network, "classes", ())) or tuple(f"class{i}" for i in range(count))
     if len(classes) != count:
         raise SegError(f"{spec}: the module names {len(classes)} classes but returns {count} logit channels")

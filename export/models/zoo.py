@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from segexport.defaults import is_user_model
-from segexport.models.base import SegmentationModel
+from segexport.models.base import SegmentationModel, as_one_class
 from segexport.models.fcn import fcn_resnet18, fcn_resnet50, fcn_resnet101
 from segexport.models.unet import unet, unet_shapes
 from segexport.models.user import user_model
@@ -84,8 +84,18 @@ def build(options: ModelOptions) -> SegmentationModel:
         raise SegError(
             f"--input-size {'x'.join(map(str, model.input_size))}: {model.name} needs multiples of {model.size_divisor}"
         )
+    if len(model.classes) == 1:  # one logit channel: a binary segmenter
+        as_one_class(model, options.threshold)
+    elif options.threshold is not None:
+        raise SegError(
+            f"--threshold {options.threshold:g}: applies to one-class models (one logit channel), and {model.name} "
+            f"has {len(model.classes)} classes, labelled by argmax; drop --threshold"
+        )
     if options.classes:
         if len(options.classes) != len(model.classes):
-            raise SegError(f"--classes names {len(options.classes)} classes but {model.name} has {len(model.classes)}")
+            one_class = " (a one-class model labels background and its class: name both)" if model.threshold else ""
+            raise SegError(
+                f"--classes names {len(options.classes)} classes but {model.name} has {len(model.classes)}{one_class}"
+            )
         model.classes = options.classes
     return model

@@ -7,13 +7,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from segexport.models.base import SegmentationModel
+from segrt.image import threshold_logit
 
 
 class FusedSegmentation(nn.Module):
     """uint8 N x H x W x 3 RGB -> uint8 N x H x W labels, for any H and W.
 
     cast -> resize to the network size -> normalize (one multiply-add per channel)
-    -> network -> bilinear upsample of the logits to H x W -> argmax -> uint8.
+    -> network -> bilinear upsample of the logits to H x W -> argmax -> uint8; a one-class model
+    (one logit channel, `model.threshold`) compares its logit with the threshold's instead of the argmax.
     Resizing before normalizing gives the same numbers (both are linear per
     channel) on the smaller tensor. Resizes use half-pixel bilinear without
     antialiasing: what ONNX Resize and TensorRT run natively, and what
@@ -29,6 +31,7 @@ class FusedSegmentation(nn.Module):
         self.resize_mode = model.resize
         self.input_size = tuple(int(v) for v in model.input_size)
         self.size_divisor = int(model.size_divisor)
+        self.cut = None if model.threshold is None else float(threshold_logit(model.threshold))
         std = torch.tensor(model.std, dtype=torch.float32)
         mean = torch.tensor(model.mean, dtype=torch.float32)
         self.register_buffer("scale", (1.0 / (255.0 * std)).view(1, 3, 1, 1), persistent=False)
@@ -58,4 +61,9 @@ class FusedSegmentation(nn.Module):
         return F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.logits(image).argmax(dim=1).to(torch.uint8)
+        logits = self.logits(image)
+        if self.cut is None:
+            return logits.argmax(dim=1).to(torch.uint8)
+        # compared first, the channel then taken from 1-byte booleans (taken from the float logit, the Gather copied
+        # 4 bytes a pixel; squeeze(1) exports as an If), and the Cast last: TensorRT's uint8 output comes from a Cast
+        return (logits > self.cut)[:, 0].to(torch.uint8)

@@ -76,7 +76,7 @@ def session_labels(session: Any, image: np.ndarray, card: ModelCard) -> np.ndarr
     from segexport.parity import graph_input
 
     outputs = session.run(None, {session.get_inputs()[0].name: graph_input(image, card)})[0]
-    return outputs[0] if card.fused else postprocess(outputs, *image.shape[:2])[0]
+    return outputs[0] if card.fused else postprocess(outputs, *image.shape[:2], threshold=card.threshold)[0]
 
 
 class TrialScorer:

@@ -80,6 +80,7 @@ def graphs(exported, unet_graphs, fcn50_graphs, calib_dir, tmp_path_factory, mon
     )
     fcn18_reduced = _reduced(tmp_path_factory, fcn18_shorter, calib_dir, "--fp16", "--int8")
     unet_unfused_reduced = _reduced(tmp_path_factory, exported("unet-unfused"), calib_dir, "--fp16", "--int8")
+    one_class = _export(tmp_path_factory, "one-class", *unet18[:-1], "--num-classes", "1", "--threshold", "0.6")
     return {
         "bundled model (fused)": bundled,
         "bundled model (--no-fuse)": _export(tmp_path_factory, "bundled-unfused", "--no-fuse"),
@@ -107,6 +108,11 @@ def graphs(exported, unet_graphs, fcn50_graphs, calib_dir, tmp_path_factory, mon
         "unet INT8 (TensorRT Q/DQ)": unet_graphs / "model.int8.onnx",
         "unet FP16 (--no-fuse)": unet_unfused_reduced / "model.fp16.onnx",
         "unet INT8 (--no-fuse)": unet_unfused_reduced / "model.int8.onnx",
+        "unet one class (--num-classes 1)": one_class,
+        "unet one class FP16": _reduced(tmp_path_factory, one_class, calib_dir, "--fp16") / "model.fp16.onnx",
+        "unet one class (--no-fuse)": _export(
+            tmp_path_factory, "one-class-unfused", *unet18[:-1], "--num-classes", "1", "--no-fuse"
+        ),
         "module:factory": _export(
             tmp_path_factory, "user", "rtxnets:build", "--num-classes", "3", "--input-size", "64x64"
         ),
@@ -146,6 +152,9 @@ KINDS = [
     "unet INT8 (TensorRT Q/DQ)",
     "unet FP16 (--no-fuse)",
     "unet INT8 (--no-fuse)",
+    "unet one class (--num-classes 1)",
+    "unet one class FP16",
+    "unet one class (--no-fuse)",
     "module:factory",
 ]
 
@@ -307,13 +316,15 @@ def test_a_missing_library_is_a_missing_dependency_in_the_builder(exported, monk
         _build(exported("unet"))
 
 
-def test_fused_engine_input_and_output_are_the_uint8_image_and_labels(graphs):
-    """What the runtime relies on: the network TensorRT-RTX parsed takes uint8 NHWC and gives uint8 NHW."""
+@pytest.mark.parametrize("kind", ["bundled model (fused)", "unet one class (--num-classes 1)"])
+def test_fused_engine_input_and_output_are_the_uint8_image_and_labels(graphs, kind):
+    """What the runtime relies on: the network TensorRT-RTX parsed takes uint8 NHWC and gives uint8 NHW (a one-class
+    graph's labels: its threshold's Greater cast to uint8)."""
     trt = sys.modules.get("tensorrt_rtx") or __import__("tensorrt_rtx")
     logger = trt.Logger(trt.Logger.ERROR)
     network = trt.Builder(logger).create_network(0)
     parser = trt.OnnxParser(network, logger)
-    assert parser.parse_from_file(str(graphs["bundled model (fused)"]))
+    assert parser.parse_from_file(str(graphs[kind]))
     image, labels = network.get_input(0), network.get_output(0)
     assert (image.dtype, labels.dtype) == (trt.DataType.UINT8, trt.DataType.UINT8)
     assert tuple(image.shape)[-1] == 3 and len(tuple(labels.shape)) == 3
