@@ -5,6 +5,7 @@ The loop does the host work segrun does per frame besides inference (blend a lab
 /stream/0.mjpg over 127.0.0.1 as fast as it can, as a browser would. Two ways to run the loop:
 - unpaced: as fast as it goes, the worst case for the view (the encoder has a new frame whenever it is free);
 - paced at --rate FPS (a camera or the model's rate): whether the loop keeps pace, and the CPU the view adds.
+"frame work" is one iteration's blend and publish (the sleep of a paced loop left out).
 The JPEG encoder is a thread of the publishing process, so its CPU counts in the process's CPU time.
 
 Run: python tools/view_cost.py [--frames 600] [--rate 30] [--viewers 3] [--size 240x320]
@@ -50,7 +51,7 @@ def frames_to_show(height: int, width: int, count: int = 8) -> tuple[np.ndarray,
 
 def run_loop(view: ViewServer | None, image: np.ndarray, labels: list[np.ndarray], frames: int, rate: float) -> dict:
     """Blend and publish `frames` overlays (at `rate` FPS, or unpaced at 0); frames/s, CPU and publish() times."""
-    publish_us = []
+    publish_us, frame_ms = [], []
     cpu_before, wall_before = time.process_time(), time.perf_counter()
     encoded_before = view.encoded_frames if view else 0
     encode_cpu_before = view.encode_cpu_s if view else 0.0
@@ -59,11 +60,13 @@ def run_loop(view: ViewServer | None, image: np.ndarray, labels: list[np.ndarray
     for index in range(frames):
         if rate:
             next_due += 1.0 / rate
+        frame_started = time.perf_counter_ns()
         overlay = segrt.overlay(image, labels[index % len(labels)])
         if view is not None:
             started = time.perf_counter_ns()
             view.publish("cam0", overlay, {"fps": rate, "frame": index, "class_shares": {"a": 0.5}})
             publish_us.append((time.perf_counter_ns() - started) / 1000)
+        frame_ms.append((time.perf_counter_ns() - frame_started) / 1e6)
         if rate:
             wait = next_due - time.perf_counter()
             if wait > 0:
@@ -80,6 +83,8 @@ def run_loop(view: ViewServer | None, image: np.ndarray, labels: list[np.ndarray
         "late": late,
         "encoded": encoded,
         "encode_ms": 1000 * encode_cpu / encoded if encoded else 0.0,
+        "frame_p50_ms": float(np.percentile(frame_ms, 50)),
+        "frame_p99_ms": float(np.percentile(frame_ms, 99)),
         "publish_p50_us": float(np.percentile(publish_us, 50)) if publish_us else 0.0,
         "publish_p99_us": float(np.percentile(publish_us, 99)) if publish_us else 0.0,
     }
@@ -117,17 +122,18 @@ def main() -> int:
     python = sys.version.split()[0]
     print(f"# view cost: {args.frames} overlays of {height}x{width}, {os.cpu_count()} CPUs, Python {python}")
     print(
-        "| loop | view | frames/s | CPU ms/frame (process) | late frames | JPEGs made | encode CPU ms/JPEG "
-        "| publish() p50 / p99 us |"
+        "| loop | view | frames/s | frame work p50 / p99 ms | CPU ms/frame (process) | late frames | JPEGs made "
+        "| encode CPU ms/JPEG | publish() p50 / p99 us |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for rate in (0.0, args.rate):
         for viewers in (None, 0, args.viewers):
             row = measure(viewers, image, labels, args.frames, rate)
             loop = f"paced {rate:g} FPS" if rate else "unpaced"
             view = "none" if viewers is None else f"{viewers} viewers"
             print(
-                f"| {loop} | {view} | {row['fps']:.1f} | {row['cpu_ms_per_frame']:.2f} | {row['late']} "
+                f"| {loop} | {view} | {row['fps']:.1f} | {row['frame_p50_ms']:.2f} / {row['frame_p99_ms']:.2f} "
+                f"| {row['cpu_ms_per_frame']:.2f} | {row['late']} "
                 f"| {row['encoded']} | {row['encode_ms']:.2f} "
                 f"| {row['publish_p50_us']:.1f} / {row['publish_p99_us']:.1f} |",
                 flush=True,

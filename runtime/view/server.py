@@ -4,6 +4,7 @@ served from daemon threads, fed by `publish`, which never waits on a viewer."""
 from __future__ import annotations
 
 import socketserver
+import sys
 import threading
 from http.server import ThreadingHTTPServer
 from typing import Any
@@ -28,6 +29,11 @@ class _ViewHTTPServer(ThreadingHTTPServer):
         self.address_family = family
         self.board = board
         super().__init__(("", 0), ViewRequestHandler, bind_and_activate=False)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A viewer that leaves mid-reply is no error of segrun's: only other failures print their traceback."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
 
     def server_bind(self) -> None:
         # HTTPServer's own server_bind asks for the host's fully qualified name, a DNS look-up that can hang on a
