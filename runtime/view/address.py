@@ -72,8 +72,12 @@ def bind_error(text: str, address: ViewAddress, exc: OSError) -> SegError:
     return SegError(f"--view {text!r}: cannot listen there ({os.strerror(exc.errno or 0) or exc}); try another port")
 
 
+WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # listening everywhere: this machine's browser uses loopback
+
+
 def url_of(host: str, port: int) -> str:
-    """The page's address as a browser takes it (an IPv6 host in brackets)."""
+    """The page's address as a browser on this machine takes it (an IPv6 host in brackets)."""
+    host = WILDCARD_HOSTS.get(host, host)
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}/"
 

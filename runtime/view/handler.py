@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 from http.server import BaseHTTPRequestHandler
@@ -28,7 +29,7 @@ class ViewRequestHandler(BaseHTTPRequestHandler):
         if path in ("/", "/index.html"):
             self._send_body(PAGE_HTML.encode(), "text/html; charset=utf-8")
         elif path == "/stats.json":
-            body = json.dumps({"sources": board.stats()}, default=_plain).encode()
+            body = json.dumps({"sources": plain_json(board.stats())}, allow_nan=False).encode()
             self._send_body(body, "application/json")
         elif match := STREAM_PATH.match(path):
             self._stream(board, int(match.group(1)))
@@ -77,8 +78,17 @@ class ViewRequestHandler(BaseHTTPRequestHandler):
         """Quiet: a viewer's requests are not segrun's output."""
 
 
-def _plain(value: Any) -> Any:
-    """numpy scalars and arrays in stats as JSON numbers and lists."""
+def plain_json(value: Any) -> Any:
+    """Stats as strict JSON, which browsers parse: numpy scalars and arrays as numbers and lists, a NaN or an
+    infinity (an FPS before the second frame) as null, anything else unknown as its text."""
     if hasattr(value, "tolist"):
-        return value.tolist()
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {str(key): plain_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_json(item) for item in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
     return str(value)

@@ -69,7 +69,7 @@ class ViewServer:
 
     @property
     def url(self) -> str:
-        """The page's address, with the port actually bound (`http://HOST:PORT/`)."""
+        """The page's address, with the port actually bound (`http://HOST:PORT/`; loopback for 0.0.0.0 or ::)."""
         return url_of(self.host, self.port)
 
     def start(self) -> None:

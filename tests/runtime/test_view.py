@@ -100,6 +100,9 @@ def test_port_0_binds_a_free_port_on_loopback() -> None:
         assert server.url == f"http://127.0.0.1:{server.port}/"
     finally:
         server.close()  # never started: closes the bound socket all the same
+    everywhere = ViewServer("0.0.0.0:0")
+    everywhere.close()
+    assert everywhere.url == f"http://127.0.0.1:{everywhere.port}/"  # what a browser here opens
 
 
 # ---- a real HTTP client ----
@@ -125,6 +128,14 @@ def test_stats_and_stream_carry_the_published_overlay(view: ViewServer) -> None:
     ]
     with urllib.request.urlopen(view.url, timeout=WAIT_S) as reply:
         assert b"/stats.json" in reply.read()
+    odd = {"fps": float("inf"), "latency_ms": np.float32(2.5), "class_shares": {"road": np.float64("nan")}}
+    view.publish("cam1", first, odd)  # strict JSON all the same: a browser's JSON.parse takes no NaN
+    with urllib.request.urlopen(view.url + "stats.json", timeout=WAIT_S) as reply:
+        assert json.loads(reply.read(), parse_constant=pytest.fail)["sources"][1]["stats"] == {
+            "fps": None,
+            "latency_ms": 2.5,
+            "class_shares": {"road": None},
+        }
 
     with urllib.request.urlopen(view.url + "stream/0.mjpg", timeout=WAIT_S) as stream:
         assert stream.headers["Content-Type"] == "multipart/x-mixed-replace; boundary=segrtframe"
