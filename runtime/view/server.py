@@ -53,7 +53,6 @@ class ViewServer:
     """
 
     def __init__(self, address: str) -> None:
-        self._text = address
         parsed = parse_view_address(address)
         self._board = FeedBoard()
         self._http = _ViewHTTPServer(parsed.family, self._board)
