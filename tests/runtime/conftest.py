@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import struct
 import threading
 import time
@@ -110,3 +112,17 @@ def write_png16(path: Path, array: np.ndarray) -> Path:
 def png16():
     """The `write_png16` function, for tests that need a real 16-bit-per-channel PNG."""
     return write_png16
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's headless Chromium, for the live view's page tests. `.ci/run` installs it and sets
+    SEGRT_BROWSER_REQUIRED=1, which makes its absence a failure; elsewhere (the README's test command on a machine
+    without it) those tests are skipped, saying what to install."""
+    path = shutil.which("chromium")
+    if path is None:
+        message = "chromium is not on PATH: the live view is tested in a real browser; apt-get install chromium"
+        if os.environ.get("SEGRT_BROWSER_REQUIRED") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path

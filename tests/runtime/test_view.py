@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import socket
 import subprocess
 import threading
@@ -243,10 +242,7 @@ def test_a_stuck_viewer_and_one_that_leaves_slow_nothing_down(view: ViewServer) 
 # ---- a real browser ----
 
 
-def test_headless_chromium_shows_the_overlay_and_the_figures(view: ViewServer, tmp_path: Path) -> None:
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("chromium is not on PATH: the live view is tested in a real browser; apt-get install chromium")
+def test_headless_chromium_shows_the_overlay_and_the_figures(view: ViewServer, tmp_path: Path, chromium: str) -> None:
     magenta = np.empty((96, 128, 3), np.uint8)
     magenta[:] = (255, 0, 200)
     stop = threading.Event()
