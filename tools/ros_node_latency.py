@@ -33,6 +33,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds after a 3 s warm-up")
     parser.add_argument("--size", default="640x480", help="WIDTHxHEIGHT (default 640x480)")
     parser.add_argument("--backend", default="", help="segros --backend (default: the best installed)")
+    parser.add_argument(
+        "--reliable", action="store_true", help="reliable QoS both ways (default: sensor data, best effort)"
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
     width, height = (int(n) for n in args.size.split("x"))
@@ -45,13 +48,14 @@ def main() -> int:
     call_ms = segrt_call_ms(args.model, args.backend, image)
     backend = ["--backend", args.backend] if args.backend else []
     ros_args = ["--ros-args", "-r", "image:=/bench/image", "-p", "diagnostics_period:=0.5"]
+    ros_args += ["-p", "reliable:=true"] if args.reliable else []
     node = subprocess.Popen(
         [sys.executable, "-m", "segrt.ros.node_cli", args.model, *backend, *ros_args],
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        results = publish_and_measure(image, args.rate, args.seconds, node)
+        results = publish_and_measure(image, args.rate, args.seconds, node, args.reliable)
     finally:
         node.send_signal(2)
         node.wait(timeout=30)
@@ -60,6 +64,7 @@ def main() -> int:
             "model": args.model,
             "image": f"{width}x{height} rgb8",
             "rate_hz": args.rate,
+            "qos": "reliable, keep last 1" if args.reliable else "sensor data (best effort)",
             "seconds": args.seconds,
             "segrt_call_ms_p50_outside_the_node": float(np.percentile(call_ms, 50)),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
@@ -89,7 +94,7 @@ def segrt_call_ms(model: str, backend: str, image: np.ndarray, calls: int = 60) 
     return times
 
 
-def publish_and_measure(image: np.ndarray, rate: float, seconds: float, node: subprocess.Popen) -> dict:
+def publish_and_measure(image: np.ndarray, rate: float, seconds: float, node: subprocess.Popen, reliable: bool) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
@@ -110,11 +115,11 @@ def publish_and_measure(image: np.ndarray, rate: float, seconds: float, node: su
             if "segros" in status.name:
                 diagnostics.append({kv.key: kv.value for kv in status.values})
 
-    bench.create_subscription(
-        Image, "/segros/labels", on_labels, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    )
+    reliable_10 = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    reliable_1 = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+    bench.create_subscription(Image, "/segros/labels", on_labels, reliable_10)
     bench.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
-    publisher = bench.create_publisher(Image, "/bench/image", qos_profile_sensor_data)
+    publisher = bench.create_publisher(Image, "/bench/image", reliable_1 if reliable else qos_profile_sensor_data)
     executor = SingleThreadedExecutor()
     executor.add_node(bench)
     spinner = threading.Thread(target=executor.spin, daemon=True)
