@@ -16,7 +16,7 @@ import segrt
 from segrt.errors import SegError
 from segrt.ros.bag_cli import main as bag_main
 from segrt.ros.bag_run import segment_bag
-from segrt.ros.bag_source import BagImages
+from segrt.ros.bag_source import BagImages, is_bag
 
 rosbags_highlevel = pytest.importorskip("rosbags.highlevel", reason="rosbags is in segexport[ros] and [dev]")
 from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
@@ -211,6 +211,22 @@ def test_topics_are_checked_before_the_model_loads(drive, tmp_path, capsys):
     assert bag_main([missing_model, str(folder), "--topic", "/status", "-o", str(tmp_path / "o")]) == 2
     assert "topic /status is std_msgs/msg/String, not images" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_an_unwritable_output_is_refused_before_any_frame_runs(seg, drive, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(SegError, match="cannot write to the output folder") as caught:
+        segment_bag(seg, drive[0], TOPICS, blocker / "out")
+    assert "\n" not in str(caught.value) and caught.value.exit_code == 2
+
+
+def test_segrun_can_tell_a_bag_from_a_video_or_a_folder_of_images(drive, tmp_path):
+    folder, _ = drive
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "clip.mp4").write_bytes(b"")
+    assert is_bag(folder) and is_bag(folder / "drive.mcap")
+    assert not is_bag(tmp_path / "photos") and not is_bag(tmp_path / "clip.mp4") and not is_bag(tmp_path / "x.mcap")
 
 
 @pytest.mark.parametrize(
