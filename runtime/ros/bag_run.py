@@ -102,8 +102,11 @@ def _segment_frames(
             run.skipped["model"] += 1
             run.problems.setdefault("model", f"{frame.source} frame {frame.index}: {exc}")
             continue
-        sink.write(frame, labels)
-        class_stats.add(frame.source, labels, frame.index, frame.time_s)
+        with signals_caught(lambda signum: None) as received:  # a frame's records go into the chunk whole
+            sink.write(frame, labels)
+            class_stats.add(frame.source, labels, frame.index, frame.time_s)
+        if received:
+            interrupt(received[0])
         run.frames += 1
         if on_frame is not None:
             on_frame(frame)
