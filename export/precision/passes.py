@@ -261,6 +261,8 @@ def quantize_int8_cpu(
     ONNX Runtime's x86 and ARM kernels run fastest), ranges collected image by image with `calib_method`
     ("minmax", "entropy", "percentile"; None: minmax).
     """
+    import contextlib
+    import io
     import logging
 
     import onnx
@@ -271,23 +273,26 @@ def quantize_int8_cpu(
     level = root.level
     if not verbose:  # quantize_static logs a pre-processing hint on the root logger; our graph is already slimmed
         root.setLevel(logging.ERROR)
+    # its histogram calibrators (entropy, percentile) print their settings on stdout, where segexport prints nothing
+    quiet = contextlib.redirect_stdout(io.StringIO()) if not verbose else contextlib.nullcontext()
     try:
-        _guarded(
-            "ONNX Runtime quantization",
-            fp32_path,
-            quantize_static,
-            str(fp32_path),
-            str(target),
-            NpzCalibrationReader(npz_files),
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=["Conv"],
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=list(keep_fp32),
-            calibrate_method=getattr(CalibrationMethod, _ORT_METHODS[method_for(calib_method, "int8-cpu")]),
-            extra_options={"CalibStridedMinMax": 1},
-        )
+        with quiet:
+            _guarded(
+                "ONNX Runtime quantization",
+                fp32_path,
+                quantize_static,
+                str(fp32_path),
+                str(target),
+                NpzCalibrationReader(npz_files),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=["Conv"],
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=list(keep_fp32),
+                calibrate_method=getattr(CalibrationMethod, _ORT_METHODS[method_for(calib_method, "int8-cpu")]),
+                extra_options={"CalibStridedMinMax": 1},
+            )
     finally:
         root.setLevel(level)
     return onnx.load(str(target))
