@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segexport.defaults import DEFAULT_MODEL
+from segexport.options import add_budget_arguments, add_precision_arguments
 from segexport.text_lists import read_class_names
 from segrt import ENGINE_SUFFIXES
 from segrt.errors import MissingDependency, SegError, rich_say, run_command
@@ -23,7 +24,6 @@ from segrt.signals import interrupt_once
 if TYPE_CHECKING:
     from segexport.request import ExportRequest
 
-INT8_TARGETS = ("tensorrt", "cpu", "both")
 ENGINE_MODES = ("--check", "--rebuild")
 
 
@@ -106,82 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"least share of pixels that must agree with the reference, in %% (default {least_agreements()})",
     )
     onnx_group.add_argument("--out", type=Path, help="output folder (default ./build/<model>)")
-    add_precision_arguments(parser)
-    add_budget_arguments(parser)  # --max-miou-drop, --val: export/precision/budget.py
+    add_precision_arguments(parser)  # --fp16, --int8, --calib, --calib-method: export/options.py
+    add_budget_arguments(parser)  # --max-miou-drop, --max-class-iou-drop, --val: export/options.py
     add_engine_arguments(parser)
     add_triton_arguments(parser)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: TensorRT's own)")
     return parser
-
-
-def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of the precision step (FP16 / INT8 ONNX graphs). Owned by the precision work."""
-    from segexport.defaults import AUTOCAST_IMAGES, DEFAULT_CALIB_COUNT
-
-    group = parser.add_argument_group("precision (ONNX -> ONNX, each checked against FP32 on --image)")
-    group.add_argument(
-        "--fp16",
-        action="store_true",
-        help="also write model.fp16.onnx: FP16 mixed precision (ModelOpt AutoCast; numerically sensitive nodes "
-        f"stay FP32, found on {AUTOCAST_IMAGES} --calib images or the --image photo)",
-    )
-    group.add_argument(
-        "--int8",
-        action="store_true",
-        help="also write model.int8.onnx (Q/DQ for TensorRT, ModelOpt) and model.int8-cpu.onnx (Q/DQ for "
-        "ONNX Runtime CPU), calibrated on --calib",
-    )
-    group.add_argument(
-        "--int8-target",
-        choices=INT8_TARGETS,
-        help="which INT8 graph --int8 writes: tensorrt (model.int8.onnx), cpu (model.int8-cpu.onnx, and no "
-        "engine), or both (default)",
-    )
-    group.add_argument(
-        "--calib",
-        type=Path,
-        metavar="DIR",
-        help="folder of calibration images (searched recursively), like the ones the model will see, or a .txt "
-        "list of them (a Pascal-VOC ImageSets/Segmentation/train.txt works); each is fed to the graph at its own "
-        "size, as segrt does",
-    )
-    group.add_argument(
-        "--calib-count",
-        type=int,
-        default=DEFAULT_CALIB_COUNT,
-        metavar="N",
-        help=f"calibration images to use, spread over the folder (default {DEFAULT_CALIB_COUNT}, or all if fewer)",
-    )
-    group.add_argument(
-        "--keep-fp32",
-        action="append",
-        default=[],
-        metavar="REGEX",
-        help="keep nodes whose name matches REGEX in FP32 (not FP16, not quantized); repeatable",
-    )
-
-
-def add_budget_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of the accuracy budget (with --fp16 / --int8): export/precision/budget.py."""
-    group = parser.add_argument_group(
-        "accuracy budget (with --fp16 / --int8)",
-        "Keep the most sensitive nodes in higher precision until the reduced graph loses at most this much "
-        "against FP32; the nodes kept are recorded in the card.",
-    )
-    group.add_argument(
-        "--max-miou-drop", metavar="POINTS", help="most mIoU points the graph may lose against FP32 on --val (e.g. 0.5)"
-    )
-    group.add_argument(
-        "--max-disagreement",
-        metavar="PCT",
-        help="most pixels, in %%, whose label may differ from FP32's: on --val's images, else on the --calib images",
-    )
-    group.add_argument(
-        "--val", type=Path, metavar="VOCDIR", help="Pascal-VOC folder whose val split the budget is measured on"
-    )
-    group.add_argument(
-        "--val-count", type=int, metavar="N", help="score on N val images spread over the split (default: all)"
-    )
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
@@ -354,7 +284,11 @@ def request_from_args(args: argparse.Namespace) -> ExportRequest:
     )
     graphs = (["fp16"] if args.fp16 else []) + (int8_flavours(args.int8_target) if args.int8 else [])
     precision = rq.PrecisionOptions(
-        graphs=tuple(graphs), calib=args.calib, calib_count=args.calib_count, keep_fp32=tuple(args.keep_fp32)
+        graphs=tuple(graphs),
+        calib=args.calib,
+        calib_count=args.calib_count,
+        keep_fp32=tuple(args.keep_fp32),
+        calib_method=args.calib_method,
     )
     # engines: --fp16 / --int8 build from the graphs TensorRT takes (the precision table's `tensorrt`: the INT8 one
     # for TensorRT, not the CPU one), --engine / --rtx from the FP32 graph or the .onnx MODEL as given;
@@ -382,7 +316,9 @@ def request_from_args(args: argparse.Namespace) -> ExportRequest:
         precision=precision,
         engine=engine,
         triton=TritonOptions(repository=args.triton, backend=args.triton_backend),
-        budget=budget_from_flags(args.max_miou_drop, args.max_disagreement, args.val, args.val_count),
+        budget=budget_from_flags(
+            args.max_miou_drop, args.max_disagreement, args.val, args.val_count, args.max_class_iou_drop
+        ),
         min_agreement=args.min_agreement,
         verbose=args.verbose,
     )

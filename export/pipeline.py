@@ -191,6 +191,7 @@ def write_precision_graphs(
     if not options.graphs:
         return {}
     from segexport.precision import passes as precision
+    from segexport.precision.calib_methods import CALIB_METHODS, method_for
     from segexport.precision.calibration import read_calibration_images
 
     calib_images: list[Any] = []
@@ -210,7 +211,8 @@ def write_precision_graphs(
             report.add_file(path)
             report.add_file(sidecar_path(path))
             continue
-        with report.step(precision.PASS_TITLES[name]) as detail:
+        method = method_for(options.calib_method, name) if name in CALIB_METHODS else ""
+        with report.step(precision.PASS_TITLES[name].format(method=method)) as detail:
             result = precision.make_precision_graph(
                 name,
                 fp32,
@@ -220,6 +222,7 @@ def write_precision_graphs(
                 min_agreement=request.min_agreement,
                 out=out,
                 verbose=request.verbose > 0,
+                calib_method=options.calib_method,
             )
             detail["text"] = f"{result.summary}; label agreement with FP32 {100 * result.parity.agreement:.3f} %"
         graphs[name] = result.path

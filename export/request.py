@@ -13,6 +13,7 @@ from pathlib import Path
 
 from segexport.defaults import DEFAULT_CALIB_COUNT, DEFAULT_MODEL, is_user_model
 from segexport.engine.profile import ShapeRange
+from segexport.precision.calib_methods import check_calib_method
 from segrt.backends.tensorrt_library import TENSORRT, TENSORRT_RTX
 from segrt.errors import SegError
 from segrt.precisions import PRECISIONS
@@ -130,6 +131,7 @@ class PrecisionOptions:
     calib: Path | None = None  # a folder of images, or a .txt list of them
     calib_count: int = DEFAULT_CALIB_COUNT
     keep_fp32: tuple[str, ...] = ()  # regexes of node names kept in FP32
+    calib_method: str | None = None  # how INT8 sets its ranges (precision/calib_methods.py); None: each pass's own
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.graphs if name not in PRECISIONS or name == "fp32"]
@@ -167,6 +169,7 @@ def check_precision_options(precision: PrecisionOptions) -> None:
     if calib is not None and not (calib.is_dir() or (calib.suffix == ".txt" and calib.is_file())):
         raise SegError(f"{calib}: no such folder of calibration images, or .txt list of them (--calib)")
     keep_fp32_regexes(precision.keep_fp32)
+    check_calib_method(precision.calib_method, precision.graphs)
 
 
 @dataclass(frozen=True)
@@ -215,10 +218,16 @@ class BudgetOptions:
     max_disagreement: float | None = None  # share of pixels (0..1) labelled differently from FP32
     val: Path | None = None  # Pascal-VOC folder whose val split the budget is measured on
     val_count: int | None = None  # that many val images, spread over the split; None: all
+    max_class_iou_drop: float | None = None  # IoU points any one class may lose on `val`
 
     @property
     def wanted(self) -> bool:
-        return self.max_miou_drop is not None or self.max_disagreement is not None
+        return self.labelled or self.max_disagreement is not None
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the budget is measured against labels (mIoU or a class's IoU), so it needs --val."""
+        return self.max_miou_drop is not None or self.max_class_iou_drop is not None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from segbench.measure.timing import MIN_ROUNDS, STAGES
 from segbench.report.definitions import INCLUDES
 from segbench.report.figures import fmt, markdown_table, mib, ms, percent
 from segbench.report.trade import trade_lines
+from segbench.scoring.accuracy import worst_class
 from segbench.scoring.temporal import FLICKER_WORDS
 
 BUSY_MACHINE = 0.10  # share of the CPU taken by other processes above which the report warns
@@ -306,11 +307,20 @@ def per_class_lines(record: dict[str, Any]) -> list[str]:
         images = next(iter(scored.values()))["images"]
         lines += [f"## {label}: IoU per class on the labelled set ({images} images)", ""]
         rows = [
-            [name, *(percent(d["per_class_iou"].get(c)) for c in classes), percent(d["miou"])]
+            [name, *(percent(d["per_class_iou"].get(c)) for c in classes), percent(d["miou"]),
+             worst_text(d, reference, name)]
             for name, d in scored.items()
-        ]
-        lines += [*markdown_table(["pipeline", *classes, "mIoU"], rows), ""]
+        ]  # fmt: skip
+        lines += [*markdown_table(["pipeline", *classes, "mIoU", "worst class vs reference"], rows), ""]
     return lines
+
+
+def worst_text(scored: dict[str, Any], reference: dict[str, Any], name: str) -> str:
+    """The class that lost most IoU against the FP32 reference and its drop in points ("star −3.40")."""
+    found = None
+    if name != "FP32 PyTorch reference":
+        found = worst_class(scored["per_class_iou"], reference.get("per_class_iou") or {})
+    return "—" if found is None else f"{found[0]} {-found[1]:+.2f}"
 
 
 def clip_groups(cases: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:

@@ -19,6 +19,21 @@ def pixel_agreement(labels: np.ndarray, reference: np.ndarray) -> float:
     return float(np.mean(labels == reference))
 
 
+def worst_class(per_class: dict[str, float | None], reference: dict[str, float | None]) -> tuple[str, float] | None:
+    """The class whose IoU fell most below the reference's, and by how many points (negative: every class
+    gained); the first in class order on a tie; None where no class has both figures. A mean hides it: a
+    precision can keep the mIoU and lose a small class (mmsegmentation #632: -0.8 mIoU, -3.4 IoU on one)."""
+    drops = {
+        name: 100.0 * (reference[name] - iou)  # type: ignore[operator]
+        for name, iou in per_class.items()
+        if iou is not None and reference.get(name) is not None
+    }
+    if not drops:
+        return None
+    name = max(drops, key=lambda key: drops[key])
+    return name, drops[name]
+
+
 def open_dataset(root: Any) -> Any:
     """The labelled validation split of a Pascal-VOC folder (`segrt.dataset`), or SegError saying why not."""
     from segrt.dataset import VocDataset

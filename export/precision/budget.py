@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from segexport.precision.calib_methods import method_flags, method_for
 from segexport.precision.scoring import EvalImages, TrialScorer
 from segexport.precision.search import HIGHER, Budget, BudgetNotMet, SearchResult
 from segexport.request import BudgetOptions
@@ -41,16 +42,22 @@ def budget_number(text: str | None, flag: str, what: str) -> float | None:
 
 
 def budget_from_flags(
-    max_miou_drop: str | None, max_disagreement: str | None, val: Path | None, val_count: int | None
+    max_miou_drop: str | None,
+    max_disagreement: str | None,
+    val: Path | None,
+    val_count: int | None,
+    max_class_iou_drop: str | None = None,
 ) -> BudgetOptions:
     """The accuracy budget the flags give; a value that is not a number in 0..100 is a SegError naming the flag."""
     drop = budget_number(max_miou_drop, "--max-miou-drop", "mIoU points the reduced graph may lose, e.g. 0.5")
     share = budget_number(max_disagreement, "--max-disagreement", "% of pixels that may differ from FP32, e.g. 2")
+    what = "IoU points any one class may lose, e.g. 2"
     return BudgetOptions(
         max_miou_drop=drop,
         max_disagreement=None if share is None else share / 100.0,
         val=val,
         val_count=val_count,
+        max_class_iou_drop=budget_number(max_class_iou_drop, "--max-class-iou-drop", what),
     )
 
 
@@ -60,15 +67,26 @@ def check_budget(options: BudgetOptions, graphs: Sequence[str]) -> None:
 
     if not options.wanted:
         if options.val is not None or options.val_count is not None:
-            raise SegError("--val and --val-count only apply with --max-miou-drop or --max-disagreement")
+            raise SegError(
+                "--val and --val-count only apply with --max-miou-drop, --max-class-iou-drop or --max-disagreement"
+            )
         return
-    flag = "--max-miou-drop" if options.max_miou_drop is not None else "--max-disagreement"
+    flag = (
+        "--max-miou-drop" if options.max_miou_drop is not None
+        else "--max-class-iou-drop" if options.max_class_iou_drop is not None
+        else "--max-disagreement"
+    )  # fmt: skip
     if not graphs:
         raise SegError(f"{flag} chooses the precision of the --fp16 / --int8 graphs: add --int8 --calib DIR or --fp16")
     if options.max_miou_drop is not None and options.val is None:
         raise SegError(
             "--max-miou-drop needs --val VOCDIR: a Pascal-VOC folder labelled with the model's classes (its val "
             "split is scored); without labels, budget pixel changes with --max-disagreement PCT"
+        )
+    if options.max_class_iou_drop is not None and options.val is None:
+        raise SegError(
+            "--max-class-iou-drop needs --val VOCDIR: a Pascal-VOC folder labelled with the model's classes, every "
+            "class present in its val split (each class's IoU is measured there)"
         )
     if options.val_count is not None and (options.val is None or options.val_count < 1):
         raise SegError(f"--val-count {options.val_count}: needs --val and at least 1 image")
@@ -78,11 +96,12 @@ def check_budget(options: BudgetOptions, graphs: Sequence[str]) -> None:
 
 def check_val_classes(options: BudgetOptions, classes: Sequence[str]) -> None:
     """Once the model's classes are known, before its files are written: --val must be labelled with them."""
-    if options.max_miou_drop is None or options.val is None:
+    if not options.labelled or options.val is None:
         return
     from segexport.precision.val_set import check_classes, open_val
 
-    check_classes(open_val(options.val), tuple(classes), options.val_count)
+    every_class = options.max_class_iou_drop is not None
+    check_classes(open_val(options.val), tuple(classes), options.val_count, every_class=every_class)
 
 
 @dataclass
@@ -107,11 +126,10 @@ def prepare_budget(
         return None
     from segexport.precision.val_set import open_val, val_images
 
-    budget = Budget(max_miou_drop=options.max_miou_drop, max_disagreement=options.max_disagreement)
+    budget = Budget(options.max_miou_drop, options.max_disagreement, options.max_class_iou_drop)
     with report.step("accuracy budget: decode the images, label them with FP32") as detail:
         if options.val is not None:
-            labelled = options.max_miou_drop is not None
-            evaluation = val_images(open_val(options.val), options.val_count, labelled=labelled)
+            evaluation = val_images(open_val(options.val), options.val_count, labelled=options.labelled)
         elif calib:
             evaluation = EvalImages(f"the {len(calib)} --calib images", tuple(calib))
         else:
@@ -139,6 +157,8 @@ def budgeted_graph(run: BudgetRun, precision: str, out: Path, report: Report) ->
             raise
     budget_report.print_search(report.console, result)
     flags = rebuild_flags(run.request.precision.keep_fp32, result.kept)
+    if precision != "fp16":  # and calibrated the same way, whatever the pass's default is by then
+        flags += method_flags(method_for(run.request.precision.calib_method, precision))
     if result.kept:
         words = " ".join(shlex.quote(flag) for flag in flags)
         # node names can hold [ ]: printed as they are, so the flags can be copied
@@ -162,7 +182,8 @@ def _search(run: BudgetRun, precision: str, scratch: Path, report: Report) -> Se
     source = onnx.load(str(run.fp32))
     user_keep = match_nodes(source, run.request.precision.keep_fp32)
     npz_files = write_calibration_npz(list(run.calib) or [run.image], read_card(run.fp32), scratch / "calib")
-    convert = _converter(precision, run.fp32, npz_files, user_keep, run.request.verbose > 0)
+    method = run.request.precision.calib_method
+    convert = _converter(precision, run.fp32, npz_files, user_keep, run.request.verbose > 0, method)
     with budget_report.progress(report.console, len(run.scorer.evaluation.images)) as monitor:
         run.scorer.on_image = monitor.advance
         try:
@@ -174,18 +195,21 @@ def _search(run: BudgetRun, precision: str, scratch: Path, report: Report) -> Se
             run.scorer.on_image = None
 
 
-def _converter(precision: str, fp32: Path, npz_files: list[Path], user_keep: list[str], verbose: bool) -> Any:
+def _converter(
+    precision: str, fp32: Path, npz_files: list[Path], user_keep: list[str], verbose: bool, method: str | None
+) -> Any:
     """The precision pass of segexport (`precision.convert_fp16` / `quantize_int8_*`) with nodes kept."""
     from segexport.precision import passes
 
-    pass_for = {
-        "fp16": passes.convert_fp16,
-        "int8": passes.quantize_int8_tensorrt,
-        "int8-cpu": passes.quantize_int8_cpu,
-    }[precision]
+    if precision == "fp16":
+        return lambda kept, folder: passes.convert_fp16(
+            fp32, npz_files, folder, keep_fp32=[*user_keep, *kept], verbose=verbose
+        )
+    quantize = passes.quantize_int8_tensorrt if precision == "int8" else passes.quantize_int8_cpu
 
     def convert(kept: Sequence[str], folder: Path) -> Any:
-        return pass_for(fp32, npz_files, folder, keep_fp32=[*user_keep, *kept], verbose=verbose)
+        keep = [*user_keep, *kept]
+        return quantize(fp32, npz_files, folder, keep_fp32=keep, verbose=verbose, calib_method=method)
 
     return convert
 
@@ -216,7 +240,7 @@ def _write(result: SearchResult, run: BudgetRun, precision: str, out: Path, flag
     from segexport.onnx.export import save_onnx
     from segexport.parity import check_agreement, compare_with_fp32
     from segexport.precision import budget_report
-    from segexport.precision.passes import PrecisionResult, make_card, summarize
+    from segexport.precision.passes import PrecisionResult, calibration_record, make_card, summarize
     from segrt.meta import artifact_name, file_sha256, read_card
 
     fp32 = run.fp32
@@ -231,5 +255,7 @@ def _write(result: SearchResult, run: BudgetRun, precision: str, out: Path, flag
         "parity": parity.record(f"{fp32.name} on ONNX Runtime CPU", "the --image photo"),
         "accuracy_budget": budget_report.card_record(result, run.scorer.evaluation.where, flags),
     }
+    if precision != "fp16":
+        checks["calibration"] = calibration_record(precision, run.request.precision.calib_method, len(run.calib or [1]))
     save_onnx(result.proto, target, new_card.replace(checks=checks))
     return PrecisionResult(precision, target, parity, summarize(result.proto, precision))

@@ -60,6 +60,15 @@ def _miou(score: TrialScore) -> str:
     return "—" if score.miou is None else f"{100 * score.miou:.2f} %"
 
 
+def _worst(score: TrialScore) -> str:
+    drop = score.worst_class_drop
+    return "—" if drop is None else f"{score.worst_class} {drop:+.2f}"
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.2f} %"
+
+
 def print_search(console: Any, result: SearchResult) -> None:
     """The sensitivity table (when measured) and the whole-graph trials, then what was kept and why."""
     from rich.table import Table
@@ -68,12 +77,15 @@ def print_search(console: Any, result: SearchResult) -> None:
     reduced, higher = REDUCED[result.precision], HIGHER[result.precision]
     if result.sensitivities:
         kept = set(result.kept)
+        by_class = any(item.score.worst_class is not None for item in result.sensitivities)
         table = Table(title=f"sensitivity: each node alone {reduced}, every other in {higher}", title_justify="left")
-        for name in ("rank", "node", "op", "mIoU drop (points)", "pixels changed", "kept"):
+        names = ("rank", "node", "op", "mIoU drop (points)", *(["worst class (points)"] if by_class else []))
+        for name in (*names, "pixels changed", "kept"):
             table.add_column(name, justify="left" if name in ("node", "op") else "right", overflow="fold")
         for rank, item in enumerate(result.sensitivities[:SHOWN_NODES], 1):
             table.add_row(
-                str(rank), Text(item.node), item.op_type, _points(item.score), f"{100 * item.score.disagreement:.3f} %",
+                str(rank), Text(item.node), item.op_type, _points(item.score),
+                *([_worst(item.score)] if by_class else []), f"{100 * item.score.disagreement:.3f} %",
                 higher if item.node in kept else "",
             )  # fmt: skip
         console.print(table)
@@ -91,7 +103,30 @@ def print_search(console: Any, result: SearchResult) -> None:
             f"{100 * trial.score.disagreement:.3f} %", ok,
         )  # fmt: skip
     console.print(table)
+    if result.final is not None and result.final.class_ious is not None:
+        print_classes(console, result)
     console.print(why_line(result), highlight=False, soft_wrap=True, markup=False)  # node names can hold [ ]
+
+
+def print_classes(console: Any, result: SearchResult) -> None:
+    """Every class's IoU in FP32 and in the graph written, its drop, and whether the class budget holds."""
+    from rich.table import Table
+
+    assert result.final is not None and result.final.class_ious is not None
+    limit = result.budget.max_class_iou_drop
+    table = Table(title="IoU per class: FP32 and the graph written", title_justify="left")
+    within = ["within budget"] if limit is not None else []
+    for name in ("class", "FP32", REDUCED[result.precision], "drop (points)", *within):
+        table.add_column(name, justify="left" if name == "class" else "right")
+    reference = result.reference_class_ious or {}
+    drops = result.final.class_drops or {}
+    for name, iou in result.final.class_ious.items():
+        drop = drops.get(name)
+        row = [name, _percent(reference.get(name)), _percent(iou), "—" if drop is None else f"{drop:+.2f}"]
+        if limit is not None:
+            row.append("—" if drop is None else "[green]yes[/]" if drop <= limit + 1e-9 else "[red]no[/]")
+        table.add_row(*row)
+    console.print(table)
 
 
 def why_line(result: SearchResult) -> str:
@@ -131,6 +166,7 @@ def card_record(result: SearchResult, where: str, rebuild: Sequence[str]) -> dic
         "fp32_miou": None if result.reference_miou is None else round(result.reference_miou, 6),
         **result.final.record(),
         "all_reduced": result.all_reduced.record(),
+        **({"class_iou": class_record(result)} if result.final.class_ious is not None else {}),
         "kept": list(result.kept),
         "kept_in": HIGHER[result.precision],
         "rebuild_flags": list(rebuild),
@@ -141,4 +177,23 @@ def card_record(result: SearchResult, where: str, rebuild: Sequence[str]) -> dic
             {"kept": len(trial.kept), "converted": trial.converted, **trial.score.record()} for trial in result.trials
         ],
         "search_seconds": round(result.seconds, 1),
+    }
+
+
+def class_record(result: SearchResult) -> dict[str, dict[str, float | None]]:
+    """Every class's IoU in FP32 and in the graph written (0..1), and its drop in points, by class name."""
+    assert result.final is not None and result.final.class_ious is not None
+    reference = result.reference_class_ious or {}
+    drops = result.final.class_drops or {}
+
+    def rounded(value: float | None, digits: int) -> float | None:
+        return None if value is None else round(value, digits)
+
+    return {
+        name: {
+            "fp32": rounded(reference.get(name), 6),
+            "graph": rounded(iou, 6),
+            "drop_points": rounded(drops.get(name), 4),
+        }
+        for name, iou in result.final.class_ious.items()
     }

@@ -32,6 +32,7 @@ import numpy as np
 
 from segexport.defaults import AUTOCAST_IMAGES
 from segexport.onnx.tail import half_tail
+from segexport.precision.calib_methods import method_for
 from segexport.precision.calibration import NpzCalibrationReader, write_calibration_npz
 from segexport.request import keep_fp32_regexes
 from segrt.errors import MissingDependency, SegError, first_line
@@ -44,9 +45,10 @@ if TYPE_CHECKING:
 PRECISIONS = tuple(name for name in PRECISION_ROWS if name != "fp32")  # the graphs a pass writes
 PASS_TITLES = {
     "fp16": "FP16 mixed precision (ModelOpt AutoCast)",
-    "int8": "INT8 Q/DQ for TensorRT (ModelOpt, entropy calibration)",
-    "int8-cpu": "INT8 Q/DQ for ONNX Runtime CPU (quantize_static, MinMax)",
+    "int8": "INT8 Q/DQ for TensorRT (ModelOpt, {method} calibration)",
+    "int8-cpu": "INT8 Q/DQ for ONNX Runtime CPU (quantize_static, {method} calibration)",
 }
+_ORT_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}  # CalibrationMethod members
 _MODELOPT_INSTALL = "install the exporter's extra: pip install 'segexport[export]' (nvidia-modelopt and its ONNX tools)"
 _KEEP_FP32_FIX = (
     "keep the sensitive nodes in FP32 with --keep-fp32 REGEX (node names of the FP32 graph, for instance "
@@ -149,14 +151,14 @@ def _autocast_child(source: str, target: str, npz_dir: str, keep: list[str]) -> 
     onnx.save(converted, target)
 
 
-def _modelopt_int8_child(source: str, target: str, npz_files: list[str], keep: list[str]) -> None:
+def _modelopt_int8_child(source: str, target: str, npz_files: list[str], keep: list[str], method: str) -> None:
     from modelopt.onnx.quantization import quantize
 
     quantize(
         source,
         quantize_mode="int8",
         calibration_data_reader=NpzCalibrationReader(npz_files),
-        calibration_method="entropy",
+        calibration_method="max" if method == "minmax" else method,  # ModelOpt's name for symmetric MinMax
         calibration_eps=["cpu"],
         nodes_to_exclude=_exact(keep),
         high_precision_dtype="fp16",
@@ -208,9 +210,16 @@ def convert_fp16(
 
 
 def quantize_int8_tensorrt(
-    fp32_path: Path, npz_files: Sequence[Path], scratch: Path, *, keep_fp32: Sequence[str] = (), verbose: bool = False
+    fp32_path: Path,
+    npz_files: Sequence[Path],
+    scratch: Path,
+    *,
+    keep_fp32: Sequence[str] = (),
+    verbose: bool = False,
+    calib_method: str | None = None,
 ) -> Any:
-    """FP32 ONNX -> INT8 Q/DQ `onnx.ModelProto` for TensorRT (ModelOpt: symmetric, entropy calibration, FP16 elsewhere).
+    """FP32 ONNX -> INT8 Q/DQ `onnx.ModelProto` for TensorRT (ModelOpt: symmetric, FP16 elsewhere), calibrated with
+    `calib_method` ("entropy" or "minmax"; None: entropy, `calib_methods.CALIB_METHODS`).
 
     ModelOpt writes intermediate files beside its input, so it gets a copy in `scratch`.
     """
@@ -232,18 +241,28 @@ def quantize_int8_tensorrt(
         target=str(target),
         npz_files=[str(p) for p in npz_files],
         keep=list(keep_fp32),
+        method=method_for(calib_method, "int8"),
     )
     return onnx.load(str(target))
 
 
 def quantize_int8_cpu(
-    fp32_path: Path, npz_files: Sequence[Path], scratch: Path, *, keep_fp32: Sequence[str] = (), verbose: bool = False
+    fp32_path: Path,
+    npz_files: Sequence[Path],
+    scratch: Path,
+    *,
+    keep_fp32: Sequence[str] = (),
+    verbose: bool = False,
+    calib_method: str | None = None,
 ) -> Any:
     """FP32 ONNX -> INT8 QDQ `onnx.ModelProto` for ONNX Runtime's CPU provider.
 
     Every Conv: per-channel symmetric INT8 weights, UINT8 activations (the U8S8 form
-    ONNX Runtime's x86 and ARM kernels run fastest), MinMax ranges collected image by image.
+    ONNX Runtime's x86 and ARM kernels run fastest), ranges collected image by image with `calib_method`
+    ("minmax", "entropy", "percentile"; None: minmax).
     """
+    import contextlib
+    import io
     import logging
 
     import onnx
@@ -254,23 +273,26 @@ def quantize_int8_cpu(
     level = root.level
     if not verbose:  # quantize_static logs a pre-processing hint on the root logger; our graph is already slimmed
         root.setLevel(logging.ERROR)
+    # its histogram calibrators (entropy, percentile) print their settings on stdout, where segexport prints nothing
+    quiet = contextlib.redirect_stdout(io.StringIO()) if not verbose else contextlib.nullcontext()
     try:
-        _guarded(
-            "ONNX Runtime quantization",
-            fp32_path,
-            quantize_static,
-            str(fp32_path),
-            str(target),
-            NpzCalibrationReader(npz_files),
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=["Conv"],
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=list(keep_fp32),
-            calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"CalibStridedMinMax": 1},
-        )
+        with quiet:
+            _guarded(
+                "ONNX Runtime quantization",
+                fp32_path,
+                quantize_static,
+                str(fp32_path),
+                str(target),
+                NpzCalibrationReader(npz_files),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=["Conv"],
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=list(keep_fp32),
+                calibrate_method=getattr(CalibrationMethod, _ORT_METHODS[method_for(calib_method, "int8-cpu")]),
+                extra_options={"CalibStridedMinMax": 1},
+            )
     finally:
         root.setLevel(level)
     return onnx.load(str(target))
@@ -330,6 +352,15 @@ def make_card(card: ModelCard, precision: str, model_proto: Any, source_sha256: 
     )
 
 
+def calibration_record(precision: str, calib_method: str | None, images: int) -> dict[str, Any]:
+    """The card's `checks.calibration` of an INT8 graph: how its ranges were set, on how many images, and the
+    flag that sets them the same way again."""
+    from segexport.precision.calib_methods import PASS_NAMES, method_flags
+
+    method = method_for(calib_method, precision)
+    return {"method": method, "pass": PASS_NAMES[precision], "images": images, "rebuild_flags": method_flags(method)}
+
+
 def make_precision_graph(
     precision: str,
     fp32_path: str | os.PathLike[str],
@@ -340,6 +371,7 @@ def make_precision_graph(
     min_agreement: float | None = None,
     out: str | os.PathLike[str] | None = None,
     verbose: bool = False,
+    calib_method: str | None = None,
 ) -> PrecisionResult:
     """Convert the FP32 graph at `fp32_path` to `precision` ("fp16", "int8", "int8-cpu"), check it, write it.
 
@@ -348,7 +380,8 @@ def make_precision_graph(
     with FP32 on `image` on ONNX Runtime CPU; below `min_agreement` (default
     the precision's row in segrt.precisions) a SegError names --keep-fp32 and nothing is written.
     Otherwise `<out>/model.<precision>.onnx` is written atomically with its model card
-    (embedded and as the sidecar). `keep_fp32`: regexes of node names kept in FP32.
+    (embedded and as the sidecar). `keep_fp32`: regexes of node names kept in FP32. `calib_method`: how INT8
+    sets its ranges (`calib_methods.CALIB_METHODS`; None: the pass's own), recorded in the card.
     """
     from segexport.onnx.export import save_onnx
     from segexport.parity import check_agreement, compare_with_fp32
@@ -373,14 +406,15 @@ def make_precision_graph(
         npz_files = write_calibration_npz(list(calib_images) or [image], card, scratch / "calib")
         if precision == "fp16":
             proto = convert_fp16(fp32_path, npz_files, scratch, keep_fp32=keep, verbose=verbose)
-        elif precision == "int8":
-            proto = quantize_int8_tensorrt(fp32_path, npz_files, scratch, keep_fp32=keep, verbose=verbose)
         else:
-            proto = quantize_int8_cpu(fp32_path, npz_files, scratch, keep_fp32=keep, verbose=verbose)
+            quantize = quantize_int8_tensorrt if precision == "int8" else quantize_int8_cpu
+            proto = quantize(fp32_path, npz_files, scratch, keep_fp32=keep, verbose=verbose, calib_method=calib_method)
     parity = compare_with_fp32(proto, precision, fp32_path, image, card)
     check_agreement(parity, minimum, f"{target} was not written", _KEEP_FP32_FIX)
     new_card = make_card(card, precision, proto, file_sha256(fp32_path))
     checks = {"parity": parity.record(f"{Path(fp32_path).name} on ONNX Runtime CPU", "the --image photo")}
+    if precision != "fp16":
+        checks["calibration"] = calibration_record(precision, calib_method, len(npz_files))
     save_onnx(proto, target, new_card.replace(checks=checks))
     return PrecisionResult(precision=precision, path=target, parity=parity, summary=summarize(proto, precision))
 

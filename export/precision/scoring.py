@@ -21,7 +21,7 @@ import numpy as np
 from segrt.errors import SegError
 from segrt.image import postprocess
 from segrt.meta import ModelCard
-from segrt.scoring import confusion_matrix, mean_iou
+from segrt.scoring import confusion_matrix, iou_per_class
 
 MAX_WORKERS = 8  # concurrent images: each holds its activations (~0.5 GB for fcn_resnet50 at 520x520)
 
@@ -38,18 +38,37 @@ class EvalImages:
 @dataclass(frozen=True)
 class TrialScore:
     """One graph on the evaluation images: mIoU (0..1, None without labels), its drop from FP32 in
-    points, and the share of pixels whose label differs from FP32's."""
+    points, and the share of pixels whose label differs from FP32's. On a labelled set also each class's
+    IoU (0..1) and its drop from FP32's in points, by class name (None where FP32's or its IoU is undefined)."""
 
     miou: float | None
     miou_drop: float | None  # percentage points: 100 * (FP32 mIoU - mIoU)
     disagreement: float
+    class_ious: dict[str, float | None] | None = None
+    class_drops: dict[str, float | None] | None = None
+
+    @property
+    def worst_class(self) -> str | None:
+        """The class whose IoU fell most below FP32's (the first in class order on a tie); None without labels."""
+        drops = {name: drop for name, drop in (self.class_drops or {}).items() if drop is not None}
+        return max(drops, key=lambda name: drops[name]) if drops else None
+
+    @property
+    def worst_class_drop(self) -> float | None:
+        """That class's drop in IoU points (negative: every class gained)."""
+        worst = self.worst_class
+        return None if worst is None or self.class_drops is None else self.class_drops[worst]
 
     def record(self) -> dict[str, Any]:
-        return {
+        figures: dict[str, Any] = {
             "miou": None if self.miou is None else round(self.miou, 6),
             "miou_drop_points": None if self.miou_drop is None else round(self.miou_drop, 4),
             "disagreement": round(self.disagreement, 6),
         }
+        if self.worst_class is not None:
+            figures["worst_class"] = self.worst_class
+            figures["worst_class_drop_points"] = round(self.worst_class_drop or 0.0, 4)
+        return figures
 
 
 def default_workers() -> int:
@@ -99,7 +118,8 @@ class TrialScorer:
         self.workers = workers or default_workers()
         self.on_image = on_image
         self.reference = self.labels(fp32_path, "fp32")
-        self.reference_miou = self._miou(self.reference)
+        self.reference_ious = self._ious(self.reference)
+        self.reference_miou = _mean(self.reference_ious)
 
     def labels(self, model: bytes | str | os.PathLike[str], precision: str) -> list[np.ndarray]:
         """The graph's labels on every evaluation image, in order."""
@@ -126,11 +146,27 @@ class TrialScorer:
         labels = self.labels(data, precision)
         differing = sum(int(np.count_nonzero(a != b)) for a, b in zip(labels, self.reference, strict=True))
         pixels = sum(a.size for a in labels)
-        miou = self._miou(labels)
+        ious = self._ious(labels)
+        miou = _mean(ious)
         drop = None if miou is None or self.reference_miou is None else 100.0 * (self.reference_miou - miou)
-        return TrialScore(miou=miou, miou_drop=drop, disagreement=differing / pixels)
+        if ious is None or self.reference_ious is None:
+            return TrialScore(miou=miou, miou_drop=drop, disagreement=differing / pixels)
+        names = self.card.classes
+        class_ious = {name: _defined(iou) for name, iou in zip(names, ious, strict=True)}
+        class_drops = {
+            name: None if np.isnan(ref) or np.isnan(iou) else 100.0 * float(ref - iou)
+            for name, ref, iou in zip(names, self.reference_ious, ious, strict=True)
+        }
+        return TrialScore(miou, drop, differing / pixels, class_ious=class_ious, class_drops=class_drops)
 
-    def _miou(self, labels: Sequence[np.ndarray]) -> float | None:
+    def reference_class_ious(self) -> dict[str, float | None] | None:
+        """FP32's IoU of each class on the labelled set, by name; None without labels."""
+        if self.reference_ious is None:
+            return None
+        return {name: _defined(iou) for name, iou in zip(self.card.classes, self.reference_ious, strict=True)}
+
+    def _ious(self, labels: Sequence[np.ndarray]) -> np.ndarray | None:
+        """Each class's IoU (NaN where undefined) against the set's labels; None without labels."""
         truth = self.evaluation.truth
         if truth is None:
             return None
@@ -138,4 +174,13 @@ class TrialScorer:
         confusion = np.zeros((classes, classes), np.int64)
         for predicted, expected in zip(labels, truth, strict=True):
             confusion += confusion_matrix(predicted, expected, classes)
-        return mean_iou(confusion)
+        return iou_per_class(confusion)
+
+
+def _mean(ious: np.ndarray | None) -> float | None:
+    """mIoU as `segrt.scoring.mean_iou` counts it: over the classes whose IoU is defined."""
+    return None if ious is None or np.all(np.isnan(ious)) else float(np.nanmean(ious))
+
+
+def _defined(iou: float) -> float | None:
+    return None if np.isnan(iou) else float(iou)

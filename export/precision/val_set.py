@@ -29,9 +29,12 @@ def pick(count: int | None, total: int) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, total - 1, count).round()})
 
 
-def check_classes(dataset: VocDataset, classes: tuple[str, ...], count: int | None = None) -> None:
+def check_classes(
+    dataset: VocDataset, classes: tuple[str, ...], count: int | None = None, *, every_class: bool = False
+) -> None:
     """Refuse a set labelled with other classes than the model's: the names the folder records, when it
-    records them, and in any case every label id (255, void, aside) below the model's class count."""
+    records them, and in any case every label id (255, void, aside) below the model's class count. With
+    `every_class` (a per-class budget), also a set where a class has no pixel: its IoU cannot be measured."""
     root = dataset.root
     named = dataset.classes
     if named is not None and tuple(named) != tuple(classes):
@@ -41,7 +44,9 @@ def check_classes(dataset: VocDataset, classes: tuple[str, ...], count: int | No
         )
     from segrt.image import read_labels_png
 
-    for index in pick(count, len(dataset)):
+    present: set[int] = set()
+    chosen = pick(count, len(dataset))
+    for index in chosen:
         name = dataset.names[index]
         path = root / "SegmentationClass" / f"{name}.png"
         labels = read_labels_png(path)
@@ -51,6 +56,16 @@ def check_classes(dataset: VocDataset, classes: tuple[str, ...], count: int | No
                 f"--val {path}: class id {int(ids.max())}, but the model has {len(classes)} classes "
                 f"({', '.join(classes)}); score on a set labelled with the model's classes"
             )
+        present.update(int(i) for i in ids)
+    missing = [name for index, name in enumerate(classes) if index not in present]
+    if every_class and missing:
+        images = f"the {len(chosen)} val images scored" if len(chosen) < len(dataset) else "its val split"
+        also = f" (nor has {', '.join(missing[1:])})" if missing[1:] else ""
+        more = ", or raise --val-count" if len(chosen) < len(dataset) else ""
+        raise SegError(
+            f"--val {root}: class {missing[0]!r} has no pixels in {images}{also}, so its IoU cannot be measured "
+            f"for --max-class-iou-drop; add images showing it{more}"
+        )
 
 
 def val_images(dataset: VocDataset, count: int | None, *, labelled: bool) -> EvalImages:

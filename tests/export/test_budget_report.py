@@ -278,7 +278,7 @@ def test_the_card_records_the_budget_the_figures_the_nodes_kept_and_every_trial(
     flags = ["--keep-fp32", "^/dec/resize$", "--keep-fp32", "^/enc/conv1$"]
     record = card_record(kept_two(), "--val build/shapes (val split, 4 images)", flags)
     assert record == {
-        "budget": {"max_miou_drop_points": 0.5, "max_disagreement_percent": None},
+        "budget": {"max_miou_drop_points": 0.5, "max_class_iou_drop_points": None, "max_disagreement_percent": None},
         "measured_on": "--val build/shapes (val split, 4 images)",
         "fp32_miou": 0.9245,
         "miou": 0.9204,
@@ -316,7 +316,11 @@ def test_the_card_records_a_pixel_budget_without_labels() -> None:
         final=unlabelled,
     )
     record = card_record(result, "the 4 --calib images", [])
-    assert record["budget"] == {"max_miou_drop_points": None, "max_disagreement_percent": 1.5}
+    assert record["budget"] == {
+        "max_miou_drop_points": None,
+        "max_class_iou_drop_points": None,
+        "max_disagreement_percent": 1.5,
+    }
     assert (record["fp32_miou"], record["miou"], record["miou_drop_points"]) == (None, None, None)
     assert record["disagreement"] == 0.012346
     assert (record["kept"], record["kept_in"], record["rebuild_flags"]) == ([], "FP32", [])
@@ -344,3 +348,49 @@ def test_node_names_with_brackets_are_printed_as_they_are_not_read_as_markup() -
     text = printed(result)
     assert tables(text)["sensitivity:"][0][1] == name
     assert text.splitlines()[-1] == why_line(result) and name in why_line(result)
+
+
+def _by_class(miou_drop: float, star_drop: float) -> TrialScore:
+    """A score on a labelled set of three classes whose mean hides the star's loss."""
+    drops = {"background": 0.0, "star": star_drop, "ring": 3 * miou_drop - star_drop}
+    reference = {"background": 0.98, "star": 0.90, "ring": 0.8935}
+    ious = {name: reference[name] - drops[name] / 100 for name in drops}
+    return TrialScore(REFERENCE - miou_drop / 100, miou_drop, 0.01, class_ious=ious, class_drops=drops)
+
+
+def test_a_class_budget_prints_and_records_every_class_and_ranks_the_nodes_by_their_worst_class() -> None:
+    budget = Budget(max_miou_drop=0.5, max_class_iou_drop=1.0)
+    cheap_for_the_mean, costly_mean = _by_class(0.10, 2.50), _by_class(0.45, 0.40)
+    assert budget.sensitivity(cheap_for_the_mean) > budget.sensitivity(costly_mean)  # 2.5x vs 0.9x a budget
+    assert Budget(max_miou_drop=0.5).sensitivity(cheap_for_the_mean) < Budget(max_miou_drop=0.5).sensitivity(
+        costly_mean
+    )
+    final, all_int8 = _by_class(0.20, 0.60), _by_class(0.30, 1.80)
+    result = kept_two(
+        budget=budget,
+        all_reduced=all_int8,
+        reference_class_ious={"background": 0.98, "star": 0.90, "ring": 0.8935},
+        sensitivities=[
+            Sensitivity("/dec/resize", "Resize", cheap_for_the_mean),
+            Sensitivity("/enc/conv1", "Conv", costly_mean),
+        ],
+        trials=[Trial((), all_int8, converted=True), Trial(("/dec/resize",), final, converted=True)],
+        kept=("/dec/resize",),
+        final=final,
+    )
+    text = printed(result)
+    assert "IoU per class: FP32 and the graph written" in text
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]] for line in text.splitlines()
+            if line.startswith("│") and line.split("│")[1].strip() in ("background", "star", "ring")}  # fmt: skip
+    assert rows["star"] == ["90.00 %", "89.40 %", "+0.60", "yes"]
+    assert "star +2.50" in text  # the sensitivity table's worst class column
+    line = why_line(result)
+    assert (
+        "its worst class (star) loses 0.60 IoU points" in line and "(star) loses 1.80 IoU points, over budget" in line
+    )
+    record = card_record(result, "--val x", [])
+    assert record["budget"]["max_class_iou_drop_points"] == 1.0
+    assert record["worst_class"] == "star" and record["worst_class_drop_points"] == 0.6
+    assert record["class_iou"]["star"] == {"fp32": 0.9, "graph": 0.894, "drop_points": 0.6}
+    assert record["all_reduced"]["worst_class_drop_points"] == 1.8
+    assert not budget.met(all_int8) and Budget(max_miou_drop=0.5).met(all_int8)  # the mean alone lets star fall

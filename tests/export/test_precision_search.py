@@ -26,6 +26,9 @@ class Costs:
         self.evaluation = SimpleNamespace(where="the test images")
         self.reference_miou = 0.9
 
+    def reference_class_ious(self) -> None:
+        return None
+
     # the KeepableGraph the search reads out of the reduced graph
     @property
     def units(self) -> tuple[str, ...]:
