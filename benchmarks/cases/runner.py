@@ -111,6 +111,7 @@ class Runner:
             fused=fused,
             shape=shape,
             max_miou_drop=case.max_miou_drop,
+            confidence=case.confidence and fused,
         )
 
     def _measure(self, case: Case, file: Path | None) -> dict[str, Any]:
@@ -227,7 +228,7 @@ class Runner:
             "steps": "fused graph: uint8 image in, labels out" if seg.card.fused else "host pre -> graph -> host post",
             "classes": seg.classes,
         }
-        return _SegmenterCall(seg), details
+        return _SegmenterCall(seg, confidence=case.confidence), details
 
     def _time(self, call: Callable[[], dict[str, float]], frames: int, window: Window | None = None) -> Timed:
         suite = self.suite
@@ -359,13 +360,14 @@ class Runner:
 class _SegmenterCall:
     """A Segmenter with the EagerPipeline's call/timings/network_input/close shape."""
 
-    def __init__(self, seg: Any) -> None:
+    def __init__(self, seg: Any, *, confidence: bool = False) -> None:
         self.seg = seg
+        self.confidence = confidence  # fetch the confidence map too (its cost is the case's), then drop it
         self.network_input: list[int] = []
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         self.network_input = list(self.seg.card.network_size(*batch.shape[1:3]))
-        return self.seg(batch)
+        return self.seg(batch, confidence=True)[0] if self.confidence else self.seg(batch)
 
     @property
     def timings(self) -> dict[str, float]:
