@@ -27,11 +27,12 @@ if TYPE_CHECKING:
     from segexport.models.base import SegmentationModel
 
 
-# The confidence gate, by precision: the 99.9th percentile of |confidence - reference| over the image's pixels, in
+# The confidence gate, by precision: the 99th percentile of |confidence - reference| over the image's pixels, in
 # levels of 255, may be at most this. FP32 differs from PyTorch only where rounding noise crosses a level; FP16 and
-# INT8 move the logits themselves (measured on the test U-Net and the bundled reference model: docs/confidence.md).
-CONFIDENCE_TOLERANCE = {"fp32": 1, "fp16": 4, "int8": 48, "int8-cpu": 48}
-CONFIDENCE_QUANTILE = 99.9
+# INT8 move the logits themselves, most where two classes nearly tie, the pixels whose labels INT8 may also flip
+# (its label gate lets 2 % go). The bundled model on its sample: FP16 p99 1, INT8 12 (TensorRT Q/DQ), 19 (CPU).
+CONFIDENCE_TOLERANCE = {"fp32": 1, "fp16": 3, "int8": 32, "int8-cpu": 32}
+CONFIDENCE_QUANTILE = 99
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class Parity:
         }
         if self.confidence is not None:
             record["confidence_levels"] = {
-                f"p{CONFIDENCE_QUANTILE:g}": self.confidence.quantile,
+                f"p{CONFIDENCE_QUANTILE:g}": round(self.confidence.quantile, 3),
                 "mean": round(self.confidence.mean, 4),
                 "max": self.confidence.max,
                 "tolerance": self.confidence_tolerance,
@@ -75,11 +76,11 @@ class Parity:
         return record
 
     def confidence_text(self) -> str:
-        """"; confidence within 1 level (p99.9), mean 0.02" for a progress line; "" without a confidence output."""
+        """ "; confidence within 1 level(s) of 255 at p99 ..." for a progress line; "" without a confidence output."""
         if self.confidence is None:
             return ""
         return (
-            f"; confidence within {self.confidence.quantile:g} level(s) of 255 at p{CONFIDENCE_QUANTILE:g} "
+            f"; confidence within {self.confidence.quantile:.3g} level(s) of 255 at p{CONFIDENCE_QUANTILE:g} "
             f"(mean {self.confidence.mean:.2f}, max {self.confidence.max})"
         )
 
@@ -206,8 +207,9 @@ def check_agreement(parity: Parity, minimum: float, what: str, fix: str) -> None
     diff, tolerance = parity.confidence, parity.confidence_tolerance
     if diff is not None and tolerance is not None and diff.quantile > tolerance:
         raise SegError(
-            f"{what}: its confidence map differs from the reference's by {diff.quantile:g} levels of 255 at "
-            f"p{CONFIDENCE_QUANTILE:g} (at most {tolerance}); {fix}"
+            f"{what}: its confidence map differs from the reference's by {diff.quantile:.3g} levels of 255 at "
+            f"p{CONFIDENCE_QUANTILE:g} (at most {tolerance}); keep the last layers in FP32 with --keep-fp32 REGEX "
+            f"(the classifier first), calibrate on more images, or export without --confidence"
         )
 
 

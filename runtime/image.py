@@ -281,7 +281,8 @@ def write_confidence_png(path: str | os.PathLike[str], confidence: np.ndarray) -
     from PIL import Image
 
     if not isinstance(confidence, np.ndarray) or confidence.dtype != np.uint8 or confidence.ndim != 2:
-        shown = f"{confidence.dtype} {tuple(confidence.shape)}" if isinstance(confidence, np.ndarray) else "not an array"
+        is_array = isinstance(confidence, np.ndarray)
+        shown = f"{confidence.dtype} {tuple(confidence.shape)}" if is_array else "not an array"
         raise SegError(f"{path}: a confidence map is uint8 H x W, got {shown}; pass one of seg(image, confidence=True)")
     img = Image.fromarray(np.ascontiguousarray(confidence))  # uint8 H x W: mode L
     return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))

@@ -136,6 +136,7 @@ class Runner:
             dataset = self._dataset_score(case, predict, details.pop("classes"))
             network = timed_network(timed) if case.is_baseline else self._alternated_network(case, batch, call)
             tail = self._tail(case, file, batch, call, timed)
+            confidence = self._confidence_cost(case, batch, call) if case.confidence else None
         finally:
             if pipeline is not None:
                 pipeline.close()
@@ -154,6 +155,8 @@ class Runner:
         if camera is not None:
             result["camera"] = camera
         result["tail"] = tail
+        if confidence is not None:
+            result["confidence"] = confidence
         outside = network.pop("outside", None)
         result["network"] = network
         if outside is not None:
@@ -289,6 +292,17 @@ class Runner:
             "alternated_e2e_samples_ms": timed.first_ms,
             "outside": outside_share(timed.first_ms, timed.second_ms),
         }
+
+    def _confidence_cost(self, case: Case, batch: np.ndarray, call: Callable[[], object]) -> dict[str, Any]:
+        """This call alternated with the labels-only graph's (segbench.measure.confidence)."""
+        import segrt
+        from segbench.measure.confidence import measure_confidence_cost
+
+        suite = self.suite
+        with segrt.load(self._file(replace(case, confidence=False), fused=True), backend=case.backend,
+                        threads=suite.threads) as labels_only:  # fmt: skip
+            return measure_confidence_cost(call, lambda: labels_only(batch), iterations=suite.iterations,
+                                           min_seconds=suite.min_seconds, seconds=suite.seconds)  # fmt: skip
 
     def _tail(
         self, case: Case, file: Path | None, batch: np.ndarray, call: Callable[[], object], timed: Any

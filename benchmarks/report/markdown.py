@@ -37,6 +37,7 @@ def summary_row(case: dict[str, Any]) -> dict[str, str]:
         "outside network": outside_text(case),
         "tail": tail_text(case),
         "tail MiB @1080p": tail_mib_text(case),
+        "confidence +ms": confidence_text(case),
         "speed-up": fmt(case["speedup"].get("p50"), 2, "x"),
         "agreement": percent(case["accuracy"]["pixel_agreement"], 2),
         "mIoU": miou_text(case),
@@ -58,6 +59,15 @@ def tail_text(case: dict[str, Any]) -> str:
 def tail_mib_text(case: dict[str, Any]) -> str:
     """The bytes the tail writes for one 1080x1920 frame, in MiB."""
     return mib(tail_figures(case).get("bytes_1080p"))
+
+
+def confidence_text(case: dict[str, Any]) -> str:
+    """A +confidence case's cost of its confidence map: ms over the labels-only graph, alternated (segbench.measure.
+    confidence), and that share of the call."""
+    cost = case.get("confidence") or {}
+    if "cost_ms" not in cost:
+        return "—"
+    return f"{cost['cost_ms']:+.2f} ({percent(cost['share'])})"
 
 
 def dataset_miou(case: dict[str, Any]) -> float | None:

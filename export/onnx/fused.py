@@ -90,13 +90,10 @@ class FusedSegmentation(nn.Module):
         height, width = image.shape[1], image.shape[2]
         network_logits = self.network_logits(image)
         logits = _resized(network_logits, height, width)
-        if self.cut is None:
-            labels = logits.argmax(dim=1).to(torch.uint8)
-        else:
-            # compared first, the channel then taken from 1-byte booleans (taken from the float logit, the Gather
-            # copied 4 bytes a pixel; squeeze(1) exports as an If), and the Cast last: TensorRT's uint8 output
-            # comes from a Cast
-            labels = (logits > self.cut)[:, 0].to(torch.uint8)
+        # one class: compared first, the channel then taken from 1-byte booleans (taken from the float logit, the
+        # Gather copied 4 bytes a pixel; squeeze(1) exports as an If), and the Cast last: TensorRT's uint8 output
+        # comes from a Cast
+        labels = (logits.argmax(dim=1) if self.cut is None else (logits > self.cut)[:, 0]).to(torch.uint8)
         if not self.confidence:
             return labels
         return labels, self.confidence_map(network_logits, height, width)
