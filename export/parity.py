@@ -139,8 +139,8 @@ def onnx_labels(
     """Labels (and logits where the graph exposes them) of an ONNX graph (bytes or path) on one image, ORT CPU."""
     outputs = graph_outputs(model, image, card)
     if card.fused:
-        logits = [value for name, value in outputs.items() if name not in (card.output_name, card.confidence_name)]
-        return outputs[card.output_name], (logits[0] if logits else None)
+        probes = [value for name, value in outputs.items() if name not in (card.output_name, card.confidence_name)]
+        return outputs[card.output_name], (probes[0] if probes else None)
     logits = outputs[card.output_name]
     return postprocess(logits[None], *image.shape[:2], threshold=card.threshold)[0], logits
 
