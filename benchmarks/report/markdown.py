@@ -63,11 +63,13 @@ def tail_mib_text(case: dict[str, Any]) -> str:
 
 def confidence_text(case: dict[str, Any]) -> str:
     """A +confidence case's cost of its confidence map: ms over the labels-only graph, alternated (segbench.measure.
-    confidence), and that share of the call."""
+    confidence), and that share of the call; then its branch alone beside the labels' tail, alternated, in ms."""
     cost = case.get("confidence") or {}
     if "cost_ms" not in cost:
         return "—"
-    return f"{cost['cost_ms']:+.2f} ({percent(cost['share'])})"
+    branch = tail_figures(case).get("confidence_branch") or {}
+    alone = f"; branch {branch['p50_ms']:.1f} vs tail {branch['labels_tail_p50_ms']:.1f}" if branch else ""
+    return f"{cost['cost_ms']:+.2f} ({percent(cost['share'])}){alone}"
 
 
 def dataset_miou(case: dict[str, Any]) -> float | None:
