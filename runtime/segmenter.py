@@ -64,7 +64,7 @@ class Segmenter:
         the confidence maps shaped as the labels, uint8, round(255 x the top class's probability) (see
         `segrt.meta.ModelCard`). A graph exported without --confidence refuses `confidence=True` (SegError)."""
         if confidence:
-            self._check_confidence()
+            self.require_confidence()
         if isinstance(images, np.ndarray) and images.ndim == 3:
             labels, maps = self._run_outputs(check_image(images)[None], confidence)
             return (labels[0], maps[0]) if maps is not None else labels[0]
@@ -98,7 +98,9 @@ class Segmenter:
         """uint8 N x H x W x 3 (validated) -> uint8 N x H x W; records `timings` in ms."""
         return self._run_outputs(batch, False)[0]
 
-    def _check_confidence(self) -> None:
+    def require_confidence(self) -> None:
+        """A one-line SegError unless the graph returns confidence maps (segrun checks `--save confidence` with it
+        before any work)."""
         if not self.card.fused:
             raise SegError(
                 f"{self.where}: confidence=True needs a fused graph with a confidence output, and this one returns "
