@@ -139,3 +139,19 @@ def test_tensorrt_rtx_parses_and_builds_the_confidence_graph(exported):
     options = BuildOptions(shapes=shapes, library=library.TENSORRT_RTX)
     engine, _ = tensorrt_build.build_engine(path, read_card(path), options, Console(file=io.StringIO()))
     assert len(engine) > 10_000
+
+
+def test_a_one_class_graphs_confidence_matches_pytorch(tmp_path, photo):
+    """The one-class branch (Abs, Sigmoid) through the exporter and ONNX Runtime: within 1 level of PyTorch."""
+    model = build(ModelOptions("unet", unet_base=4, unet_depth=2, input_size=(32, 32), num_classes=1))
+    with torch.no_grad():
+        model.network.head.weight *= 30.0
+    image = photo[::4, ::4].copy()
+    proto = onnx_export.check_and_simplify(
+        onnx_export.export_onnx(model, tmp_path / "raw.onnx", sample=image, confidence=True)
+    )
+    card = model.card(output_name="labels", confidence_name=onnx_export.CONFIDENCE_NAME)
+    result = parity.check_parity(proto, model, image, card)
+    confidence = parity.graph_outputs(proto.SerializeToString(), image, card)["confidence"]
+    assert result.agreement == 1.0 and result.confidence is not None and result.confidence.max <= 1
+    assert confidence.min() >= 128 and confidence.std() > 5  # the likelier label's probability: at least 1/2
