@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segexport.defaults import DEFAULT_MODEL
+from segexport.graph_output_flags import add_graph_output_arguments, onnx_options
 from segexport.options import add_budget_arguments, add_precision_arguments
 from segexport.text_lists import read_class_names
 from segrt import ENGINE_SUFFIXES
@@ -86,11 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--unet-base", type=int, default=32, help="unet: channels at full resolution (default 32)")
     model.add_argument("--unet-transposed", action="store_true", help="unet: transposed-conv up-sampling, not bilinear")
     onnx_group = parser.add_argument_group("ONNX")
-    onnx_group.add_argument(
-        "--no-fuse",
-        action="store_true",
-        help="export the plain network (float NCHW in, logits out) without pre/post-processing",
-    )
+    add_graph_output_arguments(onnx_group)  # --no-fuse, --confidence
     onnx_group.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17, parsed by TensorRT 10)")
     onnx_group.add_argument(
         "--image",
@@ -312,7 +309,7 @@ def request_from_args(args: argparse.Namespace) -> ExportRequest:
     engine = rq.EngineOptions(sources=tuple(sources), build=build, later_flags=tuple(later))
     return rq.ExportRequest(
         model=model,
-        onnx=rq.OnnxOptions(fuse=not args.no_fuse, opset=args.opset, image=args.image, out=args.out),
+        onnx=onnx_options(args),
         precision=precision,
         engine=engine,
         triton=TritonOptions(repository=args.triton, backend=args.triton_backend),

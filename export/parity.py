@@ -3,6 +3,8 @@
 Everything compares labels (pixel agreement, the measure users care about), on images fed the way
 segrt feeds them: ONNX Runtime's labels of a graph, PyTorch's labels of the model (torch is imported
 only there), a Q/DQ graph node by node, the agreement gate, and the batch an engine is checked on.
+A graph with a confidence output (--confidence) also has its confidence map compared, in levels of
+255, against PyTorch's softmax (FP32) or the FP32 graph's (FP16, INT8): `CONFIDENCE_TOLERANCE`.
 Importable without torch.
 """
 
@@ -25,21 +27,62 @@ if TYPE_CHECKING:
     from segexport.models.base import SegmentationModel
 
 
+# The confidence gate, by precision: the 99th percentile of |confidence - reference| over the image's pixels, in
+# levels of 255, may be at most this. FP32 differs from PyTorch only where rounding noise crosses a level; FP16 and
+# INT8 move the logits themselves, most where two classes nearly tie, the pixels whose labels INT8 may also flip
+# (its label gate lets 2 % go). The bundled model on its sample: FP16 p99 1, INT8 12 (TensorRT Q/DQ), 19 (CPU).
+CONFIDENCE_TOLERANCE = {"fp32": 1, "fp16": 3, "int8": 32, "int8-cpu": 32}
+CONFIDENCE_QUANTILE = 99
+
+
+@dataclass(frozen=True)
+class ConfidenceDiff:
+    """How a confidence map differs from its reference, in levels of 255."""
+
+    quantile: float  # the CONFIDENCE_QUANTILE-th percentile of |difference|
+    mean: float
+    max: int
+
+    @classmethod
+    def between(cls, confidence: np.ndarray, reference: np.ndarray) -> ConfidenceDiff:
+        diff = np.abs(confidence.astype(np.int16) - reference.astype(np.int16))
+        return cls(float(np.percentile(diff, CONFIDENCE_QUANTILE)), float(diff.mean()), int(diff.max()))
+
+
 @dataclass(frozen=True)
 class Parity:
     """How an exported graph compares with its source on one image."""
 
     agreement: float  # share of label-map pixels that are equal, 0..1
     max_abs_logit_diff: float | None  # None where the compared graph exposes no logits
+    confidence: ConfidenceDiff | None = None  # None where the graph has no confidence output
+    confidence_tolerance: int | None = None  # the most `confidence.quantile` may be (CONFIDENCE_TOLERANCE)
 
     def record(self, reference: str, image: str) -> dict[str, Any]:
         """The figures as the model card keeps them."""
-        return {
+        record = {
             "reference": reference,
             "image": image,
             "label_agreement": round(self.agreement, 6),
             "max_abs_logit_diff": self.max_abs_logit_diff,
         }
+        if self.confidence is not None:
+            record["confidence_levels"] = {
+                f"p{CONFIDENCE_QUANTILE:g}": round(self.confidence.quantile, 3),
+                "mean": round(self.confidence.mean, 4),
+                "max": self.confidence.max,
+                "tolerance": self.confidence_tolerance,
+            }
+        return record
+
+    def confidence_text(self) -> str:
+        """ "; confidence within 1 level(s) of 255 at p99 ..." for a progress line; "" without a confidence output."""
+        if self.confidence is None:
+            return ""
+        return (
+            f"; confidence within {self.confidence.quantile:.3g} level(s) of 255 at p{CONFIDENCE_QUANTILE:g} "
+            f"(mean {self.confidence.mean:.2f}, max {self.confidence.max})"
+        )
 
 
 def graph_input(image: np.ndarray, card: ModelCard) -> np.ndarray:
@@ -71,22 +114,35 @@ def _class_axis(model_proto: Any) -> int | None:
     return None
 
 
-def onnx_labels(
-    model: bytes | str | os.PathLike[str], image: np.ndarray, card: ModelCard
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Labels (and logits where the graph exposes them) of an ONNX graph (bytes or path) on one image, ORT CPU."""
+def graph_outputs(
+    model: bytes | str | os.PathLike[str], image: np.ndarray, card: ModelCard, *, node_by_node: bool = False
+) -> dict[str, np.ndarray]:
+    """Every output of an ONNX graph (bytes or path) on one image, by name, the batch axis dropped (ORT CPU).
+
+    `node_by_node` turns ONNX Runtime's graph optimizations off (see `qdq_labels`)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if node_by_node:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     source = model if isinstance(model, bytes) else str(model)
     session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
+    names = [output.name for output in session.get_outputs()]
+    values = session.run(names, {session.get_inputs()[0].name: graph_input(image, card)})
+    return {name: value[0] for name, value in zip(names, values, strict=True)}
+
+
+def onnx_labels(
+    model: bytes | str | os.PathLike[str], image: np.ndarray, card: ModelCard
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Labels (and logits where the graph exposes them) of an ONNX graph (bytes or path) on one image, ORT CPU."""
+    outputs = graph_outputs(model, image, card)
     if card.fused:
-        outputs = session.run(None, {name: image[None]})
-        return outputs[0][0], (outputs[1][0] if len(outputs) > 1 else None)
-    logits = session.run(None, {name: preprocess(image[None], card)})[0]
-    return postprocess(logits, *image.shape[:2], threshold=card.threshold)[0], logits[0]
+        probes = [value for name, value in outputs.items() if name not in (card.output_name, card.confidence_name)]
+        return outputs[card.output_name], (probes[0] if probes else None)
+    logits = outputs[card.output_name]
+    return postprocess(logits[None], *image.shape[:2], threshold=card.threshold)[0], logits
 
 
 def torch_labels(model: SegmentationModel, image: np.ndarray, card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
@@ -115,15 +171,45 @@ def check_parity(model_proto: Any, model: SegmentationModel, image: np.ndarray, 
         logits = np.moveaxis(logits, -1, 0)
     ref_labels, ref_logits = torch_labels(model, image, card)
     diff = float(np.abs(logits - ref_logits).max()) if logits is not None else None
-    return Parity(agreement=float((labels == ref_labels).mean()), max_abs_logit_diff=diff)
+    parity = Parity(agreement=float((labels == ref_labels).mean()), max_abs_logit_diff=diff)
+    if card.confidence_name is None:
+        return parity
+    confidence = graph_outputs(model_proto.SerializeToString(), image, card)[card.confidence_name]
+    return _with_confidence(parity, confidence, torch_confidence(model, image, card), card.precision)
+
+
+def torch_confidence(model: SegmentationModel, image: np.ndarray, card: ModelCard) -> np.ndarray:
+    """The confidence map (uint8 H x W) of the PyTorch model on one image, the fused graph's definition
+    (`FusedSegmentation.confidence_map`) run eagerly in FP32."""
+    import torch
+
+    from segexport.onnx.fused import FusedSegmentation
+
+    with torch.no_grad():
+        return FusedSegmentation(model, confidence=True).eval()(torch.from_numpy(np.array(image))[None])[1][0].numpy()
+
+
+def _with_confidence(parity: Parity, confidence: np.ndarray, reference: np.ndarray, precision: str) -> Parity:
+    from dataclasses import replace
+
+    tolerance = CONFIDENCE_TOLERANCE.get(precision, CONFIDENCE_TOLERANCE["int8"])
+    return replace(parity, confidence=ConfidenceDiff.between(confidence, reference), confidence_tolerance=tolerance)
 
 
 def check_agreement(parity: Parity, minimum: float, what: str, fix: str) -> None:
-    """Raise a SegError when `parity.agreement` is below `minimum` (both 0..1)."""
+    """Raise a SegError when `parity.agreement` is below `minimum` (both 0..1), or a confidence map differs from
+    its reference by more than its tolerance."""
     if parity.agreement < minimum:
         raise SegError(
             f"{what}: only {100 * parity.agreement:.3f} % of pixels agree with the reference "
             f"(minimum {100 * minimum:.2f} %); {fix}"
+        )
+    diff, tolerance = parity.confidence, parity.confidence_tolerance
+    if diff is not None and tolerance is not None and diff.quantile > tolerance:
+        raise SegError(
+            f"{what}: its confidence map differs from the reference's by {diff.quantile:.3g} levels of 255 at "
+            f"p{CONFIDENCE_QUANTILE:g} (at most {tolerance}); keep the last layers in FP32 with --keep-fp32 REGEX "
+            f"(the classifier first), calibrate on more images, or export without --confidence"
         )
 
 
@@ -137,15 +223,8 @@ def qdq_labels(model: bytes | str | os.PathLike[str], image: np.ndarray, card: M
     QDQ fusions of the higher levels break it again). Node by node is the graph's own
     arithmetic, which is what TensorRT implements.
     """
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    source = model if isinstance(model, bytes) else str(model)
-    session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-    outputs = session.run(None, {session.get_inputs()[0].name: graph_input(image, card)})[0]
-    return outputs[0] if card.fused else postprocess(outputs, *image.shape[:2], threshold=card.threshold)[0]
+    outputs = graph_outputs(model, image, card, node_by_node=True)[card.output_name]
+    return outputs if card.fused else postprocess(outputs[None], *image.shape[:2], threshold=card.threshold)[0]
 
 
 def reference_outputs(
@@ -165,11 +244,17 @@ def reference_outputs(
 def compare_with_fp32(model_proto: Any, precision: str, fp32_path: Path, image: np.ndarray, card: ModelCard) -> Parity:
     """Label agreement (and max |logit diff| for unfused graphs) of a reduced-precision graph vs FP32, ORT CPU."""
     ref_labels, ref_logits = onnx_labels(fp32_path, image, card)
-    labels, logits = reference_outputs(model_proto.SerializeToString(), image, card.replace(precision=precision))
+    data = model_proto.SerializeToString()
+    labels, logits = reference_outputs(data, image, card.replace(precision=precision))
     diff = None
     if logits is not None and ref_logits is not None:
         diff = float(np.abs(logits.astype(np.float32) - ref_logits).max())
-    return Parity(agreement=float((labels == ref_labels).mean()), max_abs_logit_diff=diff)
+    parity = Parity(agreement=float((labels == ref_labels).mean()), max_abs_logit_diff=diff)
+    if card.confidence_name is None:
+        return parity
+    reference = graph_outputs(fp32_path, image, card)[card.confidence_name]
+    confidence = graph_outputs(data, image, card, node_by_node=precision == "int8")[card.confidence_name]
+    return _with_confidence(parity, confidence, reference, precision)
 
 
 def parity_batch(image: np.ndarray, card: ModelCard, shapes: ShapeRange) -> np.ndarray:

@@ -151,7 +151,10 @@ def write_fp32_graph(
     minimum = PRECISIONS["fp32"].min_agreement if request.min_agreement is None else request.min_agreement
     with report.step(f"export {model.name} to ONNX (opset {opset}, {'fused' if fused else 'unfused'})") as detail:
         with tempfile.TemporaryDirectory(prefix=".segexport-", dir=out) as scratch:
-            proto = onnx_export.export_onnx(model, Path(scratch) / "raw.onnx", sample=image, fused=fused, opset=opset)
+            proto = onnx_export.export_onnx(
+                model, Path(scratch) / "raw.onnx", sample=image, fused=fused, opset=opset,
+                confidence=request.onnx.confidence,
+            )  # fmt: skip
         detail["text"] = "; ".join(model.notes)
     with report.step("check, infer shapes, simplify (onnxslim)") as detail:
         before = len(proto.graph.node)
@@ -162,12 +165,13 @@ def write_fp32_graph(
         opset=opset,
         input_name=proto.graph.input[0].name,
         output_name=proto.graph.output[0].name,
+        confidence_name=onnx_export.CONFIDENCE_NAME if request.onnx.confidence else None,
         versions=onnx_export.package_versions(),
     )
     with report.step(f"parity: ONNX Runtime vs PyTorch on {image_name}") as detail:
         result = parity.check_parity(proto, model, image, card)
         diff = f"max |logit diff| {result.max_abs_logit_diff:.2e}, " if result.max_abs_logit_diff is not None else ""
-        detail["text"] = f"{diff}label agreement {100 * result.agreement:.3f} %"
+        detail["text"] = f"{diff}label agreement {100 * result.agreement:.3f} %{result.confidence_text()}"
     path = out / "model.onnx"
     parity.check_agreement(
         result,

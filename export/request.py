@@ -67,8 +67,10 @@ class ModelOptions:
 def check_model_options(model: ModelOptions, onnx: OnnxOptions) -> None:
     """Before any work: no model or ONNX flag the model named would ignore, each value in its range, and the
     checkpoint there. SegError names the flag."""
+    check_confidence(onnx)
     if model.from_onnx:
         onnx_flags = (["--no-fuse"] if not onnx.fuse else []) + (["--opset"] if onnx.opset is not None else [])
+        onnx_flags += ["--confidence"] if onnx.confidence else []
         ignored = model.flags_given() + onnx_flags
         if ignored:
             raise SegError(
@@ -94,6 +96,15 @@ def check_model_options(model: ModelOptions, onnx: OnnxOptions) -> None:
         )
 
 
+def check_confidence(onnx: OnnxOptions) -> None:
+    """--confidence is an output of the fused graph: refused with --no-fuse, whose graph ends at the logits."""
+    if onnx.confidence and not onnx.fuse:
+        raise SegError(
+            "--confidence adds an output to the fused graph, and --no-fuse exports the plain network: drop "
+            "--no-fuse, or drop --confidence and take the softmax of the unfused graph's logits yourself"
+        )
+
+
 def check_threshold(model: ModelOptions) -> None:
     """--threshold is a probability, and given only where the model can be a one-class one: a zoo model with
     --num-classes 1, or a user's model whose channels its probe counts (refused there when it has more)."""
@@ -115,9 +126,10 @@ def check_threshold(model: ModelOptions) -> None:
 
 @dataclass(frozen=True)
 class OnnxOptions:
-    """The FP32 graph: fused or not, opset, the parity image, the output folder."""
+    """The FP32 graph: fused or not, with a confidence output or not, opset, the parity image, the output folder."""
 
     fuse: bool = True
+    confidence: bool = False  # the fused graph's second output, a uint8 confidence map (segexport.onnx.fused)
     opset: int | None = None  # None: segexport.onnx.export.DEFAULT_OPSET
     image: Path | None = None  # the parity image; None: the model's own sample, else the bundled photo
     out: Path | None = None  # None: ./build/<model>, or the ONNX file's folder

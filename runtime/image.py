@@ -272,6 +272,22 @@ def write_labels_png(path: str | os.PathLike[str], labels: np.ndarray, palette: 
     return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
 
 
+def write_confidence_png(path: str | os.PathLike[str], confidence: np.ndarray) -> Path:
+    """Write a confidence map (uint8 H x W from `seg(image, confidence=True)`) as an 8-bit grayscale PNG, atomically.
+
+    Pixel values are the map's own: round(255 x the top class's probability), so 255 is white (certain) and a
+    pixel's probability is value / 255. Anything but a uint8 H x W array is a SegError naming `path`.
+    """
+    from PIL import Image
+
+    if not isinstance(confidence, np.ndarray) or confidence.dtype != np.uint8 or confidence.ndim != 2:
+        is_array = isinstance(confidence, np.ndarray)
+        shown = f"{confidence.dtype} {tuple(confidence.shape)}" if is_array else "not an array"
+        raise SegError(f"{path}: a confidence map is uint8 H x W, got {shown}; pass one of seg(image, confidence=True)")
+    img = Image.fromarray(np.ascontiguousarray(confidence))  # uint8 H x W: mode L
+    return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+
+
 def write_image(path: str | os.PathLike[str], rgb: np.ndarray) -> Path:
     """Write an RGB array; the format follows the file suffix. Atomic."""
     from PIL import Image

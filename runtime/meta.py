@@ -51,7 +51,10 @@ class ModelCard:
     returns uint8 NHW labels; an unfused one takes normalized float NCHW and
     returns float logits, and the runtime does the same steps on the host. A one-class
     model (one logit channel) has `threshold`: its labels are 1 (`classes[1]`) where the
-    sigmoid of its logit is above it, else 0 (`classes[0]`, background).
+    sigmoid of its logit is above it, else 0 (`classes[0]`, background). A fused graph exported with
+    `--confidence` has a second output, `confidence_name`: uint8 N x H x W, floor(255 * p + 0.5) with p the top
+    class's softmax probability (a one-class model: max(sigmoid, 1 - sigmoid)) computed at the network's output
+    size and resized bilinearly (`segexport.onnx.fused.FusedSegmentation.confidence_map`).
     """
 
     model: str
@@ -68,6 +71,7 @@ class ModelCard:
     opset: int = 17
     input_name: str = "image"
     output_name: str = "labels"
+    confidence_name: str | None = None  # the confidence map's output (--confidence); None: the labels alone
     versions: dict[str, str] = field(default_factory=dict)
     source_sha256: str = ""  # the file this one was made from (FP32 ONNX for FP16/INT8, ONNX for engines)
     tensorrt: dict[str, Any] = field(default_factory=dict)  # engines only: version, GPU, profile, build time
@@ -97,6 +101,8 @@ class ModelCard:
             problems.append(f"input_size {list(self.input_size)} is not a multiple of {self.size_divisor}")
         if self.threshold is not None and not (0 < self.threshold < 1 and len(self.classes) == 2):
             problems.append(f"threshold {self.threshold} needs a value between 0 and 1 and two classes")
+        if self.confidence_name is not None and not self.fused:
+            problems.append("confidence_name needs a fused graph (the unfused one returns logits)")
         if self.precision not in PRECISIONS:
             problems.append(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         source = self.tensorrt.get("source") if isinstance(self.tensorrt, dict) else None
@@ -351,10 +357,12 @@ def check_card_fits(card: ModelCard, onnx: OnnxFile, path: str | os.PathLike[str
     not), the input and output names, the classes, the input size, the precision. What the graph does not say
     (a size computed at run time, classes behind an op not followed) is not checked."""
     fix = "re-export it with segexport"
-    if len(onnx.inputs) != 1 or len(onnx.outputs) != 1:
+    wanted_outputs = 1 if card.confidence_name is None else 2
+    if len(onnx.inputs) != 1 or len(onnx.outputs) != wanted_outputs:
+        said = "and a confidence output " if wanted_outputs == 2 else ""
         raise SegError(
-            f"{path}: expected one input and one output, found {len(onnx.inputs)} and {len(onnx.outputs)}; "
-            f"this is not a segexport graph"
+            f"{path}: its card says one input, one output {said}but the graph has {len(onnx.inputs)} input(s) and "
+            f"{len(onnx.outputs)} output(s); this is not a segexport graph, or its card was changed: {fix}"
         )
     graph_in, graph_out = onnx.inputs[0], onnx.outputs[0]
     dims = graph_in.dims or ()
@@ -368,6 +376,8 @@ def check_card_fits(card: ModelCard, onnx: OnnxFile, path: str | os.PathLike[str
 
     if (card.input_name, card.output_name) != (graph_in.name, graph_out.name):
         refuse("input_name/output_name", f"{card.input_name}/{card.output_name}", f"{graph_in.name}/{graph_out.name}")
+    if card.confidence_name is not None and onnx.outputs[1].name != card.confidence_name:
+        refuse("confidence_name", card.confidence_name, f"its second output is {onnx.outputs[1].name}")
     one_class = onnx.one_class()
     if one_class is not None and one_class != (card.threshold is not None):
         graph = "its output is one logit channel" if one_class else "it labels by argmax over its classes"

@@ -90,7 +90,7 @@ class OnnxFile:
         shape or the last convolution's weights); None where the graph does not say."""
         if self.one_class():
             return 2  # background and the class, told apart by a threshold on the one logit
-        if len(self.outputs) != 1:
+        if not self.outputs:  # the labels (or logits) come first; a confidence map second
             return None
         output = self.outputs[0]
         if output.elem_type in (FLOAT, FLOAT16, DOUBLE, BFLOAT16):  # logits, N x C x h x w
@@ -103,7 +103,7 @@ class OnnxFile:
     def one_class(self) -> bool | None:
         """Whether the graph is a one-class model's: one logit channel (unfused), or labels made by comparing the
         logit with a threshold (fused, `Greater`) instead of an ArgMax; None where the graph does not say."""
-        if len(self.outputs) != 1:
+        if not self.outputs:  # the labels (or logits) come first; a confidence map second
             return None
         output = self.outputs[0]
         if output.elem_type in (FLOAT, FLOAT16, DOUBLE, BFLOAT16):

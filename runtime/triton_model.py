@@ -3,7 +3,8 @@
 It runs inside Triton's Python backend stub, which provides `triton_python_backend_utils`;
 the stub's Python needs segrt installed (`pip install segexport`, plus `[tensorrt]` for engines).
 Each request is an N x H x W x 3 uint8 batch; requests the dynamic batcher hands over together
-that share an image size run as one segrt call. Bad input is an error reply naming the problem,
+that share an image size run as one segrt call. A graph exported with --confidence also answers
+its confidence maps, output "confidence". Bad input is an error reply naming the problem,
 never a crashed instance.
 """
 
@@ -39,25 +40,29 @@ class TritonPythonModel:
             problem = _problem(batch)
             images.append(None if problem else batch)
             errors.append(problem)
-        labels = self._segment(images, errors)
+        answers = self._segment(images, errors)
         responses = []
-        for label, error in zip(labels, errors, strict=True):
-            if error is not None:
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(error)))
-            else:
-                responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("labels", label)]))
+        for answer, error in zip(answers, errors, strict=True):
+            if error is not None or answer is None:
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(error or "no answer")))
+                continue
+            outputs = [pb_utils.Tensor("labels", answer[0])]
+            if answer[1] is not None:
+                outputs.append(pb_utils.Tensor("confidence", answer[1]))
+            responses.append(pb_utils.InferenceResponse(outputs))
         return responses
 
-    def _segment(self, images: list[np.ndarray | None], errors: list[str | None]) -> list[np.ndarray | None]:
-        """Labels per request; the requests of one image size run as one call (that is the dynamic batch)."""
-        labels: list[np.ndarray | None] = [None] * len(images)
+    def _segment(self, images: list[np.ndarray | None], errors: list[str | None]) -> list[Any]:
+        """(labels, confidence maps or None) per request; the requests of one image size run as one call (that is
+        the dynamic batch)."""
+        labels: list[Any] = [None] * len(images)
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for index, batch in enumerate(images):
             if batch is not None:
                 by_shape.setdefault(batch.shape[1:], []).append(index)
         for indices in by_shape.values():
             try:
-                joined = self.seg(np.concatenate([images[i] for i in indices]))
+                joined, maps = self._call(np.concatenate([images[i] for i in indices]))
             except segrt.SegError:
                 for i in indices:  # run them one by one, so each request gets its own answer
                     labels[i], errors[i] = self._one(images[i])
@@ -65,13 +70,17 @@ class TritonPythonModel:
             start = 0
             for i in indices:
                 count = len(images[i])  # type: ignore[arg-type]
-                labels[i] = joined[start : start + count]
+                labels[i] = (joined[start : start + count], None if maps is None else maps[start : start + count])
                 start += count
         return labels
 
-    def _one(self, batch: np.ndarray | None) -> tuple[np.ndarray | None, str | None]:
+    def _call(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Labels, and the confidence maps of a graph that has them."""
+        return self.seg(batch, confidence=True) if self.seg.has_confidence else (self.seg(batch), None)
+
+    def _one(self, batch: np.ndarray | None) -> tuple[Any, str | None]:
         try:
-            return self.seg(batch), None
+            return self._call(batch), None  # type: ignore[arg-type]
         except segrt.SegError as exc:
             return None, str(exc)
 

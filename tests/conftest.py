@@ -21,6 +21,7 @@ PHOTO = ROOT / "export" / "assets" / "astronaut.jpg"
 TEST_MODELS = {
     "unet": ["unet", "--unet-base", "8", "--unet-depth", "3", "--input-size", "64x64"],
     "unet-unfused": ["unet", "--unet-base", "8", "--unet-depth", "3", "--input-size", "64x64", "--no-fuse"],
+    "unet-confidence": ["unet", "--unet-base", "8", "--unet-depth", "3", "--input-size", "64x64", "--confidence"],
     "fcn50": ["fcn_resnet50", "--weights", "none", "--input-size", "96x96"],
     "fcn50-unfused": ["fcn_resnet50", "--weights", "none", "--input-size", "96x96", "--no-fuse"],
 }

@@ -91,11 +91,11 @@ class ExportCache:
     calibration_keys: dict[tuple[Path | None, int | None, str], str] = field(default_factory=dict)
     named: set[Path] = field(default_factory=set)  # files made earlier already named in the log
 
-    def folder(self, model: ModelSpec, *, fused: bool) -> Path:
+    def folder(self, model: ModelSpec, *, fused: bool, confidence: bool = False) -> Path:
         options = json.dumps([model.name, model.export_options(), exporter_fingerprint()], sort_keys=True)
         key = hashlib.sha256(options.encode()).hexdigest()[:10]
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", model.name)
-        return self.root / f"{slug}-{key}{'' if fused else '-unfused'}"
+        return self.root / f"{slug}-{key}{'' if fused else '-unfused'}{'-confidence' if confidence else ''}"
 
     def model_file(
         self,
@@ -106,6 +106,7 @@ class ExportCache:
         fused: bool,
         shape: tuple[int, int, int],
         max_miou_drop: float | None = None,
+        confidence: bool = False,
     ) -> Path:
         """The file `segrt.load` opens for this case (NxHxW `shape`), exported first where it is missing.
 
@@ -119,9 +120,10 @@ class ExportCache:
         from segrt.meta import artifact_name
         from segrt.precisions import graph_for
 
-        folder = self.folder(model, fused=fused)
+        folder = self.folder(model, fused=fused, confidence=confidence)
         fp32 = folder / "model.onnx"
-        self._once(fp32, ExportRequest(model=model.options, onnx=OnnxOptions(fuse=fused, out=folder)))
+        onnx_options = OnnxOptions(fuse=fused, confidence=confidence, out=folder)
+        self._once(fp32, ExportRequest(model=model.options, onnx=onnx_options))
         flavour = graph_for(precision, on_ort_cpu=BACKEND_ROWS[backend].on_ort_cpu).name
         graphs = folder / f"calib-{self.calibration_key(model)}" if calibrates(precision, model) else folder
         budget = budget_options(model, max_miou_drop)  # a budgeted graph has a folder of its own

@@ -111,6 +111,7 @@ class Runner:
             fused=fused,
             shape=shape,
             max_miou_drop=case.max_miou_drop,
+            confidence=case.confidence and fused,
         )
 
     def _measure(self, case: Case, file: Path | None) -> dict[str, Any]:
@@ -135,6 +136,7 @@ class Runner:
             dataset = self._dataset_score(case, predict, details.pop("classes"))
             network = timed_network(timed) if case.is_baseline else self._alternated_network(case, batch, call)
             tail = self._tail(case, file, batch, call, timed)
+            confidence = self._confidence_cost(case, batch, call) if case.confidence else None
         finally:
             if pipeline is not None:
                 pipeline.close()
@@ -153,6 +155,8 @@ class Runner:
         if camera is not None:
             result["camera"] = camera
         result["tail"] = tail
+        if confidence is not None:
+            result["confidence"] = confidence
         outside = network.pop("outside", None)
         result["network"] = network
         if outside is not None:
@@ -227,7 +231,7 @@ class Runner:
             "steps": "fused graph: uint8 image in, labels out" if seg.card.fused else "host pre -> graph -> host post",
             "classes": seg.classes,
         }
-        return _SegmenterCall(seg), details
+        return _SegmenterCall(seg, confidence=case.confidence), details
 
     def _time(self, call: Callable[[], dict[str, float]], frames: int, window: Window | None = None) -> Timed:
         suite = self.suite
@@ -288,6 +292,17 @@ class Runner:
             "alternated_e2e_samples_ms": timed.first_ms,
             "outside": outside_share(timed.first_ms, timed.second_ms),
         }
+
+    def _confidence_cost(self, case: Case, batch: np.ndarray, call: Callable[[], object]) -> dict[str, Any]:
+        """This call alternated with the labels-only graph's (segbench.measure.confidence)."""
+        import segrt
+        from segbench.measure.confidence import measure_confidence_cost
+
+        suite = self.suite
+        with segrt.load(self._file(replace(case, confidence=False), fused=True), backend=case.backend,
+                        threads=suite.threads) as labels_only:  # fmt: skip
+            return measure_confidence_cost(call, lambda: labels_only(batch), iterations=suite.iterations,
+                                           min_seconds=suite.min_seconds, seconds=suite.seconds)  # fmt: skip
 
     def _tail(
         self, case: Case, file: Path | None, batch: np.ndarray, call: Callable[[], object], timed: Any
@@ -359,13 +374,14 @@ class Runner:
 class _SegmenterCall:
     """A Segmenter with the EagerPipeline's call/timings/network_input/close shape."""
 
-    def __init__(self, seg: Any) -> None:
+    def __init__(self, seg: Any, *, confidence: bool = False) -> None:
         self.seg = seg
+        self.confidence = confidence  # fetch the confidence map too (its cost is the case's), then drop it
         self.network_input: list[int] = []
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         self.network_input = list(self.seg.card.network_size(*batch.shape[1:3]))
-        return self.seg(batch)
+        return self.seg(batch, confidence=True)[0] if self.confidence else self.seg(batch)
 
     @property
     def timings(self) -> dict[str, float]:

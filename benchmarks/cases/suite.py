@@ -84,6 +84,7 @@ class Case:
     backend: str
     precision: str = "fp32"
     fused: bool = True
+    confidence: bool = False  # the fused graph's confidence output too (segexport --confidence), fetched each call
     device: str = "cpu"
     batch: int = 1
     height: int = 612
@@ -110,7 +111,8 @@ class Case:
             return f"{self.backend} {self.device}{' autograd' if self.autograd else ''}"
         budget = "" if self.max_miou_drop is None else f" ≤{self.max_miou_drop:g} mIoU pts"
         given = "" if self.file is None else f" file {self.file}"
-        return f"{self.backend} {self.precision}{budget} {'fused' if self.fused else 'unfused'}{given}"
+        kind = "fused +confidence" if self.confidence else "fused" if self.fused else "unfused"
+        return f"{self.backend} {self.precision}{budget} {kind}{given}"
 
     @property
     def id(self) -> str:
@@ -380,6 +382,9 @@ def _run(run: Any, spec: ModelSpec, where: str, key: str) -> Case:
     if precision not in PRECISIONS:
         raise SegError(f"{where}: {key}: unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     fused = typed_value(run, "fused", bool, where, f"{key}.fused", default=True)
+    confidence = typed_value(run, "confidence", bool, where, f"{key}.confidence", default=False)
+    if confidence and (not fused or backend == BASELINE or "file" in run):
+        raise SegError(f"{where}: {key}: confidence is an output of the fused graph segbench exports; drop it here")
     device = typed_value(run, "device", str, where, f"{key}.device", default=None)
     if backend == BASELINE:
         if device not in (None, *DEVICES):
@@ -396,7 +401,8 @@ def _run(run: Any, spec: ModelSpec, where: str, key: str) -> Case:
     if "file" in run:
         return _file_run(run, spec, backend, where, key)
     budget = _budget(run, spec, precision, where, key)
-    return Case(spec, backend, precision, fused, BACKEND_ROWS[backend].device, max_miou_drop=budget)
+    device = BACKEND_ROWS[backend].device
+    return Case(spec, backend, precision, fused, confidence, device, max_miou_drop=budget)
 
 
 def _file_run(run: dict[str, Any], spec: ModelSpec, backend: str, where: str, key: str) -> Case:
@@ -421,7 +427,7 @@ def _file_run(run: dict[str, Any], spec: ModelSpec, backend: str, where: str, ke
             f"scored against the wrong reference: list it under the [[model]] it came from"
         )
     precision = "int8" if card.precision == "int8-cpu" else card.precision  # the graph ONNX Runtime's CPU runs
-    return Case(spec, backend, precision, card.fused, BACKEND_ROWS[backend].device, file=path)
+    return Case(spec, backend, precision, card.fused, device=BACKEND_ROWS[backend].device, file=path)
 
 
 def _budget(run: dict[str, Any], spec: ModelSpec, precision: str, where: str, key: str) -> float | None:

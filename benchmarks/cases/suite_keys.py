@@ -56,12 +56,14 @@ MODEL_KEYS = {
     "budget_val": "Pascal-VOC folder runs with max_miou_drop choose their graph on (segexport --val); not dataset",
     "shapes": "overrides the suite's shapes for this model",
     "video": "a labelled clip folder (a video and labels/NNNNNN.png): each run also goes over it, frame by frame",
-    "runs": "list of { backend, precision, fused, device, max_miou_drop }",
+    "runs": "list of { backend, precision, fused, confidence, device, max_miou_drop }",
 }
 RUN_KEYS = {
     "backend": ", ".join(BACKENDS),
     "precision": ", ".join(PRECISIONS),
     "fused": "true: the fused graph (default); false: --no-fuse with host pre/post-processing",
+    "confidence": "true: the fused graph exported with --confidence, called with confidence=True (labels and the "
+    "confidence map each call): a row beside the labels-only one, to read the map's cost off",
     "device": "pytorch-eager only: cpu or cuda",
     "autograd": "pytorch-eager only: true keeps autograd on, as torchvision's docs snippet does (no torch.no_grad()); "
     "a second row beside the baseline, which stays the speed-ups' reference",

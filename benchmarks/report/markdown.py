@@ -38,6 +38,7 @@ def summary_row(case: dict[str, Any]) -> dict[str, str]:
         "outside network": outside_text(case),
         "tail": tail_text(case),
         "tail MiB @1080p": tail_mib_text(case),
+        "confidence +ms": confidence_text(case),
         "speed-up": fmt(case["speedup"].get("p50"), 2, "x"),
         "agreement": percent(case["accuracy"]["pixel_agreement"], 2),
         "mIoU": miou_text(case),
@@ -59,6 +60,17 @@ def tail_text(case: dict[str, Any]) -> str:
 def tail_mib_text(case: dict[str, Any]) -> str:
     """The bytes the tail writes for one 1080x1920 frame, in MiB."""
     return mib(tail_figures(case).get("bytes_1080p"))
+
+
+def confidence_text(case: dict[str, Any]) -> str:
+    """A +confidence case's cost of its confidence map: ms over the labels-only graph, alternated (segbench.measure.
+    confidence), and that share of the call; then its branch alone beside the labels' tail, alternated, in ms."""
+    cost = case.get("confidence") or {}
+    if "cost_ms" not in cost:
+        return "—"
+    branch = tail_figures(case).get("confidence_branch") or {}
+    alone = f"; branch {branch['p50_ms']:.1f} vs tail {branch['labels_tail_p50_ms']:.1f}" if branch else ""
+    return f"{cost['cost_ms']:+.2f} ({percent(cost['share'])}){alone}"
 
 
 def dataset_miou(case: dict[str, Any]) -> float | None:

@@ -97,7 +97,7 @@ def build_engine(
     if builder is None:
         raise SegError(f"{onnx_path}: {lib.title} could not create a builder ({logger.last_error()})")
     network = builder.create_network(network_flags(lib))
-    _parse(network, logger, onnx_path, lib, options, console)
+    _parse(network, logger, onnx_path, lib, options, console, outputs=1 if card.confidence_name is None else 2)
     tensor = network.get_input(0)
     static = tuple(int(tensor.shape[i]) for i in range(len(tensor.shape)))
     profile_shapes = input_profile(card, options.shapes, static)
@@ -147,8 +147,11 @@ def _parse(
     lib: library.TensorRTLibrary,
     options: BuildOptions,
     console: Console,
+    *,
+    outputs: int = 1,
 ) -> None:
-    """Parse the ONNX file into `network`; a refusal is one SegError in the parser's own words."""
+    """Parse the ONNX file into `network`; a refusal is one SegError in the parser's own words. `outputs`: the
+    labels (or logits), and a confidence map where the card says the graph has one."""
     if TYPE_CHECKING:
         import tensorrt as trt
     else:
@@ -166,9 +169,10 @@ def _parse(
             f"{onnx_path}: {lib.title}'s ONNX parser refused the graph: {first}{more}; re-export it with segexport, "
             f"or try --opset 17"
         )
-    if network.num_inputs != 1 or network.num_outputs != 1:
+    if network.num_inputs != 1 or network.num_outputs != outputs:
         raise SegError(
-            f"{onnx_path}: expected one input and one output, found {network.num_inputs} and {network.num_outputs}"
+            f"{onnx_path}: expected one input and {outputs} output(s), found {network.num_inputs} and "
+            f"{network.num_outputs}"
         )
 
 

@@ -24,6 +24,7 @@ from segrt.meta import ModelCard, serialize_with_card, write_with_card
 
 DEFAULT_OPSET = 17  # parsed by TensorRT 8.6 .. 11 and every ONNX Runtime since 1.12
 INPUT_NAME, OUTPUT_NAME = "image", "labels"
+CONFIDENCE_NAME = "confidence"  # the fused graph's second output, with --confidence (FusedSegmentation.confidence_map)
 UNFUSED_INPUT_NAME, UNFUSED_OUTPUT_NAME = "input", "logits"
 
 
@@ -45,6 +46,7 @@ def export_onnx(
     sample: np.ndarray,
     fused: bool = True,
     opset: int = DEFAULT_OPSET,
+    confidence: bool = False,
 ) -> Any:
     """Export to an in-memory `onnx.ModelProto`, dynamic in N, H and W.
 
@@ -52,15 +54,15 @@ def export_onnx(
     fused graph with dynamic N, H, W in one pass, where the dynamo exporter refuses
     the H and W that flow from the input shape into the two resizes. `path` is a
     scratch location beside the final file. `sample` is one uint8 H x W x 3 image
-    to trace with.
+    to trace with. `confidence` adds the fused graph's second output, `CONFIDENCE_NAME`.
     """
     import onnx
 
     if fused:
-        module: torch.nn.Module = FusedSegmentation(model).eval()
+        module: torch.nn.Module = FusedSegmentation(model, confidence=confidence).eval()
         example = torch.from_numpy(np.array(sample, dtype=np.uint8))[None]  # a writable copy
-        names = (INPUT_NAME, OUTPUT_NAME)
-        dynamic = {INPUT_NAME: {0: "N", 1: "H", 2: "W"}, OUTPUT_NAME: {0: "N", 1: "H", 2: "W"}}
+        names = (INPUT_NAME, OUTPUT_NAME, *([CONFIDENCE_NAME] if confidence else []))
+        dynamic = {name: {0: "N", 1: "H", 2: "W"} for name in names}
     else:
         module = model.network
         example = torch.from_numpy(preprocess(sample[None], model.card()))
@@ -76,7 +78,7 @@ def export_onnx(
                 dynamo=False,
                 opset_version=opset,
                 input_names=[names[0]],
-                output_names=[names[1]],
+                output_names=list(names[1:]),
                 dynamic_axes=dynamic,
                 do_constant_folding=True,
             )

@@ -1,4 +1,5 @@
-"""The fused deploy graph: uint8 image in, uint8 label map out, everything between on the accelerator."""
+"""The fused deploy graph: uint8 image in, uint8 label map out (and, asked for, a uint8 confidence map), everything
+between on the accelerator."""
 
 from __future__ import annotations
 
@@ -23,11 +24,14 @@ class FusedSegmentation(nn.Module):
     the network's own output size (1/8 of the input for torchvision's FCN: see
     `segexport.models.base.Logits`), and the exported tail is then made channel-last
     (`segexport.onnx.tail`).
+
+    `confidence=True` adds a second output, uint8 N x H x W `confidence_levels`: see `confidence_map`.
     """
 
-    def __init__(self, model: SegmentationModel) -> None:
+    def __init__(self, model: SegmentationModel, *, confidence: bool = False) -> None:
         super().__init__()
         self.network = model.network
+        self.confidence = confidence
         self.resize_mode = model.resize
         self.input_size = tuple(int(v) for v in model.input_size)
         self.size_divisor = int(model.size_divisor)
@@ -51,19 +55,50 @@ class FusedSegmentation(nn.Module):
             return new_h, new_w
         return int(new_h), int(new_w)
 
-    def logits(self, image: torch.Tensor) -> torch.Tensor:
-        """Float logits N x C x H x W at the image's resolution (what the argmax reads)."""
+    def network_logits(self, image: torch.Tensor) -> torch.Tensor:
+        """Float logits N x C x h x w at the network's own output size (what the resize to the image reads)."""
         height, width = image.shape[1], image.shape[2]
         x = image.float().permute(0, 3, 1, 2)  # TensorRT: only a Cast may read a uint8 input
         x = F.interpolate(x, size=self._network_size(height, width), mode="bilinear", align_corners=False)
-        x = x * self.scale + self.shift
-        logits = self.network(x)
-        return F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+        return self.network(x * self.scale + self.shift)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        logits = self.logits(image)
+    def logits(self, image: torch.Tensor) -> torch.Tensor:
+        """Float logits N x C x H x W at the image's resolution (what the argmax reads)."""
+        height, width = image.shape[1], image.shape[2]
+        return _resized(self.network_logits(image), height, width)
+
+    def confidence_map(self, network_logits: torch.Tensor, height: torch.Tensor | int, width: torch.Tensor | int):
+        """uint8 N x H x W: floor(255 * p + 0.5), p the top class's probability, bilinearly resized.
+
+        p is computed at the network's output size (h x w): the largest softmax probability over the classes,
+        1 / sum_c exp(l_c - max_c l_c); for a one-class model, the sigmoid probability of the likelier of its two
+        labels, sigmoid(|l|) = max(s, 1 - s). 255 * p + 0.5 is resized to H x W as one channel (half-pixel
+        bilinear, the labels' resize) and floored: round half up of 255 * p at that pixel. Computing p at h x w
+        and resizing one channel costs a C-th of the labels' own resize; where the classes change within a
+        network pixel it blends the neighbours' confidences instead of taking the softmax of the resized logits.
+        """
         if self.cut is None:
-            return logits.argmax(dim=1).to(torch.uint8)
-        # compared first, the channel then taken from 1-byte booleans (taken from the float logit, the Gather copied
-        # 4 bytes a pixel; squeeze(1) exports as an If), and the Cast last: TensorRT's uint8 output comes from a Cast
-        return (logits > self.cut)[:, 0].to(torch.uint8)
+            top = torch.amax(network_logits, dim=1, keepdim=True)
+            probability = 1.0 / torch.exp(network_logits - top).sum(dim=1, keepdim=True)
+        else:
+            probability = torch.sigmoid(network_logits.abs())
+        levels = torch.floor(_resized(probability * 255.0 + 0.5, height, width))
+        # N x 1 x H x W -> N x H x W as a Reshape (no copy), and the Cast last: TensorRT's uint8 output is a Cast's
+        return levels.flatten(1, 2).to(torch.uint8)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        height, width = image.shape[1], image.shape[2]
+        network_logits = self.network_logits(image)
+        logits = _resized(network_logits, height, width)
+        # one class: compared first, the channel then taken from 1-byte booleans (taken from the float logit, the
+        # Gather copied 4 bytes a pixel; squeeze(1) exports as an If), and the Cast last: TensorRT's uint8 output
+        # comes from a Cast
+        labels = (logits.argmax(dim=1) if self.cut is None else (logits > self.cut)[:, 0]).to(torch.uint8)
+        if not self.confidence:
+            return labels
+        return labels, self.confidence_map(network_logits, height, width)
+
+
+def _resized(tensor: torch.Tensor, height: torch.Tensor | int, width: torch.Tensor | int) -> torch.Tensor:
+    """Half-pixel bilinear, no antialiasing: what ONNX Resize and TensorRT run natively."""
+    return F.interpolate(tensor, size=(height, width), mode="bilinear", align_corners=False)

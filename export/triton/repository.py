@@ -85,11 +85,12 @@ def config_fields(artefact: Path, card: ModelCard, backend: str, *, max_batch_si
     # segrt on a CPU instance still picks the best ONNX Runtime provider installed (CUDA's where there is one)
     instance = {"kind": "KIND_GPU" if on_gpu else "KIND_CPU", "count": 1}
     names = (card.input_name, card.output_name) if backend != "python" else ("image", "labels")
+    confidence = [] if card.confidence_name is None else [card.confidence_name if backend != "python" else "confidence"]
     fields: dict[str, Any] = {
         "backend": backend,
         "max_batch_size": max_batch_size,
         "input": [{"name": names[0], "data_type": "TYPE_UINT8", "dims": [-1, -1, 3]}],
-        "output": [{"name": names[1], "data_type": "TYPE_UINT8", "dims": [-1, -1]}],
+        "output": [{"name": name, "data_type": "TYPE_UINT8", "dims": [-1, -1]} for name in (names[1], *confidence)],
         "dynamic_batching": {},
         "instance_group": [instance],
         "default_model_filename": _file_name(artefact, backend),

@@ -16,7 +16,7 @@ class Backend(Protocol):
     """Runs a model file on one device.
 
     `run` takes the model's input batch (uint8 NHWC for a fused graph, float32
-    NCHW for an unfused one) and returns its single output as a host array.
+    NCHW for an unfused one) and returns its first output (labels or logits) as a host array.
     `timings` holds the stages of the last `run` in ms (at least "infer"; GPU
     backends split it into "h2d", "compute" and "d2h"). One life cycle for all:
     `close()` frees what the backend holds (twice is fine), `run` after `close`
@@ -28,6 +28,11 @@ class Backend(Protocol):
     timings: dict[str, float]
 
     def run(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def run_with_confidence(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A fused graph's labels and its second output, the uint8 N x H x W confidence map (--confidence); a
+        SegError where the graph has none."""
+        ...
 
     def max_batch_shape(self) -> tuple[int, ...] | None:
         """The largest input shape the model accepts (an engine's profile), or None if unbounded."""

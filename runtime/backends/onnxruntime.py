@@ -137,12 +137,14 @@ class OnnxRuntimeBackend:
         self.name = backend
         self.device = "cpu" if BACKENDS[backend].device == "cpu" else f"cuda:{device}"
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or len(outputs) != 1:
+        if len(inputs) != 1 or len(outputs) not in (1, 2):
             raise SegError(
-                f"{self.path}: expected one input and one output, found {len(inputs)} and {len(outputs)}; "
-                f"this is not a segexport graph"
+                f"{self.path}: expected one input and one output (and a confidence map), found {len(inputs)} and "
+                f"{len(outputs)}; this is not a segexport graph"
             )
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
+        # a fused graph exported with --confidence: its second output, uint8 N x H x W
+        self.confidence_name = outputs[1].name if len(outputs) == 2 else None
         self.input_shape = tuple(inputs[0].shape)
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         self.fused = outputs[0].type == "tensor(uint8)" and len(outputs[0].shape) == 3  # N x H x W labels
@@ -150,15 +152,28 @@ class OnnxRuntimeBackend:
         self._binding = self.session.io_binding() if use_binding else None
         self._labels: np.ndarray | None = None  # the bound output buffer, reused while the batch shape holds
         self._labels_value: Any = None  # its OrtValue
+        self._confidence: np.ndarray | None = None  # the confidence map's, bound while asked for
+        self._confidence_value: Any = None
         self.timings: dict[str, float] = {}
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        return self._timed(batch, confidence=False)[0]
+
+    def run_with_confidence(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and the confidence map (uint8 N x H x W each) of a graph exported with --confidence."""
+        if self.confidence_name is None:
+            raise SegError(f"{self.path}: the graph has no confidence output; export it again with --confidence")
+        labels, confidence = self._timed(batch, confidence=True)
+        assert confidence is not None
+        return labels, confidence
+
+    def _timed(self, batch: np.ndarray, *, confidence: bool) -> tuple[np.ndarray, np.ndarray | None]:
         if self.session is None:
             raise SegError(f"{self.path}: the ONNX Runtime backend was closed; load the model again")
         self.timings = {}
         try:
             with stopwatch(self.timings, "infer"):
-                return self._run(batch)
+                return self._run(batch, confidence)
         except Exception as exc:
             if type(exc).__module__.startswith("onnxruntime"):
                 raise SegError(
@@ -166,28 +181,40 @@ class OnnxRuntimeBackend:
                 ) from None
             raise
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, batch: np.ndarray, confidence: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """The labels (or logits), and the confidence map where asked for (a graph with one: its run computes it
+        whether fetched or not)."""
         if self._binding is None:
-            return self.session.run([self.output_name], {self.input_name: batch})[0]
+            names = [self.output_name, *([self.confidence_name] if confidence else [])]
+            outputs = self.session.run(names, {self.input_name: batch})
+            return outputs[0], (outputs[1] if confidence else None)
         binding = self._binding
         binding.bind_cpu_input(self.input_name, batch)  # binding a bound name again replaces it
         if not self.fused:  # the logits' size is known only after the run
             binding.bind_output(self.output_name, "cpu")
             self.session.run_with_iobinding(binding)
-            return binding.copy_outputs_to_cpu()[0]
-        labels = self._bound_labels(tuple(batch.shape[:3]))
+            return binding.copy_outputs_to_cpu()[0], None
+        labels, confidence_map = self._bound_outputs(tuple(batch.shape[:3]), confidence)
         self.session.run_with_iobinding(binding)
         binding.synchronize_outputs()
-        return labels.copy()  # the buffer is the next run's
+        # the buffers are the next run's
+        return labels.copy(), (confidence_map.copy() if confidence_map is not None else None)
 
-    def _bound_labels(self, shape: tuple[int, ...]) -> np.ndarray:
-        """The host buffer ORT writes N x H x W labels into, bound anew only when the batch shape changes."""
+    def _bound_outputs(self, shape: tuple[int, ...], confidence: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """The host buffers ORT writes N x H x W labels (and the confidence map, where asked for) into, bound anew
+        only when the batch shape changes; a graph's confidence output is bound to a buffer of its own even when
+        not asked for, so ORT allocates nothing per call."""
+        assert self._binding is not None
+        ort = _ort()
         if self._labels is None or self._labels.shape != shape:
-            assert self._binding is not None
             self._labels = np.empty(shape, np.uint8)
-            self._labels_value = _ort().OrtValue.ortvalue_from_numpy(self._labels)
+            self._labels_value = ort.OrtValue.ortvalue_from_numpy(self._labels)
             self._binding.bind_ortvalue_output(self.output_name, self._labels_value)
-        return self._labels
+        if self.confidence_name is not None and (self._confidence is None or self._confidence.shape != shape):
+            self._confidence = np.empty(shape, np.uint8)
+            self._confidence_value = ort.OrtValue.ortvalue_from_numpy(self._confidence)
+            self._binding.bind_ortvalue_output(self.confidence_name, self._confidence_value)
+        return self._labels, (self._confidence if confidence else None)
 
     def max_batch_shape(self) -> tuple[int, ...] | None:
         return None
@@ -195,7 +222,7 @@ class OnnxRuntimeBackend:
     def close(self) -> None:
         """Drop the session and its bound buffers (safe to call twice)."""
         self._binding = None
-        self._labels = self._labels_value = None
+        self._labels = self._labels_value = self._confidence = self._confidence_value = None
         self.session = None  # the session frees its arena when collected
 
     def __enter__(self) -> OnnxRuntimeBackend:

@@ -1,12 +1,11 @@
 """TensorRT backend: one engine, one execution context, one CUDA stream, buffers allocated once.
 
-Runs engines of TensorRT (10.x, 11.x) and of TensorRT for RTX with the same buffers, stream and
-CUDA-graph option; what differs between the libraries is read from `tensorrt_library`. Uses
-cuda-python's runtime API only (no pycuda, no torch); the TensorRT module is imported when an
-engine is loaded. Before TensorRT sees the engine's bytes, its model card (sha256 already checked
-by `segrt.meta.read_card`) must name the installed library and version and fit this GPU: an
-engine is only valid where it was built (TensorRT: that GPU; TensorRT-RTX: the compute
-capabilities it was built for, and TensorRT-RTX's own validity check of the engine's header).
+Runs engines of TensorRT (10.x, 11.x) and of TensorRT for RTX with the same buffers, stream and CUDA-graph
+option; what differs between the libraries is read from `tensorrt_library`. Uses cuda-python's runtime API only
+(no pycuda, no torch); the TensorRT module is imported when an engine is loaded. Before TensorRT sees the engine's
+bytes, its model card (sha256 already checked by `segrt.meta.read_card`) must name the installed library and
+version and fit this GPU: an engine is only valid where it was built (TensorRT: that GPU; TensorRT-RTX: the
+compute capabilities it was built for, and TensorRT-RTX's own validity check of the engine's header).
 """
 
 from __future__ import annotations
@@ -209,12 +208,14 @@ class TensorRTBackend:
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        if len(inputs) != 1 or len(outputs) != 1:
+        self._confidence = self.card.confidence_name  # the confidence map's output (--confidence), or None
+        labels = [name for name in outputs if name != self._confidence]
+        if len(inputs) != 1 or len(labels) != 1 or (self._confidence and self._confidence not in outputs):
             raise SegError(
-                f"{self.path}: expected one input and one output, found {len(inputs)} and {len(outputs)}; "
-                f"this is not a segexport engine"
+                f"{self.path}: expected one input and the outputs its card names, found {len(inputs)} input(s) and "
+                f"{outputs}; this is not a segexport engine, or its card was changed: rebuild it"
             )
-        self._input, self._output = inputs[0], outputs[0]
+        self._input, self._output = inputs[0], labels[0]
         self._input_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self._input)))
         self._output_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self._output)))
         static = _dims(engine.get_tensor_shape(self._input))
@@ -245,7 +246,12 @@ class TensorRTBackend:
         self._d_input, self._d_output = self._device_alloc(input_bytes), self._device_alloc(output_bytes)
         self._h_input_ptr, self._h_input = self._host_alloc(input_bytes)
         self._h_output_ptr, self._h_output = self._host_alloc(output_bytes)
-        for name, address in ((self._input, self._d_input), (self._output, self._d_output)):
+        addresses = [(self._input, self._d_input), (self._output, self._d_output)]
+        if self._confidence:  # uint8 N x H x W as the labels: buffers of the same size
+            self._d_confidence = self._device_alloc(output_bytes)
+            self._h_confidence_ptr, self._h_confidence = self._host_alloc(output_bytes)
+            addresses.append((self._confidence, self._d_confidence))
+        for name, address in addresses:
             if not context.set_tensor_address(name, address):
                 raise SegError(f"{self.path}: TensorRT refused the buffer for {name!r} ({logger.last_error()})")
 
@@ -295,6 +301,14 @@ class TensorRTBackend:
         return self.profile[2]
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        return self._timed(batch, confidence=False)[0]
+
+    def run_with_confidence(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not self._confidence:
+            raise SegError(f"{self.path}: the engine has no confidence output; export with --confidence and rebuild")
+        return cast_any(self._timed(batch, confidence=True))  # (labels, confidence map): both arrays when asked for
+
+    def _timed(self, batch: np.ndarray, *, confidence: bool) -> tuple[np.ndarray, np.ndarray | None]:
         if self._context is None:
             raise SegError(f"{self.path}: the TensorRT backend was closed; load the engine again")
         if batch.dtype != self._input_dtype:
@@ -303,13 +317,13 @@ class TensorRTBackend:
         self._check_shape(tuple(batch.shape))
         timings: dict[str, float] = {}
         with stopwatch(timings, "infer"):
-            output = self._run(batch)
+            outputs = self._run(batch, confidence)
         for key, (start, end) in {"h2d": (0, 1), "compute": (1, 2), "d2h": (2, 3)}.items():
             err, elapsed = cudart.cudaEventElapsedTime(self._events[start], self._events[end])
             _check(err, "reading CUDA event timings")
             timings[key] = float(elapsed)
         self.timings = timings
-        return output
+        return outputs
 
     def _check_shape(self, shape: tuple[int, ...]) -> None:
         low, _, high = self.profile
@@ -319,7 +333,7 @@ class TensorRTBackend:
                 f"{list(high)}); resize the images, or rebuild with wider --min-shape / --max-shape"
             )
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, batch: np.ndarray, confidence: bool) -> tuple[np.ndarray, np.ndarray | None]:
         assert self._context is not None
         stream, events = self._stream, self._events
         _check(cudart.cudaSetDevice(self._device_index)[0], f"selecting {self.device}")
@@ -340,10 +354,14 @@ class TensorRTBackend:
         _check(
             cudart.cudaMemcpyAsync(self._h_output_ptr, self._d_output, output_bytes, d2h, stream)[0], "copying output"
         )
+        if confidence:  # uint8, the labels' shape
+            copied = cudart.cudaMemcpyAsync(self._h_confidence_ptr, self._d_confidence, output_bytes, d2h, stream)
+            _check(copied[0], "copying the confidence map")
         _check(cudart.cudaEventRecord(events[3], stream)[0], "recording a CUDA event")
         _check(cudart.cudaStreamSynchronize(stream)[0], f"running {self.path.name}")
-        flat = self._h_output[:output_bytes].view(self._output_dtype)
-        return flat.reshape(self._output_shape).copy()  # the pinned buffer is reused by the next run
+        flat = self._h_output[:output_bytes].view(self._output_dtype)  # copied: the pinned buffers are reused
+        maps = self._h_confidence[:output_bytes].reshape(self._output_shape).copy() if confidence else None
+        return flat.reshape(self._output_shape).copy(), maps
 
     def _set_shape(self, shape: tuple[int, ...]) -> None:
         assert self._context is not None

@@ -86,8 +86,10 @@ class TritonBackend:
         self._client: Any = self._connect()
         config = self._model_config()
         self.max_batch_size = int(config.get("max_batch_size", 0))
-        self.input_name, self.output_name = _io_names(config, str(address))
         self.served_card, self.served_sha256 = _served_card(config, str(address))
+        self.input_name, self.output_name, self.confidence_name = _io_names(
+            config, str(address), self.served_card.confidence_name
+        )
 
     def _connect(self) -> Any:
         module, address = self._module, self.address
@@ -127,27 +129,38 @@ class TritonBackend:
         return config
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        return self._infer(batch, [self.output_name])[0]
+
+    def run_with_confidence(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and confidence maps of a model served with its confidence output (exported with --confidence)."""
+        if self.confidence_name is None:
+            raise SegError(f"{self.address}: the served model has no confidence output; export it with --confidence")
+        labels, confidence = self._infer(batch, [self.output_name, self.confidence_name])
+        return labels, confidence
+
+    def _infer(self, batch: np.ndarray, names: list[str]) -> list[np.ndarray]:
         if self._client is None:
             raise SegError(f"{self.address}: this Segmenter was closed; load the model again")
         module = self._module
         self.timings = {}
         request = module.InferInput(self.input_name, list(batch.shape), "UINT8")
         request.set_data_from_numpy(np.ascontiguousarray(batch))
-        wanted = module.InferRequestedOutput(self.output_name)
+        wanted = [module.InferRequestedOutput(name) for name in names]
         extra = {"client_timeout": self.timeout_s} if self.address.scheme == "grpc" else {}
         try:
             with stopwatch(self.timings, "infer"):
                 result = self._client.infer(
-                    self.address.model, [request], model_version=self.address.version, outputs=[wanted], **extra
+                    self.address.model, [request], model_version=self.address.version, outputs=wanted, **extra
                 )
         except Exception as exc:
             raise SegError(
                 f"{self.address}: the server answered a {tuple(batch.shape)} batch with an error: {_reason(exc)}"
             ) from None
-        labels = result.as_numpy(self.output_name)
-        if labels is None:
-            raise SegError(f"{self.address}: the reply has no {self.output_name!r} output")
-        return labels
+        arrays = [result.as_numpy(name) for name in names]
+        for name, array in zip(names, arrays, strict=True):
+            if array is None:
+                raise SegError(f"{self.address}: the reply has no {name!r} output")
+        return arrays
 
     def max_batch_shape(self) -> tuple[int, ...] | None:
         """Requests of at most max_batch_size images; a fused engine's profile bounds the image size too. An
@@ -179,11 +192,20 @@ def open_served(url: str, *, timeout_s: float = 120.0) -> Any:
     return Segmenter(backend, backend.served_card.replace(fused=True), str(backend.address))
 
 
-def _io_names(config: dict[str, Any], where: str) -> tuple[str, str]:
+def _io_names(config: dict[str, Any], where: str, confidence: str | None) -> tuple[str, str, str | None]:
+    """The input's, the labels' and the confidence map's names (`confidence`, the served card's: None where the
+    model has none)."""
     inputs, outputs = config.get("input") or [], config.get("output") or []
-    if len(inputs) != 1 or len(outputs) != 1 or config.get("max_batch_size", 0) < 1:
+    names = [output["name"] for output in outputs]
+    labels = [name for name in names if name != confidence]
+    if len(inputs) != 1 or len(labels) != 1 or len(names) != 1 + (confidence is not None):
+        raise SegError(
+            f"{where}: not a segexport model (one batched uint8 image input, one labels output and the confidence "
+            f"output its card names, if any)"
+        )
+    if config.get("max_batch_size", 0) < 1:
         raise SegError(f"{where}: not a segexport model (one batched uint8 image input and one labels output)")
-    return inputs[0]["name"], outputs[0]["name"]
+    return inputs[0]["name"], labels[0], confidence
 
 
 def _served_card(config: dict[str, Any], where: str) -> tuple[ModelCard, str]:

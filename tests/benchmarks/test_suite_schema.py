@@ -269,3 +269,15 @@ def test_an_autograd_row_is_a_second_baseline_and_the_no_grad_one_is_still_added
     baselines = [c for c in suite.cases if c.is_baseline and (c.batch, c.device) == (1, "cpu")]
     assert [c.pipeline for c in baselines] == ["pytorch-eager cpu", "pytorch-eager cpu autograd"]  # no_grad added
     assert [c.is_reference_baseline for c in baselines] == [True, False]
+
+
+def test_a_confidence_run_is_a_row_of_its_own_and_only_for_the_fused_graph(tmp_path: Path) -> None:
+    text = VALID.replace('{ backend = "ort-cpu", fused = false }', '{ backend = "ort-cpu", confidence = true }')
+    ids = [case.id for case in load_suite(write(tmp_path, text)).cases]
+    assert (
+        "unet@64x64 | ort-cpu fp32 fused +confidence | 1x64x80" in ids
+        and "unet@64x64 | ort-cpu fp32 fused | 1x64x80" in ids
+    )
+    bad = VALID.replace("fused = false }", "fused = false, confidence = true }")
+    with pytest.raises(SegError, match="confidence is an output of the fused graph segbench exports; drop it here"):
+        load_suite(write(tmp_path, bad))

@@ -48,3 +48,33 @@ def test_the_tail_share_and_its_bytes_at_1080p(exported, photo) -> None:
     assert written["ArgMax"] == pixels * 8 and written["Cast"] == pixels
     assert tail["bytes_1080p"] == sum(tail["bytes_1080p_by_node"].values())
     assert eager_tail_bytes(classes) == pixels * (classes * 4 + 9)
+
+
+def test_the_confidence_branch_is_cut_and_timed_beside_the_labels_tail(exported, photo) -> None:
+    """A --confidence graph: its labels' tail as before, and the confidence branch (softmax at the network's size,
+    one channel resized) cut out on its own, timed in the same alternated blocks as the labels' tail."""
+    path = exported("unet-confidence")
+    height, width = read_card(path).input_size
+    batch = np.ascontiguousarray(photo[None, :height, :width])
+    session = _session(path.read_bytes())
+    tail = measure_tail(
+        path, batch, lambda: session.run(None, {"image": batch}), _session, iterations=3, min_seconds=0.2, seconds=3
+    )
+    assert tail["nodes"] == ["Transpose", "Resize", "ArgMax", "Cast"]
+    branch = tail["confidence_branch"]
+    assert branch["nodes"][:2] == ["ReduceMax", "Sub"] and branch["nodes"][-4:] == [
+        "Resize",
+        "Floor",
+        "Reshape",
+        "Cast",
+    ]
+    assert branch["p50_ms"] > 0 and branch["labels_tail_p50_ms"] > 0
+    pixels = FRAME_1080P[1] * FRAME_1080P[2]
+    assert pixels * 5 <= branch["bytes_1080p"] < pixels * 21 * 4  # one float channel and uint8 out, not C channels
+    plain = exported("unet")
+    plain_session = _session(plain.read_bytes())
+    figures = measure_tail(
+        plain, batch, lambda: plain_session.run(None, {"image": batch}), _session, iterations=3, min_seconds=0.2,
+        seconds=3,
+    )  # fmt: skip
+    assert "confidence_branch" not in figures

@@ -285,6 +285,18 @@ ROWS = [
         make=_onnx_source,
     ),
     refused(
+        "--confidence with --no-fuse",
+        [*SMALL_UNET, "--no-fuse", "--confidence", *OUT],
+        "--confidence adds an output to the fused graph, and --no-fuse exports the plain network: drop --no-fuse",
+    ),
+    refused(
+        "--confidence for an ONNX file",
+        ["{tmp}/m/model.onnx", "--engine", "--confidence", *OUT],
+        "--confidence applies to the PyTorch export",
+        "export the model again with it",
+        make=_onnx_source,
+    ),
+    refused(
         "--input-size for an ONNX file",
         ["{tmp}/m/model.onnx", "--rtx", "--input-size", "64x64", *OUT],
         "--input-size applies to the PyTorch export",
