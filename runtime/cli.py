@@ -23,7 +23,7 @@ from segrt.files import output_folder_lock, prepare_output_folder
 from segrt.signals import interrupt_once
 from segrt.sources import VIDEO_SUFFIXES, Listing, Source, list_sources, refuse_overwrites
 from segrt.stream.paint import Painter
-from segrt.stream.pipeline import FileInput, Pipeline, PipelineResult, print_to_stderr
+from segrt.stream.pipeline import FileInput, Pipeline, PipelineResult
 from segrt.stream.sinks import FrameFilesSink, Sink, StatsSink
 from segrt.stream.sources import FrameSource, open_source
 from segrt.timing import LatencyStats
@@ -132,12 +132,16 @@ def segment_all(
     result: PipelineResult | None = None,
 ) -> PipelineResult:
     """Every frame of every source through `seg`, overlapped (segrt.stream.pipeline); a source or frame that
-    fails is skipped with its reason."""
+    fails is skipped with its reason. `result` may hold the failures found before (live sources not opened)."""
     painter = Painter(seg.palette, args.alpha, ignore)
+    result = result or PipelineResult()
+    total = len(sources) if all(s.kind in ("image", "empty", "unreadable") for s in sources) else None
+    result.log = None if args.quiet else _progress_log(total)
+    for failure in result.failures:  # the live sources that could not be opened
+        result.log and result.log(f"skipped: {failure}")
     files = []
     for source in sources:
         if source.kind in ("empty", "unreadable"):
-            assert result is not None
             result.fail(source.reason)
         elif source.kind in ("image", "video"):
             files.append(FileInput(str(source.location), _opener(source, args)))
@@ -157,12 +161,30 @@ def segment_all(
             sinks.append(StatsSink(stats, stream))
         return sinks
 
-    log = None if args.quiet else print_to_stderr
     pipeline = Pipeline(seg, make_sinks, painter, files=files, live=live, batch=not args.no_batch,
-                        max_frames=args.max_frames, log=log)  # fmt: skip
-    if result is not None:
-        pipeline.result = result
+                        max_frames=args.max_frames, log=result.log,
+                        write_in_thread=bool(live) or any(s.kind == "video" for s in sources))  # fmt: skip
+    pipeline.result = result
     return pipeline.run()
+
+
+def _progress_log(total: int | None) -> Callable[[str], None]:
+    """Each line led by `[ 12/340 ███░░░░░░░  4%]` for a known count of images, `[12]` otherwise."""
+    count = 0
+
+    def log(line: str) -> None:
+        nonlocal count
+        count += 1
+        print(f"{_progress(count, total)} {line}", file=sys.stderr)
+
+    return log
+
+
+def _progress(index: int, total: int | None, width: int = 20) -> str:
+    if not total:
+        return f"[{index}]"
+    filled = round(width * index / total)
+    return f"[{index:>{len(str(total))}}/{total} {'█' * filled}{'░' * (width - filled)} {100 * index // total:3d}%]"
 
 
 def _opener(source: Source, args: argparse.Namespace) -> Callable[[], FrameSource]:

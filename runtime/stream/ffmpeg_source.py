@@ -21,12 +21,13 @@ INSTALL_AV = "install it with `pip install segexport[video]`"
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0)  # between reconnects; the last repeats
 
 
-def import_av() -> Any:
-    """PyAV, or one sentence saying how to get it (exit 3)."""
+def import_av(location: object = None) -> Any:
+    """PyAV, or one sentence naming `location` saying how to get it (exit 3)."""
     try:
         import av
     except ImportError:
-        raise MissingDependency(f"videos and streams need PyAV; {INSTALL_AV}") from None
+        where = f"{location}: " if location is not None else ""
+        raise MissingDependency(f"{where}videos and streams need PyAV; {INSTALL_AV}") from None
     return av
 
 
@@ -49,7 +50,7 @@ class FFmpegReader:
         self.failure: str | None = None
         self.rate: Fraction | None = None
         self.time_base: Fraction | None = None
-        self._av = import_av()
+        self._av = import_av(location)
         self._container: Any = self._open()
 
     def _open(self) -> Any:

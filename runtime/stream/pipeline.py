@@ -8,7 +8,6 @@ Whatever stops the run (the end, an error, Ctrl-C or SIGTERM), every sink is clo
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -47,6 +46,10 @@ class PipelineResult:
         self.failures.append(message)
         if missing:
             self.missing_dependencies.append(message)
+        if self.log is not None:
+            self.log(f"skipped: {message}")
+
+    log: Callable[[str], None] | None = None  # a line per frame written and per skip
 
 
 @dataclass
@@ -81,11 +84,14 @@ class Pipeline:
         batch: bool = True,
         max_frames: int | None = None,
         log: Callable[[str], None] | None = None,
+        write_in_thread: bool = True,
     ) -> None:
         self.seg, self.make_sinks, self.painter = seg, make_sinks, painter
         self.files, self.live, self.batch, self.max_frames = list(files), list(live), batch, max_frames
         self.log = log
-        self.result = PipelineResult()
+        # images only: writing in the calling thread keeps a signal able to cut a write (its temporary removed)
+        self.write_in_thread = write_in_thread
+        self.result = PipelineResult(log=log)
         self._arrived = threading.Event()
         self._file_queue: OrderedQueue[tuple[Frame, FrameSource] | _SourceEnd] = OrderedQueue(4, self._arrived)
         self._write_queue: OrderedQueue[list[tuple[Frame, np.ndarray, FrameSource]] | _SourceEnd] = OrderedQueue(
@@ -98,11 +104,12 @@ class Pipeline:
         """Until every source has ended (or max_frames each); returns what happened. Ctrl-C propagates, after
         every sink is closed."""
         feeder = threading.Thread(target=self._feed_files, name="read files", daemon=True)
-        writer = threading.Thread(target=self._write, name="write", daemon=True)
+        writer = threading.Thread(target=self._write, name="write", daemon=True) if self.write_in_thread else None
         slots = [source.start(self._arrived) for source in self.live]
         taken = [0] * len(self.live)
         feeder.start()
-        writer.start()
+        if writer is not None:
+            writer.start()
         try:
             files_done = not self.files
             while True:
@@ -118,7 +125,7 @@ class Pipeline:
                         taken[i] += 1
                     if slot.finished or (self.max_frames is not None and taken[i] >= self.max_frames):
                         source.close()
-                        self._write_queue.put(_SourceEnd(source, source.failure))
+                        self._hand_on(_SourceEnd(source, source.failure))
                         slots[i] = None  # type: ignore[call-overload]
                 if round_:
                     self._infer(round_)
@@ -132,7 +139,10 @@ class Pipeline:
             for source in self.live:
                 source.close()
             self._write_queue.close()
-            writer.join()
+            if writer is not None:
+                writer.join()
+            else:
+                self._close_all()
             feeder.join(2.0)
             for source in self.live:
                 self.result.dropped[source.name] = source.dropped
@@ -145,7 +155,7 @@ class Pipeline:
             if item is None:
                 return self._file_queue.finished
             if isinstance(item, _SourceEnd):
-                self._write_queue.put(item)
+                self._hand_on(item)
                 continue
             round_.append(item)
             return False
@@ -196,30 +206,41 @@ class Pipeline:
             per_frame_ms = (time.perf_counter_ns() - began) / 1e6 / len(group)
             self.result.infer_ms.extend([per_frame_ms] * len(group))
             self.result.calls += 1
-            self._write_queue.put([(frame, labels[i], source) for i, (frame, source) in enumerate(group)])
+            self._hand_on([(frame, labels[i], source) for i, (frame, source) in enumerate(group)])
+
+    def _hand_on(self, item: list[tuple[Frame, np.ndarray, FrameSource]] | _SourceEnd) -> None:
+        if self.write_in_thread:
+            self._write_queue.put(item)
+        else:
+            self._write_item(item)
 
     def _write(self) -> None:
         """The writer stage: overlay once per frame when a sink wants it, then every sink of its source."""
         try:
             while True:
                 try:
-                    item = self._write_queue.take()
+                    self._write_item(self._write_queue.take())
                 except Closed:
                     break
-                if isinstance(item, _SourceEnd):
-                    if item.failure:
-                        self.result.fail(item.failure, missing=item.missing)
-                    if item.source is not None:
-                        self._close_sinks(item.source)
-                    continue
-                for frame, labels, source in item:
-                    try:
-                        self._write_frame(frame, labels, source)
-                    except Exception as exc:  # never leave the model blocked on a full queue: report, go on
-                        self.result.fail(f"{frame.source}#{frame.index}: not written ({type(exc).__name__}: {exc})")
         finally:
-            for key in list(self._sinks):
-                self._close_key(key)
+            self._close_all()
+
+    def _write_item(self, item: list[tuple[Frame, np.ndarray, FrameSource]] | _SourceEnd) -> None:
+        if isinstance(item, _SourceEnd):
+            if item.failure:
+                self.result.fail(item.failure, missing=item.missing)
+            if item.source is not None:
+                self._close_sinks(item.source)
+            return
+        for frame, labels, source in item:
+            try:
+                self._write_frame(frame, labels, source)
+            except Exception as exc:  # never leave the model blocked on a full queue: report, go on
+                self.result.fail(f"{frame.source}#{frame.index}: not written ({type(exc).__name__}: {exc})")
+
+    def _close_all(self) -> None:
+        for key in list(self._sinks):
+            self._close_key(key)
 
     def _write_frame(self, frame: Frame, labels: np.ndarray, source: FrameSource) -> None:
         sinks = self._sinks.get(id(source))
@@ -239,7 +260,7 @@ class Pipeline:
         if self.log is not None:
             height, width = labels.shape
             name = frame.source if frame.out_stem == source.out_stem else f"{frame.source}#{frame.index}"
-            self.log(f"[{self.result.frames}] {name}  {height}x{width}  {written_ms:.1f} ms")
+            self.log(f"{name}  {height}x{width}  {written_ms:.1f} ms")
 
     def _close_sinks(self, source: FrameSource) -> None:
         self._close_key(id(source))
@@ -254,7 +275,3 @@ class Pipeline:
         except SegError as exc:
             self.result.fail(str(exc))
         self.result.files += sink.files
-
-
-def print_to_stderr(line: str) -> None:
-    print(line, file=sys.stderr)

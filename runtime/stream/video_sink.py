@@ -52,7 +52,7 @@ class VideoSink:
         self.rate = Fraction(rate).limit_denominator(1001) if rate else Fraction(30)
         self.needs_overlay = kind == "overlay"
         self.files = 0
-        self._av = import_av()
+        self._av = import_av(path)
         self._tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
         self._container: Any = None
         self._stream: Any = None
