@@ -76,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
             prepare_output_folder(args.out, "-o")
             held.enter_context(output_folder_lock(args.out, "-o"))  # one writer: another segrun here is refused
         live = _open_live(listing.sources, args, result, held)
+        if not live and all(s.kind in ("camera", "stream") for s in listing.sources):  # nothing left to run
+            exit_code(result)
         seg = segrt.load(
             args.model,
             args.backend,

@@ -35,8 +35,8 @@ def stem_of(location: str | int) -> Path:
         return Path("gstreamer")
     if kind == "url":
         rest = text.split("://", 1)[1].split("?", 1)[0].rstrip("/")
-        last = rest.rsplit("/", 1)[-1]
-        name = "".join(c if c.isalnum() or c in "-_" else "_" for c in (Path(last).stem or last))
+        last = Path(rest.rsplit("/", 1)[-1]).stem if "/" in rest else rest  # a path's last part, or the host
+        name = "".join(c if c.isalnum() or c in "-_" else "_" for c in last.removeprefix("@"))
         return Path(name or "stream")
     return Path(Path(text).stem)
 

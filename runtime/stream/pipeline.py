@@ -116,6 +116,7 @@ class Pipeline:
                 self._arrived.clear()
                 round_: list[tuple[Frame, FrameSource]] = []
                 files_done = files_done or self._take_file(round_)
+                ended: list[FrameSource] = []
                 for i, (source, slot) in enumerate(zip(self.live, slots, strict=True)):
                     if slot is None:
                         continue
@@ -124,14 +125,16 @@ class Pipeline:
                         round_.append((frame, source))
                         taken[i] += 1
                     if slot.finished or (self.max_frames is not None and taken[i] >= self.max_frames):
-                        source.close()
-                        self._hand_on(_SourceEnd(source, source.failure))
+                        ended.append(source)
                         slots[i] = None  # type: ignore[call-overload]
                 if round_:
                     self._infer(round_)
-                elif files_done and all(slot is None for slot in slots):
+                for source in ended:  # after its last frame went to the writer
+                    source.close()
+                    self._hand_on(_SourceEnd(source, source.failure))
+                if not round_ and files_done and all(slot is None for slot in slots):
                     break
-                else:
+                if not round_:
                     self._arrived.wait(0.5)
         finally:
             self._stop.set()
