@@ -16,11 +16,12 @@ from PIL import Image
 
 av = pytest.importorskip("av")
 
+from stream_servers import MjpegServer, SilentServer, UdpTsSender, free_udp_port  # noqa: E402
+
 from segrt.cli import main  # noqa: E402
 from segrt.errors import SegError  # noqa: E402
 from segrt.stream.slots import Closed, NewestSlot, OrderedQueue  # noqa: E402
 from segrt.stream.sources import open_source  # noqa: E402
-from stream_servers import MjpegServer, SilentServer, UdpTsSender, free_udp_port  # noqa: E402
 
 
 @pytest.fixture
