@@ -2,6 +2,7 @@
 
 seg = segrt.load("build/unet/model.onnx")
 labels = seg(image)            # uint8 H x W x 3 RGB -> uint8 H x W class ids
+for frame in segrt.open_source("rtsp://cam/live"): ...   # videos, cameras, streams: segrt.stream
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from segrt.meta import ModelCard, artifact_name, check_card_fits, embedded_card,
 from segrt.onnx_file import read_onnx_file
 from segrt.precisions import PRECISIONS, USER_PRECISIONS, graph_for
 from segrt.segmenter import Segmenter
+from segrt.stream.sources import open_source
 
 __all__ = [
     "MissingDependency",
@@ -26,6 +28,7 @@ __all__ = [
     "Segmenter",
     "colorize",
     "load",
+    "open_source",
     "overlay",
     "read_image",
     "resolve_model_file",
