@@ -21,12 +21,12 @@ from segrt.stream.frame import Frame
 from segrt.stream.paint import Painter
 from segrt.stream.sinks import Sink
 from segrt.stream.slots import Closed, OrderedQueue
-from segrt.stream.sources import FrameSource
+from segrt.stream.sources import FILE_QUEUE, FrameSource
 
 if TYPE_CHECKING:
     from segrt.segmenter import Segmenter
 
-WRITE_QUEUE = 4  # results waiting for the writer: enough to smooth an encoder's hiccup
+WRITE_QUEUE = 2  # results waiting for the writer: enough to overlap; more only adds latency
 
 
 @dataclass
@@ -93,7 +93,7 @@ class Pipeline:
         self.write_in_thread = write_in_thread
         self.result = PipelineResult(log=log)
         self._arrived = threading.Event()
-        self._file_queue: OrderedQueue[tuple[Frame, FrameSource] | _SourceEnd] = OrderedQueue(4, self._arrived)
+        self._file_queue: OrderedQueue[tuple[Frame, FrameSource] | _SourceEnd] = OrderedQueue(FILE_QUEUE, self._arrived)
         self._write_queue: OrderedQueue[list[tuple[Frame, np.ndarray, FrameSource]] | _SourceEnd] = OrderedQueue(
             WRITE_QUEUE
         )
@@ -180,6 +180,10 @@ class Pipeline:
                     failure = source.failure
                 except SegError as exc:
                     failure = str(exc)
+                except (Closed, KeyboardInterrupt):
+                    raise
+                except Exception as exc:  # a reader's bug ends its file, not the run
+                    failure = f"{file.name}: reading stopped ({type(exc).__name__}: {exc})"
                 finally:
                     source.close()
                 self._file_queue.put(_SourceEnd(source, failure))

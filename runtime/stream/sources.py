@@ -19,7 +19,7 @@ from segrt.stream.frame import Frame
 from segrt.stream.names import URL_SCHEMES, kind_of, stem_of
 from segrt.stream.slots import Closed, NewestSlot, OrderedQueue
 
-FILE_QUEUE = 4  # decoded frames of a file waiting for the model: enough to overlap, little memory
+FILE_QUEUE = 2  # decoded frames of a file waiting for the model: enough to overlap; more only adds latency
 
 
 class FrameSource:
