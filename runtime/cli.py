@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
             precision=args.precision,
             threads=args.threads,
             cuda_graph=args.cuda_graph,
+            spin=False,  # ONNX Runtime's idle threads sleep: decoding, colouring and writing share the cores
         )
         with seg:
             ignore = ignored_classes(args.ignore_class, seg.classes)

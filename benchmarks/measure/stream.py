@@ -31,7 +31,7 @@ def measure_stream(file: str | Path, video: str | Path, *, backend: str | None =
     from segrt.stream.paint import Painter
     from segrt.stream.sources import open_source
 
-    seg = segrt.load(file, backend=backend, threads=threads)
+    seg = segrt.load(file, backend=backend, threads=threads, spin=False)  # as segrun loads it
     with seg, tempfile.TemporaryDirectory(prefix="segbench-stream-") as tmp:
         painter = Painter(seg.palette)
         with open_source(str(video)) as source:
