@@ -267,7 +267,7 @@ class Pipeline:
         if self.log is not None:
             height, width = labels.shape
             name = frame.source if frame.out_stem == source.out_stem else f"{frame.source}#{frame.index}"
-            self.log(f"{name}  {height}x{width}  {written_ms:.1f} ms")
+            self.log(f"{name}  {height}x{width}  {written_ms:.1f} ms read to written")
 
     def _close_sinks(self, source: FrameSource) -> None:
         self._close_key(id(source))
