@@ -22,7 +22,7 @@ from segrt.stream.ffmpeg_source import import_av
 from segrt.stream.frame import Frame
 
 TIME_BASE = Fraction(1, 90000)  # the MPEG clock: fine enough for any source's timestamps
-X264_OPTIONS = {"preset": "veryfast", "crf": "23", "threads": "1"}  # one thread: the model has the other cores
+X264_OPTIONS = {"preset": "ultrafast", "crf": "23", "threads": "1"}  # cheapest preset, 1 thread: cores are the model's
 _h264_encoder: str | None = None  # decided once per process: h264_nvenc when it opens, else libx264
 
 
