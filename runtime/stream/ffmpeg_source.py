@@ -62,8 +62,9 @@ class FFmpegReader:
         except (av.error.FFmpegError, OSError) as exc:
             raise SegError(self._cannot_open(exc)) from None
         if not container.streams.video:
+            found = self._streams_words(container)
             container.close()
-            raise SegError(f"{self.location}: no video stream in it (FFmpeg finds {self._streams_words(container)})")
+            raise SegError(f"{self.location}: no video stream in it (FFmpeg finds {found})")
         stream = container.streams.video[0]
         if stream.codec_context is None:
             codec = getattr(stream, "codec_tag", "") or "unknown"

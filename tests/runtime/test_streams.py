@@ -170,3 +170,16 @@ def test_newest_slot_keeps_the_last_item_and_counts_the_rest():
     assert (slot.take(), slot.dropped) == (4, 4)
     with pytest.raises(Closed):
         slot.take()
+
+
+def test_a_file_without_a_video_stream_is_one_line_naming_what_ffmpeg_found(stand_in_load, tmp_path, capsys):
+    song = tmp_path / "song.mkv"
+    with av.open(str(song), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 8000
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    code = main(["m.onnx", str(song), "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"no input could be segmented: {song}: no video stream in it (FFmpeg finds audio" in err
