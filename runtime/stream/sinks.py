@@ -2,14 +2,17 @@
 `write(frame, labels, overlay)` on each of a source's sinks, with the overlay made once when any of them wants
 it, and `close()` at the end, also after Ctrl-C (a video is finalized there).
 
-Sinks here: a PNG/JPEG per frame (`FrameFilesSink`), the --stats CSV rows (`StatsSink`); videos are in
-`segrt.stream.video_sink`. A live view or a ROS topic is one more class with these three members.
+Sinks here: a PNG/JPEG per frame (`FrameFilesSink`), the --stats CSV rows (`StatsSink`), a live view
+(`PublishSink`); videos are in `segrt.stream.video_sink`. A ROS topic is one more class with these members.
 """
 
 from __future__ import annotations
 
+import time
+from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -73,6 +76,32 @@ class StatsSink:
             self.stats.add(f"{frame.source}#{frame.index}", labels, frame.index, frame.time_s)
         else:
             self.stats.add(frame.source, labels)
+
+    def close(self) -> None:
+        pass
+
+
+class PublishSink:
+    """Hands each overlay to a live view: anything with `publish(source_name, overlay_rgb, stats)` that never
+    blocks (segrt.view's ViewServer). `stats`: frames/s over the last second, read-to-published latency (ms),
+    and each class's share of the frame."""
+
+    needs_overlay = True
+    files = 0
+
+    def __init__(self, server: Any, name: str, classes: Sequence[str]) -> None:
+        self.server, self.name, self.classes = server, name, list(classes)
+        self._times: deque[int] = deque()
+
+    def write(self, frame: Frame, labels: np.ndarray, overlay: np.ndarray | None) -> None:
+        now = time.monotonic_ns()
+        self._times.append(now)
+        while now - self._times[0] > 1_000_000_000:
+            self._times.popleft()
+        counts = np.bincount(labels.ravel(), minlength=len(self.classes))[: len(self.classes)]
+        shares = {name: float(count) / labels.size for name, count in zip(self.classes, counts, strict=True)}
+        stats = {"fps": float(len(self._times)), "latency_ms": (now - frame.read_ns) / 1e6, "shares": shares}
+        self.server.publish(self.name, overlay, stats)
 
     def close(self) -> None:
         pass

@@ -183,3 +183,28 @@ def test_a_file_without_a_video_stream_is_one_line_naming_what_ffmpeg_found(stan
     code = main(["m.onnx", str(song), "-o", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 2 and f"no input could be segmented: {song}: no video stream in it (FFmpeg finds audio" in err
+
+
+class _Collecting:
+    """What a live view's server receives (the view itself is segrt.view's, tested there)."""
+
+    def __init__(self):
+        self.published = []
+
+    def publish(self, name, overlay, stats):
+        self.published.append((name, overlay.shape, stats))
+
+
+def test_a_publish_sink_hands_on_the_overlay_latency_and_class_shares():
+    from segrt.stream.frame import Frame
+    from segrt.stream.sinks import PublishSink
+
+    server = _Collecting()
+    sink = PublishSink(server, "cam0", ["background", "road"])
+    labels = np.zeros((4, 5), np.uint8)
+    labels[:1] = 1
+    frame = Frame(np.zeros((4, 5, 3), np.uint8), "cam0", 0)
+    sink.write(frame, labels, np.zeros((4, 5, 3), np.uint8))
+    [(name, shape, stats)] = server.published
+    assert (name, shape) == ("cam0", (4, 5, 3)) and stats["shares"] == {"background": 0.75, "road": 0.25}
+    assert stats["fps"] == 1.0 and stats["latency_ms"] >= 0
