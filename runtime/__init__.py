@@ -2,6 +2,7 @@
 
 seg = segrt.load("build/unet/model.onnx")
 labels = seg(image)            # uint8 H x W x 3 RGB -> uint8 H x W class ids
+for frame in segrt.open_source("rtsp://cam/live"): ...   # videos, cameras, streams: segrt.stream
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from segrt.meta import ModelCard, artifact_name, check_card_fits, embedded_card,
 from segrt.onnx_file import read_onnx_file
 from segrt.precisions import PRECISIONS, USER_PRECISIONS, graph_for
 from segrt.segmenter import Segmenter
+from segrt.stream.sources import open_source
 
 __all__ = [
     "MissingDependency",
@@ -26,6 +28,7 @@ __all__ = [
     "Segmenter",
     "colorize",
     "load",
+    "open_source",
     "overlay",
     "read_image",
     "resolve_model_file",
@@ -44,6 +47,7 @@ def load(
     precision: str | None = None,
     threads: int | None = None,
     cuda_graph: bool = False,
+    spin: bool = True,
 ) -> Segmenter:
     """Open an engine or ONNX file (or a segexport output folder, or a served model's URL) as a `Segmenter`.
 
@@ -57,6 +61,8 @@ def load(
     precision) before a session is built, so a stale or edited one costs no session
     build. `path` may also be a model on a Triton server,
     `http://HOST:8000/MODEL` or `grpc://HOST:8001/MODEL` (see segrt.backends.triton).
+    `spin=False` lets ONNX Runtime's idle threads sleep instead of spinning: slower to wake, but the cores go
+    to whatever runs beside the model (segrun's decoding and encoding threads).
     Raises `SegError` naming the file on bad input.
     """
     if isinstance(path, str) and path.startswith(("http://", "grpc://")):  # a model on a Triton server
@@ -92,7 +98,7 @@ def load(
     onnx = read_onnx_file(path, content_hash=sidecar_card is None)
     card = sidecar_card or embedded_card(path, onnx)
     check_card_fits(card, onnx, path)
-    ort_backend = OnnxRuntimeBackend(path, backend=backend or "ort", device=device, threads=threads)
+    ort_backend = OnnxRuntimeBackend(path, backend=backend or "ort", device=device, threads=threads, spin=spin)
     return Segmenter(ort_backend, card, path)
 
 

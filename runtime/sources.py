@@ -15,8 +15,9 @@ from pathlib import Path
 
 from segrt.class_stats import CSV_NAME
 from segrt.errors import SegError
+from segrt.stream.names import VIDEO_SUFFIXES, kind_of, stem_of, video_path
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
+STREAM_KINDS = ("video", "camera", "stream")  # sources of many frames: a video out, or a folder of frames
 # what --save writes for a frame whose outputs are named STEM: STEM.png, STEM.overlay.jpg, STEM.color.png
 OUTPUT_SUFFIXES = {"labels": ".png", "overlay": ".overlay.jpg", "color": ".color.png"}
 
@@ -27,8 +28,8 @@ class Source:
     in it; `reason` says why the last two give no frame."""
 
     location: str | int
-    out_stem: Path  # a frame's outputs are out/STEM.png ...; a video's, out/STEM/000000.png ...
-    kind: str  # "image", "video", "empty", "unreadable"
+    out_stem: Path  # a frame's outputs are out/STEM.png ...; a video's, out/STEM.overlay.mp4 or STEM/000000.png
+    kind: str  # "image", "video", "camera", "stream" (a URL or GStreamer pipeline), "empty", "unreadable"
     reason: str = ""
 
 
@@ -54,8 +55,12 @@ def list_sources(inputs: Sequence[str], out: Path | None = None) -> Listing:
     for text in inputs:
         path = Path(text)
         kind, reason = _kind(path)
-        if text.isdigit() and kind == "missing":
-            listing.sources.append(Source(int(text), Path(f"camera{text}"), "video"))
+        live = kind_of(text) if kind == "missing" or text.startswith("/dev/video") else ""
+        if live == "camera":
+            location = int(text) if text.isdigit() else text
+            listing.sources.append(Source(location, stem_of(text), "camera"))
+        elif live in ("url", "gstreamer"):
+            listing.sources.append(Source(text, stem_of(text), "stream"))
         elif kind == "folder":
             _list_folder(path, out_real, listing)
         elif kind in ("unreadable", "special"):
@@ -138,7 +143,7 @@ def refuse_shared_outputs(sources: Sequence[Source]) -> None:
                 f"{earlier.location} and {source.location} would both write the outputs named "
                 f"{source.out_stem}; rename one, or segment them in separate runs with different -o"
             )
-        if source.kind == "video":
+        if source.kind in STREAM_KINDS:
             streams[source.out_stem] = source
     for source in sources:
         if source.kind in ("empty", "unreadable"):
@@ -151,10 +156,13 @@ def refuse_shared_outputs(sources: Sequence[Source]) -> None:
             )
 
 
-def refuse_overwrites(listing: Listing, inputs: Sequence[str], out: Path, kinds: Collection[str], stats: bool) -> None:
+def refuse_overwrites(
+    listing: Listing, inputs: Sequence[str], out: Path, kinds: Collection[str], stats: bool, frames: bool = True
+) -> None:
     """Refuse, before the model loads, a run whose outputs would land on what it reads: an output folder that is an
     input folder or holds one, an output path that is an input file (by path, link or inode), an input inside the
-    folder a video writes its frames into, or an output path a folder stands in."""
+    folder a video writes its frames into (`frames`; else the videos it writes), or an output path a folder
+    stands in."""
     out_real = Path(os.path.realpath(out))
     for text in inputs:
         if _kind(Path(text))[0] != "folder":
@@ -171,7 +179,10 @@ def refuse_overwrites(listing: Listing, inputs: Sequence[str], out: Path, kinds:
         if source.kind == "image":
             for kind in kinds:
                 _refuse_output_on_input(output_path(out, source.out_stem, kind), source, read, out)
-        elif source.kind == "video":
+        elif source.kind in STREAM_KINDS and not frames:
+            for kind in kinds:
+                _refuse_output_on_input(video_path(out, source.out_stem, kind), source, read, out)
+        elif source.kind in STREAM_KINDS:
             frames = os.path.realpath(out / source.out_stem)
             inside = next((s for folder, s in read.folders.items() if _within(folder, frames)), None)
             if inside is not None:

@@ -190,7 +190,13 @@ class Runner:
             if pipeline is not None:
                 pipeline.close()
         scores = score_clip(labels, clip.labels, details.pop("classes"))
+        stream = None
+        if case.stream and file is not None:
+            from segbench.measure.stream import measure_stream
+
+            stream = measure_stream(file, clip.video, backend=case.backend, threads=self.suite.threads)
         return {
+            **({"stream": stream} if stream is not None else {}),
             "status": "ok",
             **details,
             "video": clip.describe(),

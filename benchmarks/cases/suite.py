@@ -90,6 +90,7 @@ class Case:
     height: int = 612
     width: int = 640
     clip: Path | None = None  # a labelled clip folder: the case runs over its frames (its size, batch 1)
+    stream: bool = False  # a clip case also goes through segrun's pipeline, beside the serial loop
     autograd: bool = False  # pytorch-eager only: autograd left on (torchvision's docs snippet as written)
     max_miou_drop: float | None = None  # the graph segexport chooses within this mIoU budget (points)
     file: Path | None = None  # a file made earlier, run as it is instead of the model's export
@@ -346,8 +347,10 @@ def _model_cases(
             note = f"{spec.label}: added the {BASELINE} baseline on {', '.join(c.device for c in added)}"
     cases = [replace(p, batch=n, height=h, width=w) for (n, h, w) in shapes for p in pipelines]
     video = typed_value(table, "video", str, where, f"{key}.video", default=None)
+    stream = typed_value(table, "stream", bool, where, f"{key}.stream", default=False)
     if video:  # the clip's frame size is read with the clip; 0 x 0 until then
-        cases += [replace(p, batch=1, height=0, width=0, clip=Path(video)) for p in pipelines]
+        cases += [replace(p, batch=1, height=0, width=0, clip=Path(video), stream=stream and not p.is_baseline)
+                  for p in pipelines]  # fmt: skip
     return cases, note
 
 

@@ -56,6 +56,8 @@ MODEL_KEYS = {
     "budget_val": "Pascal-VOC folder runs with max_miou_drop choose their graph on (segexport --val); not dataset",
     "shapes": "overrides the suite's shapes for this model",
     "video": "a labelled clip folder (a video and labels/NNNNNN.png): each run also goes over it, frame by frame",
+    "stream": "true: each exported run also takes the clip through segrun's pipeline (overlay to an H.264 video), "
+    "beside the serial loop: frames/s, capture-to-written latency",
     "runs": "list of { backend, precision, fused, confidence, device, max_miou_drop }",
 }
 RUN_KEYS = {

@@ -10,6 +10,7 @@ from segbench.cases.suite_keys import BASELINE
 from segbench.measure.timing import MIN_ROUNDS, STAGES
 from segbench.report.definitions import INCLUDES
 from segbench.report.figures import fmt, markdown_table, mib, ms, percent
+from segbench.report.stream import stream_lines
 from segbench.report.trade import trade_lines
 from segbench.scoring.accuracy import worst_class
 from segbench.scoring.temporal import FLICKER_WORDS
@@ -231,6 +232,7 @@ def markdown(record: dict[str, Any], plots: list[str]) -> str:
         lines += camera_lines(record)
         lines += per_class_lines(record)
     lines += video_lines(record)
+    lines += stream_lines(record)
     lines += not_measured_lines(record["cases"])
     lines += ["## What each figure includes", "", INCLUDES, ""]
     if plots:

@@ -86,6 +86,7 @@ class OnnxRuntimeBackend:
         device: int = 0,
         threads: int | None = None,
         io_binding: bool | None = None,
+        spin: bool = True,
     ) -> None:
         ort = _ort()
         self.path = Path(path)
@@ -108,6 +109,8 @@ class OnnxRuntimeBackend:
         if threads:
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        if not spin:  # idle intra-op threads sleep: the cores go to the stages beside the model (segrt.stream)
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         providers: list[Any] = []
         for provider in wanted:

@@ -1,10 +1,12 @@
 """Hand frames between threads: a bounded queue that keeps every frame in order (a file), or one slot where
 the newest frame wins and the ones it replaces are counted (a live source: a camera, a stream, a ROS topic).
+
+Both may share a `threading.Event` that every `put` sets, so one taker can wait on several of them at once.
 """
 
 from __future__ import annotations
 
-import queue
+import collections
 import threading
 from typing import Generic, TypeVar
 
@@ -21,11 +23,12 @@ class NewestSlot(Generic[T]):
     A reader that is slower than its source thus always takes the newest frame, never a queue of stale ones.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, notify: threading.Event | None = None) -> None:
         self._item: T | None = None
         self._full = False
         self._closed = False
         self._cond = threading.Condition()
+        self._notify = notify
         self.dropped = 0
         self.put_count = 0
 
@@ -36,6 +39,8 @@ class NewestSlot(Generic[T]):
             self._item, self._full = item, True
             self.put_count += 1
             self._cond.notify_all()
+        if self._notify is not None:
+            self._notify.set()
 
     def take(self, timeout: float | None = None) -> T:
         """The waiting item; blocks until there is one. Raises `Closed` once closed and empty, `TimeoutError`
@@ -49,7 +54,7 @@ class NewestSlot(Generic[T]):
             return item  # type: ignore[return-value]
 
     def poll(self) -> T | None:
-        """The waiting item, or None at once."""
+        """The waiting item, or None at once (also once closed: see `finished`)."""
         with self._cond:
             if not self._full:
                 return None
@@ -61,36 +66,82 @@ class NewestSlot(Generic[T]):
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        if self._notify is not None:
+            self._notify.set()
 
     @property
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def finished(self) -> bool:
+        """Closed and nothing left to take."""
+        with self._cond:
+            return self._closed and not self._full
+
 
 class OrderedQueue(Generic[T]):
     """A bounded FIFO that keeps every item: `put` blocks while `maxsize` items wait (back-pressure on the
-    reader, so a fast decoder cannot fill memory); `close` lets the taker drain it and then get `Closed`."""
+    reader, so a fast decoder cannot fill memory); `close` lets the taker drain it and then get `Closed`.
 
-    _END = object()
+    `close` never blocks, even when the queue is full and its taker has died; a `put` after `close` (or one
+    waiting when it comes) raises `Closed`, so a producer whose consumer gave up stops instead of hanging.
+    """
 
-    def __init__(self, maxsize: int = 8) -> None:
-        self._queue: queue.Queue[object] = queue.Queue(maxsize)
+    def __init__(self, maxsize: int = 8, notify: threading.Event | None = None) -> None:
+        self._items: collections.deque[T] = collections.deque()
+        self._maxsize = maxsize
         self._closed = False
+        self._cond = threading.Condition()
+        self._notify = notify
 
     def put(self, item: T, timeout: float | None = None) -> None:
-        self._queue.put(item, timeout=timeout)
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self._items) < self._maxsize or self._closed, timeout):
+                raise TimeoutError
+            if self._closed:
+                raise Closed
+            self._items.append(item)
+            self._cond.notify_all()
+        if self._notify is not None:
+            self._notify.set()
 
     def take(self, timeout: float | None = None) -> T:
-        try:
-            item = self._queue.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError from None
-        if item is self._END:
-            self._queue.put(self._END)  # every later take sees the end too
-            raise Closed
-        return item  # type: ignore[return-value]
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._items or self._closed, timeout):
+                raise TimeoutError
+            if not self._items:
+                raise Closed
+            item = self._items.popleft()
+            self._cond.notify_all()
+            return item
+
+    def poll(self) -> T | None:
+        """The oldest item, or None at once."""
+        with self._cond:
+            if not self._items:
+                return None
+            item = self._items.popleft()
+            self._cond.notify_all()
+            return item
 
     def close(self) -> None:
-        if not self._closed:
+        """No more items; what waits can still be taken. Never blocks."""
+        with self._cond:
             self._closed = True
-            self._queue.put(self._END)
+            self._cond.notify_all()
+        if self._notify is not None:
+            self._notify.set()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def finished(self) -> bool:
+        """Closed and nothing left to take."""
+        with self._cond:
+            return self._closed and not self._items
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -134,7 +134,7 @@ def test_a_video_writing_its_frames_where_an_input_is_is_refused(stand_in_load, 
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"\0" * 64)
     frame = _png(tmp_path / "clip" / "000000.png")  # an earlier run's frame, named as an input
-    code = main(["m1", str(video), str(frame), "-o", str(tmp_path)])
+    code = main(["m1", str(video), str(frame), "-o", str(tmp_path), "--frames"])
     err = capsys.readouterr().err
     assert code == 2, err
     assert f"{video} writes its frames into {tmp_path / 'clip'}/, which holds the input {frame}" in err
@@ -191,8 +191,8 @@ def test_a_write_into_a_folder_says_so_not_that_the_disk_is_full(tmp_path):
 
 HOLD_AFTER_FIRST_FRAME = """
     import pathlib, time
-    from segrt import cli
-    real_save = cli.save_outputs
+    from segrt.stream.sinks import FrameFilesSink
+    real_save = FrameFilesSink.write
     def save_then_hold(*args, **kwargs):
         written = real_save(*args, **kwargs)
         if not pathlib.Path(MARKER).exists():
@@ -200,7 +200,7 @@ HOLD_AFTER_FIRST_FRAME = """
             while not pathlib.Path(GO).exists():
                 time.sleep(0.02)
         return written
-    cli.save_outputs = save_then_hold
+    FrameFilesSink.write = save_then_hold
 """
 
 

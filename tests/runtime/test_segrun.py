@@ -86,18 +86,27 @@ def test_model_and_image_swapped_says_the_order(exported, photo_path, tmp_path, 
     assert "re-export" not in err and err.count("segrun: error:") == 1 and not (tmp_path / "o").exists()
 
 
-def test_video_frames_are_segmented(exported, tmp_path, photo, capsys):
-    cv2 = pytest.importorskip("cv2")  # the [video] extra; absent from the torch-free runtime venv
+def test_video_frames_are_segmented_into_a_label_video_or_a_png_each(exported, tmp_path, photo, capsys):
+    av = pytest.importorskip("av")  # the [video] extra; the torch-free runtime venv has it too
     video = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
-    for i in range(3):
-        writer.write(np.ascontiguousarray(photo[i * 10 : i * 10 + 120, :160, ::-1]))
-    writer.release()
-    code = main([str(exported("unet")), str(video), "-o", str(tmp_path / "out"), "--save", "labels"])
+    with av.open(str(video), "w") as container:
+        stream = container.add_stream("mjpeg", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuvj420p"
+        for i in range(3):
+            image = np.ascontiguousarray(photo[i * 10 : i * 10 + 120, :160])
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode(None))
+    code = main([str(exported("unet")), str(video), "-o", str(tmp_path / "out"), "--save", "labels", "--frames"])
     assert code == 0, capsys.readouterr().err
     frames = sorted(p.name for p in (tmp_path / "out" / "clip").iterdir())
     assert frames == ["000000.png", "000001.png", "000002.png"]
     assert read_labels_png(tmp_path / "out" / "clip" / "000000.png").shape == (120, 160)
+    assert main([str(exported("unet")), str(video), "-o", str(tmp_path / "v"), "--save", "labels"]) == 0
+    assert _written(tmp_path / "v") == ["clip.labels.mkv"]
+    with av.open(str(tmp_path / "v" / "clip.labels.mkv")) as container:
+        decoded = [frame.to_ndarray(format="gray") for frame in container.decode(video=0)]
+    assert [(labels == read_labels_png(tmp_path / "out" / "clip" / f"00000{i}.png")).all() for i, labels in
+            enumerate(decoded)] == [True, True, True]  # fmt: skip
 
 
 # --- output names ---------------------------------------------------------------------------------------
@@ -175,11 +184,11 @@ def test_every_failure_line_names_its_input(exported, folder, tmp_path, capsys):
 
 
 @pytest.fixture
-def no_opencv(monkeypatch):
-    monkeypatch.setitem(sys.modules, "cv2", None)  # `import cv2` raises ImportError
+def no_av(monkeypatch):
+    monkeypatch.setitem(sys.modules, "av", None)  # `import av` raises ImportError
 
 
-def test_a_video_without_opencv_is_skipped_and_the_rest_of_the_folder_runs(stand_in_load, no_opencv, tmp_path, capsys):
+def test_a_video_without_pyav_is_skipped_and_the_rest_of_the_folder_runs(stand_in_load, no_av, tmp_path, capsys):
     media = tmp_path / "media"
     _png(media / "a.png")
     (media / "b.mp4").write_bytes(b"\0" * 64)
@@ -190,21 +199,21 @@ def test_a_video_without_opencv_is_skipped_and_the_rest_of_the_folder_runs(stand
     assert code == 1, err
     assert _written(out) == ["media/a.png", "media/c.png"]
     assert (
-        f"skipped {media / 'b.mp4'}: videos and cameras need OpenCV; install it with `pip install segexport[video]`"
+        f"skipped {media / 'b.mp4'}: videos and streams need PyAV; install it with `pip install segexport[video]`"
         in err
     )
     assert "2 frame(s) segmented, 1 skipped" in err and "p50" in err
     assert stand_in_load.backend.closed
 
 
-def test_only_videos_without_opencv_exit_3_after_the_summary(stand_in_load, no_opencv, tmp_path, capsys):
+def test_only_videos_without_pyav_exit_3_after_the_summary(stand_in_load, no_av, tmp_path, capsys):
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"\0" * 64)
     code = main(["model.onnx", str(video), str(tmp_path / "missing.png"), "-o", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 3
     assert "0 frame(s) segmented, 2 skipped" in err
-    assert f"segrun: error: no input could be segmented: {video}: videos and cameras need OpenCV" in err
+    assert f"segrun: error: no input could be segmented: {video}: videos and streams need PyAV" in err
     assert stand_in_load.backend.closed
 
 
@@ -386,14 +395,14 @@ def test_a_video_without_frames_or_that_cannot_be_opened_is_skipped_naming_it(st
     code = main(["model.onnx", str(empty), str(broken), str(image), "-o", str(tmp_path / "out"), "--save", "labels"])
     err = capsys.readouterr().err
     assert code == 1 and _written(tmp_path / "out") == ["a.png"]
-    assert f"segrun: skipped {empty}: the video has no frames (OpenCV decodes none)" in err
-    assert f"segrun: skipped {broken}: OpenCV cannot open this video" in err
+    assert f"segrun: skipped {empty}: the video has no frames (FFmpeg decodes none)" in err
+    assert f"segrun: skipped {broken}: FFmpeg cannot open this video (not a video, or a codec it lacks" in err
     assert main(["model.onnx", str(empty), "-o", str(tmp_path / "out2")]) == 2
     assert f"segrun: error: no input could be segmented: {empty}: the video has no frames" in capsys.readouterr().err
 
 
-class _SizeChangingCapture:
-    """A camera or GStreamer source whose frames change size (OpenCV's FFmpeg backend rescales files instead)."""
+class _SizeChangingCamera:
+    """A camera (or GStreamer source) whose frames change size: a stand-in for OpenCV's VideoCapture."""
 
     def __init__(self, location):
         self.index = 0
@@ -409,29 +418,24 @@ class _SizeChangingCapture:
         return True, np.full((*self.sizes[self.index - 1], 3), self.index, np.uint8)
 
     def get(self, prop):
-        return 40.0 * (self.index - 1)
+        return 0.0
 
     def release(self):
         pass
 
 
-def test_a_video_that_changes_size_mid_stream_keeps_its_good_frames(stand_in_load, tmp_path, monkeypatch, capsys):
+def test_a_camera_that_changes_size_mid_stream_keeps_its_good_frames(stand_in_load, tmp_path, monkeypatch, capsys):
     import types
 
-    monkeypatch.setitem(
-        sys.modules, "cv2", types.SimpleNamespace(VideoCapture=_SizeChangingCapture, CAP_PROP_POS_MSEC=0)
-    )
-    video = tmp_path / "drive.mp4"
-    video.write_bytes(b"")
+    monkeypatch.setitem(sys.modules, "cv2", types.SimpleNamespace(VideoCapture=_SizeChangingCamera))
     out = tmp_path / "out"
-    code = main(["model.onnx", str(video), "-o", str(out), "--save", "labels", "--stats"])
+    code = main(["model.onnx", "0", "-o", str(out), "--save", "labels", "--frames", "--stats"])
     err = capsys.readouterr().err
     assert code == 1
-    assert _written(out) == ["drive/000000.png", "drive/000001.png", "drive/000004.png", "stats.csv"]
-    assert err.count(f"segrun: skipped {video}") == 1
-    assert f"{video}: 2 frame(s) from #2 on are 20x30, not 24x32 like the stream's first frame" in err
-    assert [(r["frame"], r["time_s"]) for r in _rows(out / "stats.csv")] == [
-        ("0", "0.000"),
-        ("1", "0.040"),
-        ("4", "0.160"),
-    ]
+    written = _written(out)
+    # a live source: the newest frame wins, so frames 0 and 1 may be dropped, never the last one
+    assert "camera0/000004.png" in written and "stats.csv" in written
+    assert set(written) <= {"camera0/000000.png", "camera0/000001.png", "camera0/000004.png", "stats.csv"}
+    assert err.count("segrun: skipped 0") == 1
+    assert "0: 2 frame(s) from #2 on are 20x30, not 24x32 like the stream's first frame" in err
+    assert [r["frame"] for r in _rows(out / "stats.csv")][-1] == "4"
