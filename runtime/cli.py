@@ -22,14 +22,16 @@ from segrt.errors import MissingDependency, SegError, run_command
 from segrt.files import output_folder_lock, prepare_output_folder
 from segrt.signals import interrupt_once
 from segrt.sources import VIDEO_SUFFIXES, Listing, Source, list_sources, refuse_overwrites
+from segrt.stream.names import is_bag
 from segrt.stream.paint import Painter
 from segrt.stream.pipeline import FileInput, Pipeline, PipelineResult
-from segrt.stream.sinks import FrameFilesSink, Sink, StatsSink
+from segrt.stream.sinks import FrameFilesSink, PublishSink, Sink, StatsSink
 from segrt.stream.sources import FrameSource, open_source
 from segrt.timing import LatencyStats
 
 if TYPE_CHECKING:
     from segrt.segmenter import Segmenter
+    from segrt.view import ViewServer
 
 
 def ignored_classes(names: Sequence[str], classes: Sequence[str]) -> frozenset[int]:
@@ -66,12 +68,14 @@ def run(args: argparse.Namespace) -> int:
     check_model_first(args.model, args.inputs)
     kinds = parse_save(args.save)
     check_numbers(args)
-    writes = bool(kinds or args.stats)
+    writes = bool(kinds or args.stats or any(is_bag(text) for text in args.inputs))  # a bag writes its copy
     listing = list_sources(args.inputs, args.out if writes else None)
+    check_bag_topics(listing.sources, args.topic)
     if writes:
         refuse_overwrites(listing, args.inputs, args.out, kinds, args.stats, frames=args.frames)
     result = PipelineResult()
     with contextlib.ExitStack() as held:
+        view = held.enter_context(open_view(args.view)) if args.view else None  # a port in use: said now
         if writes:
             prepare_output_folder(args.out, "-o")
             held.enter_context(output_folder_lock(args.out, "-o"))  # one writer: another segrun here is refused
@@ -88,17 +92,41 @@ def run(args: argparse.Namespace) -> int:
             spin=False,  # ONNX Runtime's idle threads sleep: decoding, colouring and writing share the cores
         )
         with seg:
+            if "confidence" in kinds:
+                seg.require_confidence()  # a graph without the map: one line, before any frame
             ignore = ignored_classes(args.ignore_class, seg.classes)
             stats = ClassStats(seg.classes, ignore, args.out / CSV_NAME) if args.stats else None
             print(f"segrun: {seg}", file=sys.stderr)
             _say_left_out(listing)
             start = time.perf_counter()
             try:
-                result = segment_all(seg, listing.sources, live, args, kinds, ignore, stats, result)
+                result = segment_all(seg, listing.sources, live, args, kinds, ignore, stats, result, view)
             finally:  # after Ctrl-C too: every row written is a whole frame
                 csv_path = stats.close() if stats is not None else None
     print_summary(result, time.perf_counter() - start, args.out, stats, csv_path)
     return exit_code(result, stats)
+
+
+def check_bag_topics(sources: Sequence[Source], topics: Sequence[str]) -> None:
+    """A bag needs --topic, and --topic a bag; each bag is opened now, so a topic it lacks (or one that is not
+    images) is said before the model loads, listing the image topics it has."""
+    bags = [source for source in sources if source.kind == "bag"]
+    if topics and not bags:
+        raise SegError(f"--topic {topics[0]}: no input is a bag (a .mcap or .db3 file, or a rosbag2 folder)")
+    for source in bags:
+        from segrt.ros.bag_source import BagImages
+
+        BagImages(source.location, topics).close()  # type: ignore[arg-type]
+
+
+def open_view(address: str) -> ViewServer:
+    """The live view, bound now (a port in use or not allowed is one line before the model loads) and serving."""
+    from segrt.view import ViewServer
+
+    view = ViewServer(address)
+    view.start()
+    print(f"segrun: live view at {view.url}", file=sys.stderr)
+    return view
 
 
 def _open_live(
@@ -133,6 +161,7 @@ def segment_all(
     ignore: frozenset[int] = frozenset(),
     stats: ClassStats | None = None,
     result: PipelineResult | None = None,
+    view: ViewServer | None = None,
 ) -> PipelineResult:
     """Every frame of every source through `seg`, overlapped (segrt.stream.pipeline); a source or frame that
     fails is skipped with its reason. `result` may hold the failures found before (live sources not opened)."""
@@ -146,7 +175,7 @@ def segment_all(
     for source in sources:
         if source.kind in ("empty", "unreadable"):
             result.fail(source.reason)
-        elif source.kind in ("image", "video"):
+        elif source.kind in ("image", "video", "bag"):
             files.append(FileInput(str(source.location), _opener(source, args)))
 
     def make_sinks(source: FrameSource) -> list[Sink]:
@@ -155,18 +184,25 @@ def segment_all(
 
         sinks: list[Sink] = []
         stream = source.kind != "image"
-        if stream and not args.frames:
+        if source.kind == "bag":  # its masks go into its segmented copy, whatever --save says
+            from segrt.ros.bag_stream import BagFileSink
+
+            sinks.append(BagFileSink(source, args.out, args.topic, seg.palette, ignore))
+        elif stream and not args.frames:
             sinks += [VideoSink(video_path(args.out, source.out_stem, kind), kind, source.rate, painter)
                       for kind in kinds]  # fmt: skip
         elif kinds:
             sinks.append(FrameFilesSink(args.out, tuple(kinds), painter, seg.palette))
         if stats is not None:
             sinks.append(StatsSink(stats, stream))
+        if view is not None:
+            sinks.append(PublishSink(view, source.name, seg.classes, lambda: source.dropped))
         return sinks
 
     pipeline = Pipeline(seg, make_sinks, painter, files=files, live=live, batch=not args.no_batch,
                         max_frames=args.max_frames, log=result.log,
-                        write_in_thread=bool(live) or any(s.kind == "video" for s in sources))  # fmt: skip
+                        write_in_thread=bool(live or view) or any(s.kind != "image" for s in sources),
+                        confidence="confidence" in kinds)  # fmt: skip
     pipeline.result = result
     return pipeline.run()
 
@@ -192,6 +228,10 @@ def _progress(index: int, total: int | None, width: int = 20) -> str:
 
 def _opener(source: Source, args: argparse.Namespace) -> Callable[[], FrameSource]:
     def open_it() -> FrameSource:
+        if source.kind == "bag":
+            from segrt.ros.bag_stream import open_bag
+
+            return open_bag(source.location, args.topic, source.out_stem)  # type: ignore[arg-type]
         return open_source(source.location, timeout=args.timeout, out_stem=source.out_stem)
 
     return open_it

@@ -36,9 +36,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--save",
         default="labels,overlay",
         help="what to write, comma-separated: labels (class ids: a palette PNG, for a video a lossless FFV1 .mkv), "
-        "overlay, color (for a video or stream, an H.264 .mp4 each); or none (default labels,overlay)",
+        "overlay, color (for a video or stream, an H.264 .mp4 each), confidence (a graph exported with "
+        "--confidence: a grey PNG, for a video an FFV1 .mkv); or none (default labels,overlay)",
     )
     parser.add_argument("--frames", action="store_true", help="a video or stream writes a PNG/JPEG per frame instead")
+    parser.add_argument(
+        "--view",
+        metavar="[HOST:]PORT",
+        help="serve the overlays live as they are made, in a web page at http://HOST:PORT/ (HOST default 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--topic",
+        action="append",
+        default=[],
+        metavar="TOPIC",
+        help="a bag input (.mcap, or a rosbag2 folder): an image topic to segment into OUT/NAME.segmented.mcap; repeat",
+    )
     parser.add_argument(
         "--timeout", type=float, default=10.0, help="seconds a stream may stay silent, opening or reading (default 10)"
     )
@@ -81,7 +94,7 @@ def parse_save(text: str) -> tuple[str, ...]:
         return ()
     unknown = [k for k in kinds if k not in SAVE_KINDS]
     if unknown or not kinds:
-        raise SegError(f"--save {text!r}: use labels, overlay, color (comma-separated) or none")
+        raise SegError(f"--save {text!r}: use labels, overlay, color, confidence (comma-separated) or none")
     return kinds
 
 

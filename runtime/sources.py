@@ -15,11 +15,11 @@ from pathlib import Path
 
 from segrt.class_stats import CSV_NAME
 from segrt.errors import SegError
-from segrt.stream.names import VIDEO_SUFFIXES, kind_of, stem_of, video_path
+from segrt.stream.names import VIDEO_SUFFIXES, is_bag, kind_of, stem_of, video_path
 
 STREAM_KINDS = ("video", "camera", "stream")  # sources of many frames: a video out, or a folder of frames
 # what --save writes for a frame whose outputs are named STEM: STEM.png, STEM.overlay.jpg, STEM.color.png
-OUTPUT_SUFFIXES = {"labels": ".png", "overlay": ".overlay.jpg", "color": ".color.png"}
+OUTPUT_SUFFIXES = {"labels": ".png", "overlay": ".overlay.jpg", "color": ".color.png", "confidence": ".confidence.png"}
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,9 @@ def list_sources(inputs: Sequence[str], out: Path | None = None) -> Listing:
         path = Path(text)
         kind, reason = _kind(path)
         live = kind_of(text) if kind == "missing" or text.startswith("/dev/video") else ""
-        if live == "camera":
+        if is_bag(path):  # a recorded drive: its image topics (--topic) go into NAME.segmented.mcap
+            listing.sources.append(Source(str(path), Path(path.stem if path.is_file() else path.name), "bag"))
+        elif live == "camera":
             location = int(text) if text.isdigit() else text
             listing.sources.append(Source(location, stem_of(text), "camera"))
         elif live in ("url", "gstreamer"):
@@ -179,6 +181,9 @@ def refuse_overwrites(
         if source.kind == "image":
             for kind in kinds:
                 _refuse_output_on_input(output_path(out, source.out_stem, kind), source, read, out)
+        elif source.kind == "bag":
+            segmented = out / source.out_stem.with_name(source.out_stem.name + ".segmented.mcap")
+            _refuse_output_on_input(segmented, source, read, out)
         elif source.kind in STREAM_KINDS and not frames:
             for kind in kinds:
                 _refuse_output_on_input(video_path(out, source.out_stem, kind), source, read, out)
@@ -207,7 +212,7 @@ def _read_files(sources: Sequence[Source]) -> _Read:
     read = _Read()
     real_folders: dict[str, str] = {}  # each folder resolved once, not each of its files
     for source in sources:
-        if source.kind not in ("image", "video") or isinstance(source.location, int):
+        if source.kind not in ("image", "video", "bag") or isinstance(source.location, int):
             continue
         folder = os.path.dirname(source.location) or "."
         if folder not in real_folders:

@@ -22,17 +22,11 @@ import numpy as np
 from segrt.errors import SegError, first_line, require
 from segrt.files import write_problem
 from segrt.image import colorize
-from segrt.ros.bag_source import INSTALL_ROSBAGS, BagBroken, BagMessage, humble_typestore
+from segrt.ros.bag_source import INSTALL_ROSBAGS, OUTPUT_TOPICS, BagBroken, BagMessage, humble_typestore, output_topic
 from segrt.ros.image_msg import ImageFields, labels_fields, rgb_fields
 from segrt.stream.frame import Frame
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
-OUTPUT_TOPICS = {"labels": "labels", "color": "color"}  # kind -> the suffix after the input topic
-
-
-def output_topic(topic: str, kind: str) -> str:
-    """Where a topic's masks go in the segmented bag: `/camera/image_raw` -> `/camera/image_raw/labels`."""
-    return f"{topic.rstrip('/')}/{OUTPUT_TOPICS[kind]}"
 
 
 def segmented_name(bag_path: str | Path) -> str:

@@ -20,7 +20,6 @@ from segrt.stream.frame import Frame
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 INSTALL_ROSBAGS = "pip install 'segexport[ros]' (rosbags, pure Python) to read and write ROS 2 bags"
-BAG_SUFFIXES = (".mcap", ".db3")
 
 
 class BagBroken(SegError):
@@ -39,10 +38,12 @@ class BagMessage:
     header: Any  # the message's std_msgs/Header (stamp and frame_id), handed back unchanged
 
 
-def is_bag(path: str | Path) -> bool:
-    """Whether segrun should read `path` as a ROS 2 bag: a .mcap/.db3 file or a folder with metadata.yaml."""
-    path = Path(path)
-    return (path.suffix in BAG_SUFFIXES and path.is_file()) or (path / "metadata.yaml").is_file()
+OUTPUT_TOPICS = {"labels": "labels", "color": "color"}  # kind -> the suffix after the input topic
+
+
+def output_topic(topic: str, kind: str) -> str:
+    """Where a topic's masks go in the segmented bag: `/camera/image_raw` -> `/camera/image_raw/labels`."""
+    return f"{topic.rstrip('/')}/{OUTPUT_TOPICS[kind]}"
 
 
 def humble_typestore() -> Any:
@@ -65,8 +66,6 @@ class BagImages:
         self.name = str(path)
         if not self.path.exists():
             raise SegError(f"{self.name}: no such bag (a rosbag2 folder or a .mcap file)")
-        if not topics:
-            raise SegError(f"{self.name}: name the image topics to segment with --topic")
         self.topics = list(dict.fromkeys(topics))
         self.skipped: Counter[str] = Counter()
         self.problems: dict[str, str] = {}
@@ -96,10 +95,16 @@ class BagImages:
         images = self.image_topics()
         listing = ", ".join(f"{topic} ({msgtype.rsplit('/', 1)[-1]})" for topic, msgtype in sorted(images.items()))
         has = f"its image topics: {listing}" if images else "it has no image topics"
+        if not self.topics:
+            raise SegError(f"{self.name}: a bag; name the image topics to segment with --topic ({has})")
         chosen = []
         for topic in self.topics:
             if topic not in by_topic:
                 raise SegError(f"{self.name}: no topic {topic}; {has}")
+            taken = [output_topic(topic, kind) for kind in OUTPUT_TOPICS if output_topic(topic, kind) in by_topic]
+            if taken:
+                message = f"already has a topic {taken[0]} (a segmented bag?); segment the original bag"
+                raise SegError(f"{self.name}: {message}")
             for connection in by_topic[topic]:
                 if connection.msgtype not in IMAGE_TYPES:
                     raise SegError(f"{self.name}: topic {topic} is {connection.msgtype}, not images; {has}")

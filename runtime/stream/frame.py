@@ -16,7 +16,8 @@ class Frame:
 
     `time_s` is the source's own clock (a video's presentation time, a message's header stamp); `read_ns` is
     this process's monotonic clock when the frame was read, from which capture-to-written latency is measured.
-    `meta` carries what a sink must hand back unchanged (a ROS header, a bag message's topic and time).
+    `meta` carries what a sink must hand back unchanged (a ROS header, a bag message's topic and time);
+    `confidence`, the model's confidence map (uint8 H x W), once segmented with it.
     """
 
     image: np.ndarray
@@ -26,3 +27,4 @@ class Frame:
     out_stem: Path = Path()  # where its outputs go, relative to the output folder
     read_ns: int = field(default_factory=time.monotonic_ns)
     meta: Any = None
+    confidence: np.ndarray | None = None  # set by the pipeline when --save confidence asks the model for it

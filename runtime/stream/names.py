@@ -8,7 +8,21 @@ from pathlib import Path
 URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "rtp://", "srt://", "tcp://", "rtmp://")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".ts", ".mjpeg", ".mjpg")
 # a video or stream's --save outputs (without --frames): out/STEM.overlay.mp4 ...
-VIDEO_OUTPUTS = {"overlay": ".overlay.mp4", "color": ".color.mp4", "labels": ".labels.mkv"}
+VIDEO_OUTPUTS = {
+    "overlay": ".overlay.mp4",
+    "color": ".color.mp4",
+    "labels": ".labels.mkv",
+    "confidence": ".confidence.mkv",  # lossless (FFV1 gray) like the labels: the values are data
+}
+
+
+BAG_SUFFIXES = (".mcap", ".db3")  # a rosbag2 file (MCAP or SQLite); a rosbag2 folder has a metadata.yaml
+
+
+def is_bag(path: str | Path) -> bool:
+    """Whether segrun reads `path` as a ROS 2 bag: a .mcap/.db3 file or a folder with metadata.yaml."""
+    path = Path(path)
+    return (path.suffix.lower() in BAG_SUFFIXES and path.is_file()) or (path / "metadata.yaml").is_file()
 
 
 def kind_of(location: str | int) -> str:

@@ -85,10 +85,12 @@ class Pipeline:
         max_frames: int | None = None,
         log: Callable[[str], None] | None = None,
         write_in_thread: bool = True,
+        confidence: bool = False,
     ) -> None:
         self.seg, self.make_sinks, self.painter = seg, make_sinks, painter
         self.files, self.live, self.batch, self.max_frames = list(files), list(live), batch, max_frames
         self.log = log
+        self.confidence = confidence  # ask the model for its confidence maps too (Frame.confidence)
         # images only: writing in the calling thread keeps a signal able to cut a write (its temporary removed)
         self.write_in_thread = write_in_thread
         self.result = PipelineResult(log=log)
@@ -201,10 +203,13 @@ class Pipeline:
         for group in groups.values():
             began = time.perf_counter_ns()
             try:
-                if len(group) == 1:
-                    labels = self.seg(group[0][0].image)[None]
+                batch = group[0][0].image[None] if len(group) == 1 else np.stack([frame.image for frame, _ in group])
+                if self.confidence:
+                    labels, maps = self.seg(batch, confidence=True)
+                    for i, (frame, _) in enumerate(group):
+                        frame.confidence = maps[i]
                 else:
-                    labels = self.seg(np.stack([frame.image for frame, _ in group]))
+                    labels = self.seg(batch)
             except SegError as exc:
                 for frame, _ in group:
                     message = str(exc) if str(exc).startswith(frame.source) else f"{frame.source}: {exc}"

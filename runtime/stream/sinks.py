@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from segrt.class_stats import ClassStats
-from segrt.image import write_image, write_labels_png
+from segrt.image import write_confidence_png, write_image, write_labels_png
 from segrt.sources import output_path
 from segrt.stream.frame import Frame
 from segrt.stream.paint import Painter
@@ -37,8 +37,8 @@ class Sink(Protocol):
 
 
 class FrameFilesSink:
-    """Today's outputs: per frame a palette PNG of the labels, a JPEG overlay and a PNG colour map, named by
-    `frame.out_stem` (an image's name; a video's frames as NAME/000123)."""
+    """Today's outputs: per frame a palette PNG of the labels, a JPEG overlay, a PNG colour map and a grey PNG
+    confidence map, named by `frame.out_stem` (an image's name; a video's frames as NAME/000123)."""
 
     def __init__(self, out: Path, kinds: tuple[str, ...], painter: Painter, palette: object) -> None:
         self.out, self.kinds, self.painter, self.palette = out, kinds, painter, palette
@@ -55,6 +55,10 @@ class FrameFilesSink:
             self.files += 1
         if "color" in self.kinds:
             write_image(output_path(self.out, frame.out_stem, "color"), self.painter.colorize(labels))
+            self.files += 1
+        if "confidence" in self.kinds:
+            assert frame.confidence is not None
+            write_confidence_png(output_path(self.out, frame.out_stem, "confidence"), frame.confidence)
             self.files += 1
 
     def close(self) -> None:
@@ -89,8 +93,8 @@ class PublishSink:
     needs_overlay = True
     files = 0
 
-    def __init__(self, server: Any, name: str, classes: Sequence[str]) -> None:
-        self.server, self.name, self.classes = server, name, list(classes)
+    def __init__(self, server: Any, name: str, classes: Sequence[str], dropped: Callable[[], int] = lambda: 0) -> None:
+        self.server, self.name, self.classes, self.dropped = server, name, list(classes), dropped
         self._times: deque[int] = deque()
 
     def write(self, frame: Frame, labels: np.ndarray, overlay: np.ndarray | None) -> None:
@@ -100,7 +104,8 @@ class PublishSink:
             self._times.popleft()
         counts = np.bincount(labels.ravel(), minlength=len(self.classes))[: len(self.classes)]
         shares = {name: float(count) / labels.size for name, count in zip(self.classes, counts, strict=True)}
-        stats = {"fps": float(len(self._times)), "latency_ms": (now - frame.read_ns) / 1e6, "shares": shares}
+        stats = {"fps": float(len(self._times)), "latency_ms": (now - frame.read_ns) / 1e6, "dropped": self.dropped(),
+                 "class_shares": shares, "frame": frame.index}  # fmt: skip
         self.server.publish(self.name, overlay, stats)
 
     def close(self) -> None:

@@ -31,8 +31,9 @@ class FrameSource:
     """
 
     def __init__(self, reader: Iterable[Frame], *, name: str, out_stem: Path, live: bool, kind: str = "video",
-                 rate: float | Fraction | None = None, closer: Any = None) -> None:  # fmt: skip
+                 rate: float | Fraction | None = None, closer: Any = None, one_size: bool = True) -> None:  # fmt: skip
         self.name = name
+        self.one_size = one_size  # a video's frames keep its first frame's size (a bag's topics each have theirs)
         self.kind = kind  # see kind_of
         self.out_stem = out_stem
         self.live = live
@@ -46,6 +47,11 @@ class FrameSource:
         self._stop = threading.Event()
         self._size: tuple[int, ...] | None = None
         self._error: str | None = None
+
+    @property
+    def reader(self) -> Iterable[Frame]:
+        """What the frames come from (a sink may ask it how its source ended: a bag's segmented copy does)."""
+        return self._reader
 
     @property
     def dropped(self) -> int:
@@ -73,7 +79,7 @@ class FrameSource:
             if self._stop.is_set():
                 return
             self._size = self._size or frame.image.shape[:2]
-            if frame.image.shape[:2] != self._size:
+            if self.one_size and frame.image.shape[:2] != self._size:
                 self.other_sizes.append((frame.index, frame.image.shape[:2]))
                 continue
             self.frames += 1

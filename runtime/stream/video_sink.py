@@ -44,8 +44,8 @@ def h264_encoder(av: Any) -> str:
 
 
 class VideoSink:
-    """One video of one source: `kind` "overlay" or "color" (H.264) or "labels" (FFV1). Opened at the first
-    frame, whose size every later frame has (the source guarantees one size)."""
+    """One video of one source: `kind` "overlay" or "color" (H.264), or "labels" or "confidence" (FFV1, exact).
+    Opened at the first frame, whose size every later frame has (the source guarantees one size)."""
 
     def __init__(self, path: Path, kind: str, rate: float | Fraction | None, painter: Any = None) -> None:
         self.path, self.kind, self.painter = path, kind, painter
@@ -65,7 +65,7 @@ class VideoSink:
             self._container = av.open(str(self._tmp), "w")
         except OSError as exc:
             raise SegError(write_problem(exc, self.path, "another -o")) from None
-        if self.kind == "labels":
+        if self.kind in ("labels", "confidence"):
             stream = self._container.add_stream("ffv1", rate=self.rate)
             stream.pix_fmt = "gray"
         else:
@@ -82,8 +82,9 @@ class VideoSink:
         if self._container is None:
             self._open(*labels.shape[:2])
         av = self._av
-        if self.kind == "labels":
-            video_frame = av.VideoFrame.from_ndarray(labels, format="gray")
+        if self.kind in ("labels", "confidence"):
+            gray = labels if self.kind == "labels" else frame.confidence
+            video_frame = av.VideoFrame.from_ndarray(gray, format="gray")
         else:
             rgb = overlay if self.kind == "overlay" else self.painter.colorize(labels)
             video_frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")

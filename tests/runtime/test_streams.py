@@ -200,11 +200,11 @@ def test_a_publish_sink_hands_on_the_overlay_latency_and_class_shares():
     from segrt.stream.sinks import PublishSink
 
     server = _Collecting()
-    sink = PublishSink(server, "cam0", ["background", "road"])
+    sink = PublishSink(server, "cam0", ["background", "road"], lambda: 3)
     labels = np.zeros((4, 5), np.uint8)
     labels[:1] = 1
     frame = Frame(np.zeros((4, 5, 3), np.uint8), "cam0", 0)
     sink.write(frame, labels, np.zeros((4, 5, 3), np.uint8))
     [(name, shape, stats)] = server.published
-    assert (name, shape) == ("cam0", (4, 5, 3)) and stats["shares"] == {"background": 0.75, "road": 0.25}
-    assert stats["fps"] == 1.0 and stats["latency_ms"] >= 0
+    assert (name, shape) == ("cam0", (4, 5, 3)) and stats["class_shares"] == {"background": 0.75, "road": 0.25}
+    assert stats["fps"] == 1.0 and stats["latency_ms"] >= 0 and stats["dropped"] == 3 and stats["frame"] == 0
