@@ -247,7 +247,8 @@ def overlay(
     palette: object | None = None,
     ignore: Collection[int] = (),
 ) -> np.ndarray:
-    """Blend the colorized labels over the image: alpha 0 is the image, 1 the colours.
+    """Blend the colorized labels over the image: alpha 0 is the image, 1 the colours (alpha in 1/256 steps,
+    the blend rounded to the nearest level, in integers: see segrt.stream.paint).
 
     Pixels of class 0 (background) and of the `ignore`d classes keep the image, so the rest stands out.
     """
@@ -256,11 +257,11 @@ def overlay(
         raise SegError(f"overlay: labels {tuple(labels.shape)} do not match the image {tuple(image.shape[:2])}")
     if not 0.0 <= alpha <= 1.0:
         raise SegError(f"overlay: alpha must be within 0..1, got {alpha}")
-    colours = colorize(labels, palette).astype(np.float32)
-    blended = image.astype(np.float32) * (1 - alpha) + colours * alpha
-    kept = np.isin(labels, [0, *ignore])
-    blended = np.where(kept[..., None], image, blended)
-    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    if labels.dtype != np.uint8:
+        raise SegError(f"overlay: expected uint8 labels, got {labels.dtype}")
+    from segrt.stream.paint import Painter  # the one blend: segrun's streams, the ROS node and this call agree
+
+    return Painter(_palette_array(palette), alpha, ignore).overlay(image, labels)
 
 
 def write_labels_png(path: str | os.PathLike[str], labels: np.ndarray, palette: object | None = None) -> Path:

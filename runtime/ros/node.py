@@ -2,10 +2,11 @@
 (rgb8) and `~/overlay` out, each with its input's header unchanged; the class names and palette once on the latched
 `~/class_info`; latency and drops on `/diagnostics`.
 
-The subscription callback only puts the message into a `NewestSlot`; one worker thread takes, decodes, segments
-and publishes, so the executor never waits on the model, and while a frame is segmented a newer one replaces the
-waiting one (counted as a drop). Imported only once rclpy is known to be there (`segrt.ros.node_cli`); uses only
-rclpy APIs that ROS 2 Humble has.
+The subscription callback only puts the message into a `NewestSlot`; the topic is a live source of segrun's
+frame pipeline (segrt.stream.pipeline, run by one worker thread), which decodes, segments and publishes through a
+sink, so the executor never waits on the model, and while a frame is segmented a newer one replaces the waiting
+one (counted as a drop). Imported only once rclpy is known to be there (`segrt.ros.node_cli`); uses only rclpy
+APIs that ROS 2 Humble has.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import json
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,12 +28,16 @@ from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
-from segrt.errors import SegError, first_line
-from segrt.image import colorize, overlay
+from segrt.errors import first_line
+from segrt.image import colorize
 from segrt.ros.image_msg import BadImageMessage, ImageFields, labels_fields, message_to_rgb, rgb_fields
 from segrt.ros.node_settings import NodeSettings, settings_from_parameters
 from segrt.segmenter import Segmenter
+from segrt.stream.frame import Frame
+from segrt.stream.paint import Painter
+from segrt.stream.pipeline import Pipeline, PipelineResult
 from segrt.stream.slots import Closed, NewestSlot
+from segrt.stream.sources import FrameSource
 
 WINDOW = 600  # latency samples /diagnostics summarises (20 s at 30 Hz)
 
@@ -76,17 +82,23 @@ class SegmentationNode(Node):
         self.stamp_latency_ms: deque[float] = deque(maxlen=WINDOW)  # header stamp -> labels published
         self.node_latency_ms: deque[float] = deque(maxlen=WINDOW)  # message received -> labels published
         self.segment_ms: deque[float] = deque(maxlen=WINDOW)  # segrt's own call
-        self.waiting_ms: deque[float] = deque(maxlen=WINDOW)  # in the slot, while the frame before was segmented
         self.node_work_ms: deque[float] = deque(maxlen=WINDOW)  # decode, colour, publish: the node's own cost
         self._slot: NewestSlot[tuple[Any, int]] = NewestSlot()
-        self._worker = threading.Thread(target=self._work, name="segros-worker", daemon=True)
+        self._source = FrameSource(self._frames(), name="image", out_stem=Path("image"), live=True, kind="ros",
+                                   one_size=False)  # fmt: skip
+        settings = self.settings
+        painter = Painter(self.seg.palette, settings.alpha, settings.ignore_classes)
+        self._pipeline = Pipeline(self.seg, lambda source: [_Publisher(self)], painter, live=[self._source])
+        self._pipeline.result = _NodeResult(self)
+        self._worker = threading.Thread(target=self._pipeline.run, name="segros-worker", daemon=True)
         self._worker.start()
         self._publish_class_info()
 
     @property
     def dropped(self) -> int:
-        """Messages replaced in the slot by a newer one before the worker took them."""
-        return self._slot.dropped
+        """Messages replaced by a newer one before they were segmented (in the callback's slot, or decoded in the
+        pipeline's)."""
+        return self._slot.dropped + self._source.dropped
 
     def _make_topics(self) -> None:
         reliability = ReliabilityPolicy.RELIABLE if self.settings.reliable else ReliabilityPolicy.BEST_EFFORT
@@ -128,49 +140,46 @@ class SegmentationNode(Node):
         self.received += 1
         self._slot.put((msg, time.monotonic_ns()))
 
-    def _work(self) -> None:
+    def _frames(self) -> Iterator[Frame]:
+        """The pipeline's live source: each message the callback left, decoded; one that cannot be is skipped."""
+        index = 0
         while True:
             try:
                 msg, received_ns = self._slot.take()
             except Closed:
                 return
-            self.waiting_ms.append((time.monotonic_ns() - received_ns) / 1e6)
+            started = time.monotonic_ns()
             try:
-                self._segment(msg, received_ns)
+                image = message_to_rgb(msg)
+            except BadImageMessage as exc:
+                self._skip(exc.kind, str(exc))
+                continue
             except Exception as exc:  # the node keeps running; the kind is logged once and counted
                 self._skip("internal", first_line(exc, with_type=True))
+                continue
+            stamp = msg.header.stamp
+            decode_ms = (time.monotonic_ns() - started) / 1e6
+            meta = (msg.header, decode_ms)
+            yield Frame(image, "image", index, stamp.sec + stamp.nanosec * 1e-9, read_ns=received_ns, meta=meta)
+            index += 1
 
-    def _segment(self, msg: Any, received_ns: int) -> None:
-        taken_ns = time.monotonic_ns()
-        try:
-            image = message_to_rgb(msg)
-        except BadImageMessage as exc:
-            self._skip(exc.kind, str(exc))
-            return
-        started = time.perf_counter()
-        try:
-            labels = self.seg(image)
-        except SegError as exc:  # an image the model refuses (larger than an engine's profile)
-            self._skip("model", str(exc))
-            return
-        segment_ms = (time.perf_counter() - started) * 1e3
-        self.segment_ms.append(segment_ms)
+    def _segmented(self, frame: Frame, labels: np.ndarray, overlay_rgb: np.ndarray | None) -> None:
+        """Publish one frame's outputs with its header (the pipeline's writer stage calls it)."""
+        started = time.monotonic_ns()
+        header, decode_ms = frame.meta
         outputs = self.settings.outputs
-        colours = None
-        if "color" in outputs or "overlay" in outputs:
-            colours = colorize(labels, self.seg.palette, ignore=self.settings.ignore_classes)
+        if self._pipeline.result.infer_ms:
+            self.segment_ms.append(self._pipeline.result.infer_ms[-1])
         # labels first: the stamp-to-labels latency is what a consumer of the class ids waits for
         if "labels" in outputs:
-            self._publish("labels", msg.header, labels_fields(labels))
-        self._record_latency(msg.header, received_ns)
-        if colours is not None and "color" in outputs:
-            self._publish("color", msg.header, rgb_fields(colours))
-        if "overlay" in outputs:
-            blended = overlay(
-                image, labels, self.settings.alpha, palette=self.seg.palette, ignore=self.settings.ignore_classes
-            )
-            self._publish("overlay", msg.header, rgb_fields(blended))
-        self.node_work_ms.append((time.monotonic_ns() - taken_ns) / 1e6 - segment_ms)
+            self._publish("labels", header, labels_fields(labels))
+        self._record_latency(header, frame.read_ns)
+        if "color" in outputs:
+            colours = colorize(labels, self.seg.palette, ignore=self.settings.ignore_classes)
+            self._publish("color", header, rgb_fields(colours))
+        if overlay_rgb is not None:
+            self._publish("overlay", header, rgb_fields(overlay_rgb))
+        self.node_work_ms.append(decode_ms + (time.monotonic_ns() - started) / 1e6)
         self.segmented += 1
 
     def _publish(self, output: str, header: Any, fields: ImageFields) -> None:
@@ -207,7 +216,6 @@ class SegmentationNode(Node):
             ("stamp to labels", self.stamp_latency_ms),
             ("received to labels", self.node_latency_ms),
             ("segment call", self.segment_ms),
-            ("waiting in slot", self.waiting_ms),
             ("node work", self.node_work_ms),
         ):
             if samples:
@@ -234,3 +242,33 @@ class SegmentationNode(Node):
         """Let the worker finish the frame it holds, then end it (before the node is destroyed)."""
         self._slot.close()
         self._worker.join(timeout=10)
+
+
+class _Publisher:
+    """The node's sink in the pipeline: each segmented frame's topics, published by the node."""
+
+    files = 0
+
+    def __init__(self, node: SegmentationNode) -> None:
+        self.node = node
+        self.needs_overlay = "overlay" in node.settings.outputs
+
+    def write(self, frame: Frame, labels: np.ndarray, overlay: np.ndarray | None) -> None:
+        self.node._segmented(frame, labels, overlay)
+
+    def close(self) -> None:
+        pass
+
+
+class _NodeResult(PipelineResult):
+    """The pipeline's record for a node that runs for hours: a frame the model refused is counted and logged once
+    per kind, not kept; its call times are kept only for the last WINDOW frames."""
+
+    def __init__(self, node: SegmentationNode) -> None:
+        super().__init__()
+        self.node = node
+        self.infer_ms = deque(maxlen=WINDOW)  # type: ignore[assignment]
+        self.written_ms = deque(maxlen=WINDOW)  # type: ignore[assignment]
+
+    def fail(self, message: str, *, missing: bool = False) -> None:
+        self.node._skip("model", message)
