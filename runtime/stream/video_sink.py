@@ -57,6 +57,9 @@ class VideoSink:
         self._container: Any = None
         self._stream: Any = None
         self._last_pts = -1
+        # one libswscale context for the video, on this thread: `VideoFrame.reformat` makes a context (and a pool
+        # of threads) per frame, several times the conversion's own cost
+        self._reformatter = self._av.video.reformatter.VideoReformatter()
 
     def _open(self, height: int, width: int) -> None:
         av = self._av
@@ -87,7 +90,9 @@ class VideoSink:
         else:
             rgb = overlay if self.kind == "overlay" else self.painter.colorize(labels)
             video_frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            video_frame = video_frame.reformat(self._stream.width, self._stream.height, "yuv420p")
+            video_frame = self._reformatter.reformat(
+                video_frame, self._stream.width, self._stream.height, "yuv420p", threads=1
+            )
         video_frame.pts = self._pts(frame)
         video_frame.time_base = TIME_BASE
         try:
