@@ -88,8 +88,11 @@ class VideoSink:
         if self.kind == "labels":
             video_frame = av.VideoFrame.from_ndarray(labels, format="gray")
         else:
-            rgb = overlay if self.kind == "overlay" else self.painter.colorize(labels)
-            video_frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            rgb = np.ascontiguousarray(overlay if self.kind == "overlay" else self.painter.colorize(labels))
+            if rgb.shape[:2] == (self._stream.height, self._stream.width):  # wrapped, not copied: read at once
+                video_frame = av.VideoFrame.from_numpy_buffer(rgb, format="rgb24")
+            else:  # an odd size, scaled to the even one 4:2:0 takes: from a copy with aligned rows
+                video_frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             video_frame = self._reformatter.reformat(
                 video_frame, self._stream.width, self._stream.height, "yuv420p", threads=1
             )
