@@ -39,11 +39,19 @@ def rgb_converter(av: Any) -> Callable[[Any], np.ndarray]:
     new pool of threads: ten times the conversion's own cost, on the cores the model needs.
     """
     reformatter = av.video.reformatter.VideoReformatter()
+    one_thread = swscale_one_thread(av)
 
     def to_rgb(frame: Any) -> np.ndarray:
-        return reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
+        return reformatter.reformat(frame, format="rgb24", **one_thread).to_ndarray()
 
     return to_rgb
+
+
+def swscale_one_thread(av: Any) -> dict[str, int]:
+    """`reformat`'s keywords for libswscale on the calling thread: PyAV 17 added `threads` (default 0: a thread
+    per core); before it, reformatting had no threads and no such keyword."""
+    major = av.__version__.split(".")[0]
+    return {"threads": 1} if not major.isdigit() or int(major) >= 17 else {}
 
 
 class FFmpegReader:

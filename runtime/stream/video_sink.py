@@ -18,7 +18,7 @@ import numpy as np
 
 from segrt.errors import SegError, first_line
 from segrt.files import write_problem
-from segrt.stream.ffmpeg_source import import_av
+from segrt.stream.ffmpeg_source import import_av, swscale_one_thread
 from segrt.stream.frame import Frame
 
 TIME_BASE = Fraction(1, 90000)  # the MPEG clock: fine enough for any source's timestamps
@@ -60,6 +60,7 @@ class VideoSink:
         # one libswscale context for the video, on this thread: `VideoFrame.reformat` makes a context (and a pool
         # of threads) per frame, several times the conversion's own cost
         self._reformatter = self._av.video.reformatter.VideoReformatter()
+        self._one_thread = swscale_one_thread(self._av)
 
     def _open(self, height: int, width: int) -> None:
         av = self._av
@@ -94,7 +95,7 @@ class VideoSink:
             else:  # an odd size, scaled to the even one 4:2:0 takes: from a copy with aligned rows
                 video_frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             video_frame = self._reformatter.reformat(
-                video_frame, self._stream.width, self._stream.height, "yuv420p", threads=1
+                video_frame, self._stream.width, self._stream.height, "yuv420p", **self._one_thread
             )
         video_frame.pts = self._pts(frame)
         video_frame.time_base = TIME_BASE
