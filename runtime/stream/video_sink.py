@@ -78,7 +78,10 @@ class VideoSink:
             stream.pix_fmt = "yuv420p"
             if codec == "libx264":
                 stream.options = dict(X264_OPTIONS)
-        stream.width, stream.height = width + width % 2, height + height % 2  # 4:2:0 takes even sizes
+        if self.kind == "labels":  # gray FFV1 takes any size: scaled, class ids would not be exact
+            stream.width, stream.height = width, height
+        else:
+            stream.width, stream.height = width + width % 2, height + height % 2  # 4:2:0 takes even sizes
         stream.codec_context.time_base = TIME_BASE
         self._stream = stream
 
