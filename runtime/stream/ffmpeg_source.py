@@ -7,7 +7,7 @@ PyAV's wheels bundle FFmpeg, so nothing here parses a container, a codec or a pr
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,29 @@ def import_av(location: object = None) -> Any:
         where = f"{location}: " if location is not None else ""
         raise MissingDependency(f"{where}videos and streams need PyAV; {INSTALL_AV}") from None
     return av
+
+
+def rgb_converter(av: Any) -> Callable[[Any], np.ndarray]:
+    """A decoded frame -> uint8 H x W x 3 RGB, through one libswscale context kept for the whole stream, on the
+    calling thread.
+
+    `frame.to_ndarray(format="rgb24")` makes a new context per frame, and with it (threads=0: one per core) a
+    new pool of threads: ten times the conversion's own cost, on the cores the model needs.
+    """
+    reformatter = av.video.reformatter.VideoReformatter()
+    one_thread = swscale_one_thread(av)
+
+    def to_rgb(frame: Any) -> np.ndarray:
+        return reformatter.reformat(frame, format="rgb24", **one_thread).to_ndarray()
+
+    return to_rgb
+
+
+def swscale_one_thread(av: Any) -> dict[str, int]:
+    """`reformat`'s keywords for libswscale on the calling thread: PyAV 17 added `threads` (default 0: a thread
+    per core); before it, reformatting had no threads and no such keyword."""
+    major = av.__version__.split(".")[0]
+    return {"threads": 1} if not major.isdigit() or int(major) >= 17 else {}
 
 
 class FFmpegReader:
@@ -134,9 +157,10 @@ class FFmpegReader:
 
     def _decode(self) -> Iterator[tuple[np.ndarray, float | None]]:
         av = self._av
+        to_rgb = rgb_converter(av)
         try:
             for frame in self._container.decode(video=0):
-                yield frame.to_ndarray(format="rgb24"), frame.time
+                yield to_rgb(frame), frame.time
         except av.error.ExitError:
             raise SegError(self._timed_out()) from None
         except av.error.EOFError:

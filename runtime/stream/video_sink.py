@@ -18,7 +18,7 @@ import numpy as np
 
 from segrt.errors import SegError, first_line
 from segrt.files import write_problem
-from segrt.stream.ffmpeg_source import import_av
+from segrt.stream.ffmpeg_source import import_av, swscale_one_thread
 from segrt.stream.frame import Frame
 
 TIME_BASE = Fraction(1, 90000)  # the MPEG clock: fine enough for any source's timestamps
@@ -57,6 +57,10 @@ class VideoSink:
         self._container: Any = None
         self._stream: Any = None
         self._last_pts = -1
+        # one libswscale context for the video, on this thread: `VideoFrame.reformat` makes a context (and a pool
+        # of threads) per frame, several times the conversion's own cost
+        self._reformatter = self._av.video.reformatter.VideoReformatter()
+        self._one_thread = swscale_one_thread(self._av)
 
     def _open(self, height: int, width: int) -> None:
         av = self._av
@@ -74,7 +78,10 @@ class VideoSink:
             stream.pix_fmt = "yuv420p"
             if codec == "libx264":
                 stream.options = dict(X264_OPTIONS)
-        stream.width, stream.height = width + width % 2, height + height % 2  # 4:2:0 takes even sizes
+        if self.kind == "labels":  # gray FFV1 takes any size: scaled, class ids would not be exact
+            stream.width, stream.height = width, height
+        else:
+            stream.width, stream.height = width + width % 2, height + height % 2  # 4:2:0 takes even sizes
         stream.codec_context.time_base = TIME_BASE
         self._stream = stream
 
@@ -86,9 +93,14 @@ class VideoSink:
             gray = labels if self.kind == "labels" else frame.confidence
             video_frame = av.VideoFrame.from_ndarray(gray, format="gray")
         else:
-            rgb = overlay if self.kind == "overlay" else self.painter.colorize(labels)
-            video_frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            video_frame = video_frame.reformat(self._stream.width, self._stream.height, "yuv420p")
+            rgb = np.ascontiguousarray(overlay if self.kind == "overlay" else self.painter.colorize(labels))
+            if rgb.shape[:2] == (self._stream.height, self._stream.width):  # wrapped, not copied: read at once
+                video_frame = av.VideoFrame.from_numpy_buffer(rgb, format="rgb24")
+            else:  # an odd size, scaled to the even one 4:2:0 takes: from a copy with aligned rows
+                video_frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            video_frame = self._reformatter.reformat(
+                video_frame, self._stream.width, self._stream.height, "yuv420p", **self._one_thread
+            )
         video_frame.pts = self._pts(frame)
         video_frame.time_base = TIME_BASE
         try:
