@@ -242,7 +242,7 @@ def exit_code(summary: PipelineResult, stats: ClassStats | None = None) -> int:
 
     A --stats CSV that could not be written is an error (exit 2) once every frame's other outputs are written.
     """
-    if summary.infer_ms:
+    if summary.segmented:
         if stats is not None and stats.error:
             raise SegError(stats.error)
         return 1 if summary.failures else 0
@@ -255,7 +255,7 @@ def print_summary(
     result: PipelineResult, wall_s: float, out: Path, stats: ClassStats | None = None, csv_path: Path | None = None
 ) -> None:
     log = sys.stderr
-    done = len(result.infer_ms)
+    done = result.segmented
     written = f"{result.files} file(s) written to {out}/" if result.files else "no files written"
     rate = f" = {done / wall_s:.1f} frames/s" if done and wall_s > 0 else ""
     print(f"segrun: {done} frame(s) segmented, {len(result.failures)} skipped, {written} in {wall_s:.1f} s{rate}",

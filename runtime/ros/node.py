@@ -261,8 +261,8 @@ class _Publisher:
 
 
 class _NodeResult(PipelineResult):
-    """The pipeline's record for a node that runs for hours: a frame the model refused is counted and logged once
-    per kind, not kept; its call times are kept only for the last WINDOW frames."""
+    """The pipeline's record for the node: a frame the model refused is counted and logged once per kind, not
+    kept; its call times are kept for the last WINDOW frames (what /diagnostics reports on)."""
 
     def __init__(self, node: SegmentationNode) -> None:
         super().__init__()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -26,15 +27,19 @@ from segrt.stream.sources import FILE_QUEUE, FrameSource
 if TYPE_CHECKING:
     from segrt.segmenter import Segmenter
 
+KEPT_TIMES = 100_000
 WRITE_QUEUE = 2  # results waiting for the writer: enough to overlap; more only adds latency
 
 
 @dataclass
 class PipelineResult:
-    """What a run did: per-frame model time (ms) and capture-to-written time (ms), failures, drops, files."""
+    """What a run did: per-frame model time (ms) and capture-to-written time (ms) of its last KEPT_TIMES frames,
+    how many frames it segmented, failures, drops, files."""
 
-    infer_ms: list[float] = field(default_factory=list)
-    written_ms: list[float] = field(default_factory=list)
+    # the last KEPT_TIMES frames' times (a camera runs for hours; 100,000 is 55 minutes at 30 FPS)
+    infer_ms: deque[float] = field(default_factory=lambda: deque(maxlen=KEPT_TIMES))
+    written_ms: deque[float] = field(default_factory=lambda: deque(maxlen=KEPT_TIMES))
+    segmented: int = 0  # frames through the model, all of them
     failures: list[str] = field(default_factory=list)
     missing_dependencies: list[str] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
@@ -217,6 +222,7 @@ class Pipeline:
                 continue
             per_frame_ms = (time.perf_counter_ns() - began) / 1e6 / len(group)
             self.result.infer_ms.extend([per_frame_ms] * len(group))
+            self.result.segmented += len(group)
             self.result.calls += 1
             self._hand_on([(frame, labels[i], source) for i, (frame, source) in enumerate(group)])
 

@@ -169,3 +169,15 @@ def test_a_bag_without_topic_lists_its_image_topics_before_the_model_loads(stand
     assert main(["m.onnx", str(tmp_path / "photo.png"), "--topic", "/cam/rgb", "-o", str(tmp_path / "o3")]) == 2
     assert "no input is a bag" in capsys.readouterr().err
     assert stand_in_load.loads == 0
+
+
+def test_a_long_run_keeps_its_last_frames_times_and_counts_every_frame(stand_in_load, monkeypatch, tmp_path, capsys):
+    from segrt.stream import pipeline
+
+    monkeypatch.setattr(pipeline, "KEPT_TIMES", 3)  # a camera's hours, in five frames
+    _write_clip(tmp_path / "clip.mkv", _scenes(5))
+    assert main(["m.onnx", str(tmp_path / "clip.mkv"), "-o", str(tmp_path / "out"), "--save", "none", "-q"]) == 0
+    assert "5 frame(s) segmented" in capsys.readouterr().err
+    result = pipeline.PipelineResult()
+    result.infer_ms.extend(range(5))
+    assert list(result.infer_ms) == [2, 3, 4]
