@@ -156,6 +156,7 @@ KINDS = [
 ]
 
 
+@pytest.mark.slow  # the `graphs` fixture: a dozen exports (.ci/run's step 1b)
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_graph_kind_parses_and_builds_with_tensorrt_rtx(graphs, kind):
     engine, record = _build(graphs[kind])
@@ -170,6 +171,7 @@ def test_every_graph_kind_parses_and_builds_with_tensorrt_rtx(graphs, kind):
         assert low[:2] == (1, 3) and high[:2] == (2, 3)
 
 
+@pytest.mark.slow  # the `graphs` fixture: a dozen exports (.ci/run's step 1b)
 def test_targets_given_are_built_for_and_recorded(graphs):
     _, record = _build(graphs["unet (bilinear)"], targets=("8.6", "12.0"))
     assert record.targets == ("8.6", "12.0")
@@ -313,6 +315,7 @@ def test_a_missing_library_is_a_missing_dependency_in_the_builder(exported, monk
         _build(exported("unet"))
 
 
+@pytest.mark.slow  # the `graphs` fixture: a dozen exports (.ci/run's step 1b)
 @pytest.mark.parametrize("kind", ["bundled model (fused)", "unet one class (--num-classes 1)"])
 def test_fused_engine_input_and_output_are_the_uint8_image_and_labels(graphs, kind):
     """What the runtime relies on: the network TensorRT-RTX parsed takes uint8 NHWC and gives uint8 NHW (a one-class
@@ -364,6 +367,7 @@ class PhaseCount:
         monkeypatch.setattr(tensorrt_build, "signals_caught", signals_noted)
 
 
+@pytest.mark.slow  # the `graphs` fixture: a dozen exports (.ci/run's step 1b)
 def test_ctrl_c_stops_a_real_tensorrt_rtx_build_at_its_next_step(graphs, monkeypatch):
     """TensorRT-RTX builds in a worker thread; SIGINT there makes the progress monitor's step_complete say stop,
     and the library does stop: far fewer phases run than in a whole build, and no engine comes back."""
