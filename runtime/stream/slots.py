@@ -17,18 +17,49 @@ class Closed(Exception):
     """The producer has finished and nothing is left to take."""
 
 
-class NewestSlot(Generic[T]):
+class _Handover(Generic[T]):
+    """What both hand-overs share: a lock and condition, closing (never blocking), and the shared event."""
+
+    def __init__(self, notify: threading.Event | None) -> None:
+        self._closed = False
+        self._cond = threading.Condition()
+        self._notify = notify
+
+    def _waiting(self) -> bool:
+        raise NotImplementedError
+
+    def _wake(self) -> None:
+        if self._notify is not None:
+            self._notify.set()
+
+    def close(self) -> None:
+        """No more items: what waits can still be taken, then `take` raises `Closed`. Never blocks."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._wake()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def finished(self) -> bool:
+        """Closed and nothing left to take."""
+        with self._cond:
+            return self._closed and not self._waiting()
+
+
+class NewestSlot(_Handover[T]):
     """One waiting item; `put` replaces an item not yet taken and counts it in `dropped`.
 
     A reader that is slower than its source thus always takes the newest frame, never a queue of stale ones.
     """
 
     def __init__(self, notify: threading.Event | None = None) -> None:
+        super().__init__(notify)
         self._item: T | None = None
         self._full = False
-        self._closed = False
-        self._cond = threading.Condition()
-        self._notify = notify
         self.dropped = 0
         self.put_count = 0
 
@@ -39,8 +70,7 @@ class NewestSlot(Generic[T]):
             self._item, self._full = item, True
             self.put_count += 1
             self._cond.notify_all()
-        if self._notify is not None:
-            self._notify.set()
+        self._wake()
 
     def take(self, timeout: float | None = None) -> T:
         """The waiting item; blocks until there is one. Raises `Closed` once closed and empty, `TimeoutError`
@@ -61,26 +91,11 @@ class NewestSlot(Generic[T]):
             item, self._item, self._full = self._item, None, False
             return item
 
-    def close(self) -> None:
-        """No more items: a waiting `take` gets the last one, then `Closed`."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-        if self._notify is not None:
-            self._notify.set()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
-    def finished(self) -> bool:
-        """Closed and nothing left to take."""
-        with self._cond:
-            return self._closed and not self._full
+    def _waiting(self) -> bool:
+        return self._full
 
 
-class OrderedQueue(Generic[T]):
+class OrderedQueue(_Handover[T]):
     """A bounded FIFO that keeps every item: `put` blocks while `maxsize` items wait (back-pressure on the
     reader, so a fast decoder cannot fill memory); `close` lets the taker drain it and then get `Closed`.
 
@@ -89,11 +104,9 @@ class OrderedQueue(Generic[T]):
     """
 
     def __init__(self, maxsize: int = 8, notify: threading.Event | None = None) -> None:
+        super().__init__(notify)
         self._items: collections.deque[T] = collections.deque()
         self._maxsize = maxsize
-        self._closed = False
-        self._cond = threading.Condition()
-        self._notify = notify
 
     def put(self, item: T, timeout: float | None = None) -> None:
         with self._cond:
@@ -103,8 +116,7 @@ class OrderedQueue(Generic[T]):
                 raise Closed
             self._items.append(item)
             self._cond.notify_all()
-        if self._notify is not None:
-            self._notify.set()
+        self._wake()
 
     def take(self, timeout: float | None = None) -> T:
         with self._cond:
@@ -125,23 +137,8 @@ class OrderedQueue(Generic[T]):
             self._cond.notify_all()
             return item
 
-    def close(self) -> None:
-        """No more items; what waits can still be taken. Never blocks."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-        if self._notify is not None:
-            self._notify.set()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
-    def finished(self) -> bool:
-        """Closed and nothing left to take."""
-        with self._cond:
-            return self._closed and not self._items
+    def _waiting(self) -> bool:
+        return bool(self._items)
 
     def __len__(self) -> int:
         return len(self._items)
