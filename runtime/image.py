@@ -8,15 +8,20 @@ model gives the same labels as a fused one. Decoding uses Pillow.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Collection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from segrt.errors import SegError
 from segrt.files import atomic_write
 from segrt.meta import ModelCard
+
+if TYPE_CHECKING:
+    from segrt.stream.paint import Painter
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -259,9 +264,16 @@ def overlay(
         raise SegError(f"overlay: alpha must be within 0..1, got {alpha}")
     if labels.dtype != np.uint8:
         raise SegError(f"overlay: expected uint8 labels, got {labels.dtype}")
+    table = _palette_array(palette)
+    return _painter(table.tobytes(), alpha, tuple(sorted(set(ignore)))).overlay(image, labels)
+
+
+@functools.lru_cache(maxsize=8)
+def _painter(palette: bytes, alpha: float, ignore: tuple[int, ...]) -> Painter:
+    """The blend's tables for one palette, alpha and ignore set, built once (about 1 ms) for a caller's frames."""
     from segrt.stream.paint import Painter  # the one blend: segrun's streams, the ROS node and this call agree
 
-    return Painter(_palette_array(palette), alpha, ignore).overlay(image, labels)
+    return Painter(np.frombuffer(palette, np.uint8).reshape(256, 3), alpha, ignore)
 
 
 def write_labels_png(path: str | os.PathLike[str], labels: np.ndarray, palette: object | None = None) -> Path:
